@@ -1,0 +1,5 @@
+"""``python -m mailer`` is the ``mailer`` command."""
+
+from mailer.cli import main
+
+main()

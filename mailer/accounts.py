@@ -1,0 +1,86 @@
+"""The accounts manager: sender accounts, their status, limits and backoff."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mailer.credentials import CredentialBox
+from mailer.db import Database
+from mailer.errors import MailerError
+from mailer.models import SenderAccount
+
+
+class AccountNotFound(MailerError):
+    """No sender account has that id."""
+
+
+class AccountManager:
+    """Domain operations on ``sender_accounts``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, account_id: int) -> SenderAccount:
+        row = await self.db.fetch_one("get_account", {"account_id": account_id})
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
+    async def find(self, account_id: int) -> SenderAccount | None:
+        row = await self.db.fetch_one("get_account", {"account_id": account_id})
+        return None if row is None else SenderAccount.from_row(row)
+
+    async def list(self) -> list[SenderAccount]:
+        return [SenderAccount.from_row(r) for r in await self.db.fetch_all("list_accounts")]
+
+    async def add(self, box: CredentialBox, *, email: str, password: str | None = None,
+                  **fields: Any) -> SenderAccount:
+        """Create an account; ``password`` is stored encrypted, never in clear."""
+        params: dict[str, Any] = {
+            "display_name": None, "backend": "smtp", "status": "active", "daily_limit": 500,
+            "hourly_limit": None, "min_delay_ms": 1000, "pool": "default", "smtp_host": None,
+            "smtp_port": None, "smtp_username": None, "smtp_security": "starttls",
+        }
+        params.update({k: v for k, v in fields.items() if v is not None})
+        params["email"] = email
+        params["smtp_password_encrypted"] = box.encrypt(password) if password else None
+        row = await self.db.fetch_one("insert_account", params)
+        assert row is not None
+        return SenderAccount.from_row(row)
+
+    async def set_status(self, account_id: int, status: str,
+                         reason: str | None = None) -> SenderAccount:
+        row = await self.db.fetch_one(
+            "set_account_status", {"account_id": account_id, "status": status, "reason": reason}
+        )
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
+    async def set_limits(self, account_id: int, *, daily_limit: int | None = None,
+                         hourly_limit: int | None = None, clear_hourly: bool = False,
+                         min_delay_ms: int | None = None) -> SenderAccount:
+        row = await self.db.fetch_one("set_account_limits", {
+            "account_id": account_id, "daily_limit": daily_limit, "hourly_limit": hourly_limit,
+            "clear_hourly": clear_hourly, "min_delay_ms": min_delay_ms,
+        })
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
+    async def suspend(self, account_id: int, reason: str) -> None:
+        await self.db.execute("suspend_account", {"account_id": account_id, "reason": reason})
+
+    async def back_off(self, account_id: int, reason: str, *, base_seconds: float,
+                       max_seconds: float) -> datetime:
+        """Pause the account's sending until the returned time (doubling per repeat)."""
+        row = await self.db.fetch_one("back_off_account", {
+            "account_id": account_id, "reason": reason, "base_seconds": base_seconds,
+            "max_seconds": max_seconds,
+        })
+        assert row is not None
+        return row["backoff_until"]
+
+    async def clear_backoff(self, account_id: int) -> None:
+        await self.db.execute("clear_account_backoff", {"account_id": account_id})

@@ -1,0 +1,316 @@
+"""The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
+
+Commands: ``db migrate``, ``accounts add|list|pause|resume|set-limits``, ``run``
+(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mailer.config import Settings, load_settings
+from mailer.db import Database, resolve_database_url
+from mailer.logs import setup_logging
+
+T = TypeVar("T")
+
+
+class Context:
+    """What every command needs: settings, and the database URL resolved once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = resolve_database_url(self.settings)
+        return self._url
+
+    def run_db(self, fn: Callable[[Database], Awaitable[T]]) -> T:
+        """Run ``fn(db)`` on a fresh pool, in a fresh event loop."""
+
+        async def go() -> T:
+            async with Database(self.url) as db:
+                return await fn(db)
+
+        return asyncio.run(go())
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"auto_envvar_prefix": "MAILER", "show_default": True})
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log as text or one JSON object per line [env MAILER_LOG_FORMAT].")
+@click.option("--log-level", default=None, help="Log level [env MAILER_LOG_LEVEL].")
+@click.pass_context
+def main(click_ctx: click.Context, log_format: str | None, log_level: str | None) -> None:
+    """Mailer: email delivery from a PostgreSQL queue, within each account's limits."""
+    try:
+        settings = load_settings().with_overrides(log_format=log_format, log_level=log_level)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    setup_logging(settings.log_format, settings.log_level)
+    click_ctx.obj = Context(settings)
+
+
+# -- db -----------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+@pass_ctx
+def db_migrate(ctx: Context) -> None:
+    """Apply pending migrations (safe to run twice, or from two hosts at once)."""
+    from mailer.migrate import migrate
+
+    applied = ctx.run_db(migrate)
+    click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+@db.command("url")
+@pass_ctx
+def db_url(ctx: Context) -> None:
+    """Print the database URL in use (starting the embedded server if needed)."""
+    click.echo(ctx.url)
+
+
+# -- accounts -----------------------------------------------------------------------------
+
+@main.group()
+def accounts() -> None:
+    """Sender accounts."""
+
+
+@accounts.command("add")
+@click.option("--email", required=True, help="The From address.")
+@click.option("--display-name", default=None)
+@click.option("--smtp-host", required=True)
+@click.option("--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none.")
+@click.option("--smtp-username", default=None)
+@click.option("--smtp-password", default=None, envvar="MAILER_SMTP_PASSWORD",
+              help="Stored encrypted. Prefer the env var or the prompt to the command line.")
+@click.option("--prompt-password", is_flag=True, help="Ask for the password on the terminal.")
+@click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]),
+              default="starttls")
+@click.option("--daily-limit", type=int, default=500)
+@click.option("--hourly-limit", type=int, default=None)
+@click.option("--min-delay-ms", type=int, default=1000)
+@click.option("--pool", default="default")
+@click.option("--paused", is_flag=True, help="Create the account paused.")
+@pass_ctx
+def accounts_add(ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None,
+                 **fields: Any) -> None:
+    """Add an SMTP sender account."""
+    from mailer.accounts import AccountManager
+    from mailer.credentials import CredentialBox, secret_key
+
+    if prompt_password:
+        smtp_password = click.prompt("SMTP password", hide_input=True)
+    box = CredentialBox(secret_key(ctx.settings))
+    fields["status"] = "paused" if paused else "active"
+    account = ctx.run_db(lambda db: AccountManager(db).add(box, password=smtp_password,
+                                                             backend="smtp", **fields))
+    click.echo(f"added account {account.id} <{account.email}> ({account.status}, "
+               f"pool {account.pool})")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def accounts_list(ctx: Context, as_json: bool) -> None:
+    """List accounts (credentials are never shown)."""
+    from mailer.accounts import AccountManager
+
+    rows = ctx.run_db(lambda db: AccountManager(db).list())
+    public = [account_summary(a) for a in rows]
+    if as_json:
+        click.echo(json.dumps(public, indent=2, default=str))
+        return
+    click.echo(f"{'id':>4}  {'email':<32} {'status':<10} {'pool':<10} {'daily':>7} "
+               f"{'hourly':>7} {'delay ms':>9}  last error")
+    for a in public:
+        click.echo(f"{a['id']:>4}  {a['email']:<32} {a['status']:<10} {a['pool']:<10} "
+                   f"{a['daily_limit']:>7} {a['hourly_limit'] or '-':>7} "
+                   f"{a['min_delay_ms']:>9}  {a['last_error'] or ''}")
+
+
+def account_summary(account: Any) -> dict[str, Any]:
+    """An account's public fields: everything but credentials."""
+    keys = ("id", "email", "display_name", "backend", "status", "pool", "daily_limit",
+            "hourly_limit", "min_delay_ms", "smtp_host", "smtp_port", "smtp_username",
+            "smtp_security", "last_error", "backoff_until")
+    return {k: getattr(account, k) for k in keys}
+
+
+def _set_status(ctx: Context, account_id: int, status: str, reason: str | None) -> None:
+    from mailer.accounts import AccountManager, AccountNotFound
+
+    try:
+        account = ctx.run_db(lambda db: AccountManager(db).set_status(account_id, status, reason))
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"account {account.id} <{account.email}> is {account.status}")
+
+
+@accounts.command("pause")
+@click.argument("account_id", type=int)
+@click.option("--reason", default="paused by operator")
+@pass_ctx
+def accounts_pause(ctx: Context, account_id: int, reason: str) -> None:
+    """Pause an account: its worker stops within seconds; its rows wait or go to its pool."""
+    _set_status(ctx, account_id, "paused", reason)
+
+
+@accounts.command("resume")
+@click.argument("account_id", type=int)
+@pass_ctx
+def accounts_resume(ctx: Context, account_id: int) -> None:
+    """Make a paused or suspended account active again (clears its error and backoff)."""
+    _set_status(ctx, account_id, "active", None)
+
+
+@accounts.command("set-limits")
+@click.argument("account_id", type=int)
+@click.option("--daily-limit", type=int, default=None)
+@click.option("--hourly-limit", type=int, default=None)
+@click.option("--no-hourly-limit", is_flag=True, help="Remove the hourly limit.")
+@click.option("--min-delay-ms", type=int, default=None)
+@pass_ctx
+def accounts_set_limits(ctx: Context, account_id: int, daily_limit: int | None,
+                        hourly_limit: int | None, no_hourly_limit: bool,
+                        min_delay_ms: int | None) -> None:
+    """Change limits; the running worker applies them within 5 seconds."""
+    from mailer.accounts import AccountManager, AccountNotFound
+
+    for name, value in (("daily", daily_limit), ("hourly", hourly_limit),
+                        ("min-delay", min_delay_ms)):
+        if value is not None and value < 0:
+            raise click.BadParameter(f"--{name} must be >= 0")
+    try:
+        a = ctx.run_db(lambda db: AccountManager(db).set_limits(
+            account_id, daily_limit=daily_limit, hourly_limit=hourly_limit,
+            clear_hourly=no_hourly_limit, min_delay_ms=min_delay_ms))
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"account {a.id}: daily {a.daily_limit}, hourly {a.hourly_limit or 'none'}, "
+               f"min delay {a.min_delay_ms} ms")
+
+
+# -- processes ----------------------------------------------------------------------------
+
+@main.command()
+@click.option("--account-id", type=int, required=True, envvar="MAILER_ACCOUNT_ID",
+              help="The sender account this worker sends for.")
+@click.option("--batch-size", type=int, default=None, help="Rows per claim [MAILER_BATCH_SIZE].")
+@pass_ctx
+def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
+    """Send for one account (what `mailer run` spawns). Exit 3: another worker has it."""
+    from mailer.worker import Worker
+
+    settings = ctx.settings.with_overrides(batch_size=batch_size)
+    code = run_until_signalled(Worker(settings, ctx.url, account_id), settings)
+    sys.exit(code)
+
+
+def run_until_signalled(service: Any, settings: Settings) -> int:
+    """Run ``service.run()``; SIGTERM/SIGINT call ``request_stop`` and, after the grace
+    period, cancel it. Returns its exit code."""
+
+    async def go() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal() -> None:
+            service.request_stop("signal received")
+            loop.call_later(settings.shutdown_grace_seconds, task.cancel)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return int(await service.run())
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(go())
+
+
+@main.command()
+@pass_ctx
+def run(ctx: Context) -> None:
+    """Run the orchestrator: one worker process per active account."""
+    from orchestrator.supervisor import Orchestrator
+
+    sys.exit(run_until_signalled(Orchestrator(ctx.settings, ctx.url), ctx.settings))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="MAILER_WEB_HOST")
+@click.option("--port", type=int, default=8025, envvar="MAILER_WEB_PORT")
+@pass_ctx
+def web(ctx: Context, host: str, port: int) -> None:
+    """Serve the tracking app (development server; use gunicorn in production)."""
+    from tracking import create_app
+
+    app = create_app({"DATABASE_URL": ctx.url, "SETTINGS": ctx.settings})
+    app.run(host=host, port=port)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="MAILER_SINK_HOST")
+@click.option("--port", type=int, default=1025, envvar="MAILER_SINK_PORT")
+@click.option("--directory", type=click.Path(path_type=Path), default=None,
+              envvar="MAILER_SINK_DIRECTORY", help="Where .eml files go [MAILER_HOME/sink].")
+@click.option("--discard", is_flag=True, envvar="MAILER_SINK_DISCARD",
+              help="Accept and drop messages (benchmarks).")
+@click.option("--quiet", is_flag=True, envvar="MAILER_SINK_QUIET",
+              help="Do not print a line per message.")
+@pass_ctx
+def sink(ctx: Context, host: str, port: int, directory: Path | None, discard: bool,
+         quiet: bool) -> None:
+    """Run a local SMTP server that stores what it receives as .eml files."""
+    from mailer.sink import run_sink
+
+    run_sink(host, port, directory or ctx.settings.home / "sink", discard, quiet)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Queue counts by status and each account's use of its limits."""
+    from mailer.status import collect_status, format_status
+
+    report = ctx.run_db(collect_status)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_status(report))
+
+
+@main.command()
+@click.option("--emails", type=int, default=300, envvar="MAILER_DEMO_EMAILS",
+              help="How many demo emails to queue.")
+@click.option("--timeout", type=float, default=120.0, envvar="MAILER_DEMO_TIMEOUT",
+              help="Give up after this many seconds.")
+@pass_ctx
+def demo(ctx: Context, emails: int, timeout: float) -> None:
+    """Embedded PostgreSQL, local sink, two demo accounts, a few hundred emails, sent."""
+    from mailer.demo import run_demo
+
+    sys.exit(run_demo(ctx, emails=emails, timeout=timeout))
+
+
+if __name__ == "__main__":
+    main()

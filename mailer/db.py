@@ -1,0 +1,99 @@
+"""The database connector: finds the server, owns the connection pool, runs named queries.
+
+With ``DATABASE_URL`` unset Mailer starts its own PostgreSQL under ``MAILER_HOME`` (the
+``pgserver`` package), so a fresh machine needs nothing installed. Everything above this
+module calls queries by name (see ``sql/queries.sql``) and never builds SQL text.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from mailer.config import Settings
+from mailer.sql_queries import query
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL under ``home/pgdata``; return its URL.
+
+    The server keeps running after this process exits so that workers, the web app and
+    later commands share it; ``mailer db stop`` (or ``pgserver``'s own tooling) stops it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        data_dir = (home / "pgdata").resolve()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``DATABASE_URL`` when set, else the embedded server's URL."""
+    return settings.database_url or embedded_database_url(settings.home)
+
+
+class Database:
+    """An async connection pool plus named-query helpers. Use as ``async with``."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 1) -> None:
+        self.url = url
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+
+    async def __aenter__(self) -> Database:
+        await self.pool.open(wait=True, timeout=30)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A connection inside one transaction, committed on success."""
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run the named query; return all rows."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query(name), params or {})
+            return await cur.fetchall() if cur.description else []
+
+    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
+        """Run the named query; return its first row or None."""
+        rows = await self.fetch_all(name, params)
+        return rows[0] if rows else None
+
+    async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
+        """Run the named query; return the number of rows it touched."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query(name), params or {})
+            return cur.rowcount
+
+
+async def connect_listener(url: str, channels: Sequence[str]) -> psycopg.AsyncConnection[Row]:
+    """A dedicated autocommit connection LISTENing on ``channels``."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+    for channel in channels:
+        await conn.execute(query("listen_" + channel))
+    return conn

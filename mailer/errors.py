@@ -1,0 +1,69 @@
+"""One exception tree for everything that can go wrong delivering a row.
+
+Senders translate their backend's failures into these classes; the retry policy
+(:mod:`mailer.retry`) is a pure function of the class and its fields, so no other module
+inspects SMTP codes or API statuses.
+"""
+
+from __future__ import annotations
+
+
+class MailerError(Exception):
+    """Base of Mailer's own errors."""
+
+
+class DeliveryError(MailerError):
+    """A send attempt failed. ``code`` is the SMTP/API status when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: str | None = None,
+        reached_provider: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.recipient = recipient
+        #: The attempt opened a transaction with the provider and counts against limits.
+        self.reached_provider = reached_provider
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}" if self.code else self.message
+
+
+class TransientDeliveryError(DeliveryError):
+    """The row may succeed later (SMTP 4xx, dropped connection, timeout): retry it."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The row will never succeed (SMTP 5xx for the recipient): fail it now.
+
+    ``hard_bounce`` marks an address that does not exist; it gets suppressed.
+    """
+
+    def __init__(self, message: str, *, hard_bounce: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.hard_bounce = hard_bounce
+
+
+class AccountError(DeliveryError):
+    """The account, not the row, is the problem; rows go back without losing an attempt.
+
+    ``kind`` is ``auth`` (bad credentials: suspend the account), ``throttle`` (the provider
+    asks us to slow down) or ``unavailable`` (server unreachable): both back the account off.
+    """
+
+    def __init__(self, message: str, *, kind: str, **kwargs: object) -> None:
+        kwargs.setdefault("reached_provider", False)
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        if kind not in ("auth", "throttle", "unavailable"):
+            raise ValueError(f"unknown AccountError kind {kind!r}")
+        self.kind = kind
+
+
+class InvalidMessageError(MailerError):
+    """The row itself is malformed (bad address, CR/LF in a header, template error,
+    oversize body); it fails at once with this message and nothing is sent."""

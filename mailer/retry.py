@@ -1,0 +1,68 @@
+"""Retry policy: what a failed attempt does to its row, as pure functions.
+
+``decide`` maps an error and the row's attempt count to the row's next state. It is the
+only place that turns error classes into queue states.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from mailer.errors import (
+    AccountError,
+    DeliveryError,
+    InvalidMessageError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The row's next state after an attempt."""
+
+    status: str  # queued | failed
+    outcome: str  # send_logs.outcome
+    counted: bool  # counts against the account's limits
+    retry_seconds: float | None = None
+    refund: bool = False  # the attempt does not count towards max_attempts
+    suppress_reason: str | None = None
+
+
+def retry_delay(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Seconds before retry number ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped
+    at ``cap``, with jitter drawn from the upper half so retries of one batch spread out."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def decide(
+    error: Exception,
+    *,
+    attempts: int,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> Decision:
+    """The row's fate after ``error`` on its ``attempts``-th attempt."""
+    if isinstance(error, InvalidMessageError):
+        return Decision(status="failed", outcome="invalid", counted=False)
+    if isinstance(error, AccountError):
+        return Decision(status="queued", outcome="account", counted=False, refund=True)
+    if isinstance(error, PermanentDeliveryError):
+        reason = "hard_bounce" if error.hard_bounce else None
+        return Decision(
+            status="failed", outcome="permanent", counted=True, suppress_reason=reason
+        )
+    counted = isinstance(error, DeliveryError) and error.reached_provider
+    if attempts >= max_attempts:
+        return Decision(status="failed", outcome="transient", counted=counted)
+    delay = retry_delay(attempts, base=base, cap=cap, rng=rng)
+    return Decision(status="queued", outcome="transient", counted=counted, retry_seconds=delay)
+
+
+__all__ = ["Decision", "TransientDeliveryError", "decide", "retry_delay"]

@@ -1,0 +1,45 @@
+"""Senders: one interface over every way Mailer hands a message to a provider.
+
+A sender belongs to one worker and one account. ``send`` either returns the provider's
+acceptance or raises a :class:`~mailer.errors.DeliveryError` subclass; it never decides
+what happens to the row. SMTP is the first backend; Gmail API comes later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailer.config import Settings
+from mailer.credentials import CredentialBox
+from mailer.models import SenderAccount
+from mailer.render import RenderedMessage
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted the message."""
+
+    code: int
+    response: str
+
+
+class Sender(Protocol):
+    """What a worker needs from a backend."""
+
+    async def send(self, message: RenderedMessage) -> SendResult:
+        """Transmit one message; raise a DeliveryError subclass on failure."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the sender may be used again afterwards."""
+        ...
+
+
+def make_sender(account: SenderAccount, settings: Settings, box: CredentialBox) -> Sender:
+    """The sender for ``account.backend``."""
+    if account.backend == "smtp":
+        from mailer.senders.smtp import SmtpSender
+
+        return SmtpSender(account, settings, box)
+    raise NotImplementedError(f"backend {account.backend!r} is not available yet")

@@ -1,0 +1,387 @@
+"""The worker: one process sending for one account, never over its limits.
+
+Life of a worker: take the account's cluster-wide advisory lock (or exit
+:data:`EXIT_LOCKED`), requeue what a dead predecessor left leased, load the account's
+24-hour send window, then loop: claim a batch (``FOR UPDATE SKIP LOCKED``), render and
+send each row paced by the limits, write results in batches. A heartbeat renews leases and
+re-reads the account so an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes
+an idle worker when rows arrive. SIGTERM stops claiming, lets the message in flight finish
+(up to ``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import psycopg
+
+from mailer.accounts import AccountManager
+from mailer.config import Settings
+from mailer.credentials import CredentialBox, secret_key
+from mailer.db import Database, connect_listener
+from mailer.errors import AccountError, DeliveryError, InvalidMessageError
+from mailer.limits import SendWindow
+from mailer.models import QueuedEmail, SenderAccount
+from mailer.queue import AttemptResult, QueueManager
+from mailer.render import PostRender, RenderedMessage, Renderer
+from mailer.retry import decide
+from mailer.senders import Sender, make_sender
+from mailer.sql_queries import query
+
+log = logging.getLogger("mailer.worker")
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_LOCKED = 3  # another worker holds this account's lock
+EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
+
+#: Rows a worker holds while waiting for a slot; beyond this it gives them back.
+HOLD_SECONDS = 10.0
+
+SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
+
+
+class Worker:
+    """Sends for one account. ``await run()`` returns the process exit code."""
+
+    def __init__(self, settings: Settings, database_url: str, account_id: int, *,
+                 sender_factory: SenderFactory = make_sender,
+                 post_render: Iterable[PostRender] = ()) -> None:
+        self.settings = settings
+        self.url = database_url
+        self.account_id = account_id
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.sender_factory = sender_factory
+        self.renderer = Renderer(max_message_bytes=settings.max_message_bytes,
+                                 post_render=post_render)
+        self.box = CredentialBox(secret_key(settings))
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.exit_code = EXIT_OK
+        self.clock_offset = 0.0
+        self.window = SendWindow()
+        self.results: list[AttemptResult] = []
+        self.in_flight: int | None = None
+        self.account: SenderAccount
+        self.sender: Sender | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped; return the exit code (see module constants)."""
+        try:
+            listener = await connect_listener(self.url, ["mailer_queue", "mailer_accounts"])
+        except psycopg.OperationalError as exc:
+            log.error("database unavailable: %s", exc)
+            return EXIT_DB_UNAVAILABLE
+        try:
+            if not await self._take_lock(listener):
+                return EXIT_LOCKED
+            async with Database(self.url) as db:
+                return await self._run_locked(db, listener)
+        except psycopg.OperationalError as exc:
+            log.error("database unavailable: %s", exc)
+            return EXIT_DB_UNAVAILABLE
+        finally:
+            await listener.close()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop claiming; finish the message in flight; give the rest back."""
+        if not self.stopping:
+            log.info("worker for account %s stopping: %s", self.account_id, reason)
+        self.stopping = True
+        self.wake.set()
+
+    async def _take_lock(self, listener: psycopg.AsyncConnection) -> bool:
+        cur = await listener.execute(query("try_account_lock"), {"account_id": self.account_id})
+        row = await cur.fetchone()
+        if row and row["locked"]:
+            return True
+        cur = await listener.execute(query("account_lock_holder"),
+                                     {"account_id": self.account_id})
+        holder = await cur.fetchone()
+        log.error("account %s is already being sent by another worker (database backend pid "
+                  "%s); exiting", self.account_id, holder["pid"] if holder else "?")
+        return False
+
+    async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection) -> int:
+        self.db = db
+        self.queue = QueueManager(db, self.worker_id)
+        self.accounts = AccountManager(db)
+        account = await self.accounts.find(self.account_id)
+        if account is None or account.status != "active":
+            state = "does not exist" if account is None else f"is {account.status}"
+            log.warning("account %s %s; worker not started", self.account_id, state)
+            return EXIT_OK
+        self.account = account
+        recovered = await self.queue.recover_account_rows(self.account_id)
+        if recovered:
+            log.warning("requeued %d rows a previous worker of account %s left leased",
+                        recovered, self.account_id)
+        await self._sync_clock()
+        window = await self.queue.account_window(self.account_id)
+        self.window = SendWindow(t.timestamp() for t in window)
+        await db.execute("register_worker", {
+            "worker_id": self.worker_id, "account_id": self.account_id,
+            "hostname": socket.gethostname(), "pid": os.getpid()})
+        log.info("worker %s sending for account %s <%s> (pool %s)", self.worker_id,
+                 account.id, account.email, account.pool)
+        return await self._serve(listener)
+
+    async def _serve(self, listener: psycopg.AsyncConnection) -> int:
+        background = [asyncio.create_task(self._listen(listener)),
+                      asyncio.create_task(self._heartbeat())]
+        try:
+            await self._send_loop()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._shutdown()
+        return self.exit_code
+
+    async def _shutdown(self) -> None:
+        try:
+            await self._flush()
+            keep = [self.in_flight] if self.in_flight is not None else []
+            released = await self._release_unsent(keep)
+            if released:
+                log.info("returned %d unsent rows to the queue", released)
+            await self.db.execute("unregister_worker", {"worker_id": self.worker_id})
+        finally:
+            if self.sender is not None:
+                await self.sender.close()
+
+    async def _release_unsent(self, keep: list[int]) -> int:
+        """Return leased rows, except ``keep`` (a send cut off mid-flight may have gone
+        out: it stays leased so recovery counts it against the limits)."""
+        if not keep:
+            return await self.queue.release_all()
+        rows = await self.db.fetch_all("release_worker_rows_except",
+                                       {"worker_id": self.worker_id, "keep": keep})
+        return len(rows)
+
+    # -- background tasks ----------------------------------------------------------------
+
+    async def _listen(self, listener: psycopg.AsyncConnection) -> None:
+        try:
+            async for note in listener.notifies():
+                if note.channel == "mailer_queue" or note.payload == str(self.account_id):
+                    self.wake.set()
+        except psycopg.OperationalError as exc:
+            log.error("lost the connection holding account %s's lock: %s", self.account_id, exc)
+            self.exit_code = EXIT_DB_UNAVAILABLE
+            self.request_stop("lock connection lost")
+
+    async def _heartbeat(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._beat(ticks)
+            except psycopg.OperationalError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            ticks += 1
+
+    async def _beat(self, ticks: int) -> None:
+        await self.queue.renew_leases(self.settings.lease_seconds)
+        await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
+        await self._refresh_account()
+        if ticks % 5 == 0:
+            await self._sync_clock()
+            recovered = await self.queue.recover_expired_leases()
+            if recovered:
+                log.warning("requeued %d rows whose worker's lease expired", recovered)
+
+    async def _refresh_account(self) -> None:
+        account = await self.accounts.find(self.account_id)
+        if account is None:
+            self.request_stop("account deleted")
+            return
+        previous, self.account = self.account, account
+        if account.connection_settings() != previous.connection_settings() and self.sender:
+            await self.sender.close()
+            self.sender = None
+        if account.limits != previous.limits:
+            log.info("account %s limits now %s", account.id, account.limits)
+        if account.status != "active":
+            self.request_stop(f"account is {account.status}")
+
+    async def _sync_clock(self) -> None:
+        row = await self.db.fetch_one("db_now")
+        assert row is not None
+        self.clock_offset = row["now"].timestamp() - time.time()
+
+    def now(self) -> float:
+        """Seconds since the epoch on the database's clock."""
+        return time.time() + self.clock_offset
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while not self.stopping:
+            wait = self._seconds_until_sendable()
+            if wait > 0:
+                await self._flush()
+                await self._sleep(min(wait, self.settings.heartbeat_seconds))
+                continue
+            self.wake.clear()
+            rows = await self.queue.claim_batch(
+                account_id=self.account_id, pool=self.account.pool, domain=self.account.domain,
+                limit=self._claim_size(), lease_seconds=self.settings.lease_seconds)
+            if rows:
+                await self._send_batch(rows)
+            else:
+                await self._flush()
+                await self._idle()
+
+    def _seconds_until_sendable(self) -> float:
+        now = self.now()
+        backoff = self.account.backoff_until
+        if backoff is not None and backoff.timestamp() > now:
+            return backoff.timestamp() - now
+        return self.window.wait(self.account.limits, now)
+
+    def _claim_size(self) -> int:
+        """Rows worth leasing now: what the limits allow within HOLD_SECONDS."""
+        limits = self.account.limits
+        size = min(self.settings.batch_size, self.window.remaining(limits, self.now()))
+        if limits.min_delay_ms > 0:
+            size = min(size, int(HOLD_SECONDS * 1000 / limits.min_delay_ms) + 1)
+        return max(size, 1)
+
+    async def _idle(self) -> None:
+        timeout = self.settings.poll_seconds
+        due = await self.queue.next_due_at(self.account_id, self.account.pool)
+        if due is not None:
+            timeout = min(timeout, max(due.timestamp() - self.now(), 0.01))
+        await self._sleep(timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, woken early by a NOTIFY, an account change or a stop request."""
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self.wake.clear()
+
+    async def _send_batch(self, rows: list[QueuedEmail]) -> None:
+        pending = list(rows)
+        while pending:
+            if self.stopping or not await self._wait_for_slot():
+                break
+            row = pending.pop(0)
+            if not await self._process(row):
+                break
+            if len(self.results) >= self.settings.result_batch_size:
+                await self._flush()
+        if pending:
+            await self.queue.release([r.id for r in pending])
+        await self._flush()
+
+    async def _wait_for_slot(self) -> bool:
+        """Wait (briefly) until the limits allow a send; False means give the batch back."""
+        while not self.stopping and self.account.status == "active":
+            wait = self._seconds_until_sendable()
+            if wait <= 0:
+                return True
+            if wait > max(HOLD_SECONDS, self.account.min_delay_ms / 1000):
+                return False
+            if wait > 0.02:
+                await self._flush()
+            await asyncio.sleep(wait)
+        return False
+
+    async def _process(self, row: QueuedEmail) -> bool:
+        """Handle one row; False means the account cannot go on (rest goes back)."""
+        started = self.now()
+        if row.suppression_reason:
+            self._record(row, started, status="suppressed", refund=True,
+                         error=f"address is suppressed ({row.suppression_reason})")
+            return True
+        try:
+            message = self.renderer.render(row, self.account)
+        except InvalidMessageError as exc:
+            self._record(row, started, status="failed", outcome="invalid", error=str(exc))
+            return True
+        return await self._deliver(row, message, started)
+
+    async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
+        if self.sender is None:
+            self.sender = self.sender_factory(self.account, self.settings, self.box)
+        self.in_flight = row.id
+        try:
+            result = await self.sender.send(message)
+        except DeliveryError as exc:
+            self.in_flight = None
+            return await self._failed(row, exc, started)
+        self.in_flight = None
+        self.window.record(started)
+        self._record(row, started, status="sent", outcome="sent", counted=True,
+                     code=result.code, response=result.response)
+        if self.account.backoff_until is not None:
+            await self.accounts.clear_backoff(self.account_id)
+            self.account = await self.accounts.get(self.account_id)
+        return True
+
+    async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
+        decision = decide(exc, attempts=row.attempts, max_attempts=row.max_attempts,
+                          base=self.settings.retry_base_seconds,
+                          cap=self.settings.retry_max_seconds)
+        if decision.counted:
+            self.window.record(started)
+        self._record(row, started, status=decision.status, outcome=decision.outcome,
+                     counted=decision.counted, code=exc.code, response=exc.message,
+                     error=str(exc), retry_seconds=decision.retry_seconds,
+                     refund=decision.refund, suppress_reason=decision.suppress_reason)
+        log.info("row %s to %s: %s (%s)", row.id, row.to_address, decision.outcome, exc)
+        if isinstance(exc, AccountError):
+            await self._account_failed(exc)
+            return False
+        return True
+
+    async def _account_failed(self, exc: AccountError) -> None:
+        await self._flush()
+        if exc.kind == "auth":
+            reason = f"suspended: {exc}"
+            log.error("account %s %s", self.account_id, reason)
+            await self.accounts.suspend(self.account_id, reason)
+            self.request_stop("authentication failed")
+            return
+        until = await self.accounts.back_off(
+            self.account_id, f"backing off: {exc}",
+            base_seconds=self.settings.account_backoff_base_seconds,
+            max_seconds=self.settings.account_backoff_max_seconds)
+        log.warning("account %s backing off until %s: %s", self.account_id,
+                    until.isoformat(), exc)
+        self.account = await self.accounts.get(self.account_id)
+
+    def _record(self, row: QueuedEmail, started: float, *, status: str, **fields: object) -> None:
+        self.results.append(AttemptResult(
+            id=row.id, status=status, to_address=row.to_address,
+            attempted_at=datetime.fromtimestamp(started, UTC),
+            duration_ms=int((self.now() - started) * 1000), **fields))  # type: ignore[arg-type]
+
+    async def _flush(self) -> None:
+        """Write buffered results; on a database outage keep them and retry."""
+        if not self.results:
+            return
+        batch = self.results
+        for delay in (0.5, 1, 2, 4, 8, 15, 30):
+            try:
+                await self.queue.record_results(self.account_id, batch)
+                self.results = []
+                return
+            except psycopg.OperationalError as exc:
+                log.warning("writing %d results failed (%s); retrying in %ss",
+                            len(batch), exc, delay)
+                await asyncio.sleep(delay)
+        await self.queue.record_results(self.account_id, batch)
+        self.results = []

@@ -1,0 +1,1 @@
+"""The orchestrator: one ``mailer worker`` process per active sender account."""

@@ -1,0 +1,305 @@
+-- Every statement Mailer runs outside migrations, as named blocks parsed by
+-- mailer/sql_queries.py. Parameters are psycopg named placeholders: %(name)s.
+
+-- migrations_lock --
+-- Serialises `mailer db migrate` across hosts for the length of its transaction.
+SELECT pg_advisory_xact_lock(7346020001)
+
+-- migrations_table --
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+
+-- applied_migrations --
+SELECT version, name, applied_at FROM schema_migrations ORDER BY version
+
+
+-- schema_exists --
+SELECT to_regclass('schema_migrations') IS NOT NULL AS present
+
+-- record_migration --
+INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s)
+
+-- listen_mailer_queue --
+LISTEN mailer_queue
+
+-- listen_mailer_accounts --
+LISTEN mailer_accounts
+
+-- db_now --
+SELECT now() AS now
+
+-- try_account_lock --
+-- The cluster-wide "one worker per account" lock, held by the worker's session.
+SELECT pg_try_advisory_lock(734602, %(account_id)s::int) AS locked
+
+-- account_lock_holder --
+SELECT pid FROM pg_locks
+WHERE locktype = 'advisory' AND classid = 734602 AND objid = %(account_id)s::int
+  AND granted
+
+-- get_account --
+SELECT * FROM sender_accounts WHERE id = %(account_id)s
+
+-- list_accounts --
+SELECT * FROM sender_accounts ORDER BY id
+
+-- insert_account --
+INSERT INTO sender_accounts (email, display_name, backend, status, daily_limit, hourly_limit,
+                             min_delay_ms, pool, smtp_host, smtp_port, smtp_username,
+                             smtp_security, smtp_password_encrypted)
+VALUES (%(email)s, %(display_name)s, %(backend)s, %(status)s, %(daily_limit)s,
+        %(hourly_limit)s, %(min_delay_ms)s, %(pool)s, %(smtp_host)s, %(smtp_port)s,
+        %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s)
+RETURNING *
+
+-- set_account_status --
+-- Resuming clears the error and any backoff; other statuses record their reason.
+UPDATE sender_accounts
+SET status = %(status)s,
+    last_error = CASE WHEN %(status)s = 'active' THEN NULL ELSE COALESCE(%(reason)s, last_error) END,
+    backoff_until = CASE WHEN %(status)s = 'active' THEN NULL ELSE backoff_until END,
+    backoff_count = CASE WHEN %(status)s = 'active' THEN 0 ELSE backoff_count END
+WHERE id = %(account_id)s
+RETURNING *
+
+-- set_account_limits --
+UPDATE sender_accounts
+SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
+    hourly_limit = CASE WHEN %(clear_hourly)s THEN NULL
+                        ELSE COALESCE(%(hourly_limit)s, hourly_limit) END,
+    min_delay_ms = COALESCE(%(min_delay_ms)s, min_delay_ms)
+WHERE id = %(account_id)s
+RETURNING *
+
+-- back_off_account --
+-- Account-level backoff (throttling, unreachable server): doubles per repeat, capped.
+UPDATE sender_accounts
+SET backoff_count = backoff_count + 1,
+    backoff_until = now() + make_interval(secs => LEAST(
+        %(base_seconds)s * power(2, backoff_count), %(max_seconds)s)),
+    last_error = %(reason)s
+WHERE id = %(account_id)s
+RETURNING backoff_until
+
+-- clear_account_backoff --
+UPDATE sender_accounts SET backoff_count = 0, backoff_until = NULL
+WHERE id = %(account_id)s AND (backoff_count > 0 OR backoff_until IS NOT NULL)
+
+-- suspend_account --
+UPDATE sender_accounts SET status = 'suspended', last_error = %(reason)s
+WHERE id = %(account_id)s AND status IN ('active', 'paused')
+
+-- claim_batch --
+-- Lease up to %(limit)s due rows for one account: rows addressed to it and unassigned
+-- rows of its pool, highest priority first, then longest due. Suppressed addresses come
+-- back flagged so the worker marks them without sending.
+WITH own AS (
+    SELECT id, priority, due_at, template_id FROM email_queue
+    WHERE status = 'queued' AND account_id = %(account_id)s AND due_at <= now()
+    ORDER BY priority DESC, due_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), pooled AS (
+    SELECT id, priority, due_at, template_id FROM email_queue
+    WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s AND due_at <= now()
+    ORDER BY priority DESC, due_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT * FROM (SELECT * FROM own UNION ALL SELECT * FROM pooled) AS candidates
+    ORDER BY priority DESC, due_at, id
+    LIMIT %(limit)s
+)
+UPDATE email_queue AS q
+SET status = 'sending',
+    attempts = q.attempts + 1,
+    locked_by = %(worker_id)s,
+    locked_account_id = %(account_id)s,
+    locked_until = now() + make_interval(secs => %(lease_seconds)s),
+    message_id = COALESCE(q.message_id, format('<%%s.%%s@%%s>', q.id,
+                          replace(gen_random_uuid()::text, '-', ''), %(domain)s::text))
+FROM chosen LEFT JOIN templates AS t ON t.id = chosen.template_id
+WHERE q.id = chosen.id
+RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
+          q.template_id, q.variables, q.headers, q.pool, q.campaign, q.priority,
+          q.attempts, q.max_attempts, q.message_id, q.metadata, q.due_at,
+          t.subject AS template_subject, t.html_body AS template_html_body,
+          t.text_body AS template_text_body,
+          (SELECT s.reason FROM suppressions AS s
+            WHERE lower(s.email) = lower(btrim(q.to_address))
+              AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppression_reason
+
+-- record_results --
+-- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
+-- attempt, hard-bounce suppressions and their events. Only rows this worker still leases
+-- change state; the log records what happened either way.
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
+        id bigint, status text, outcome text, counted boolean, code integer,
+        response text, error text, retry_seconds double precision,
+        attempted_at timestamptz, duration_ms integer, refund boolean,
+        suppress_reason text, to_address text)
+), updated AS (
+    UPDATE email_queue AS q
+    SET status = r.status,
+        attempts = q.attempts - CASE WHEN r.refund THEN 1 ELSE 0 END,
+        last_error = r.error,
+        next_attempt_at = CASE WHEN r.retry_seconds IS NOT NULL
+                               THEN r.attempted_at + make_interval(secs => r.retry_seconds)
+                               ELSE q.next_attempt_at END,
+        sent_at = CASE WHEN r.status = 'sent' THEN r.attempted_at ELSE q.sent_at END,
+        sent_by_account_id = CASE WHEN r.status = 'sent' THEN %(account_id)s
+                                  ELSE q.sent_by_account_id END,
+        locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    FROM r
+    WHERE q.id = r.id AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+    RETURNING q.id
+), logged AS (
+    INSERT INTO send_logs (queue_id, account_id, outcome, counted, code, response,
+                           duration_ms, created_at)
+    SELECT r.id, %(account_id)s, r.outcome, r.counted, r.code, r.response, r.duration_ms,
+           r.attempted_at
+    FROM r JOIN email_queue AS q ON q.id = r.id
+    WHERE r.outcome IS NOT NULL
+    RETURNING queue_id
+), suppressed AS (
+    INSERT INTO suppressions (email, reason, source)
+    SELECT DISTINCT ON (lower(btrim(r.to_address))) btrim(r.to_address), r.suppress_reason,
+           'smtp:' || r.code
+    FROM r WHERE r.suppress_reason IS NOT NULL
+    ON CONFLICT ((lower(email))) DO NOTHING
+    RETURNING id
+), bounced AS (
+    INSERT INTO email_events (queue_id, type, data)
+    SELECT r.id, 'bounce', jsonb_build_object('code', r.code, 'response', r.response,
+                                              'kind', r.suppress_reason)
+    FROM r JOIN email_queue AS q ON q.id = r.id
+    WHERE r.suppress_reason IS NOT NULL
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged
+
+-- release_rows --
+-- Give leased rows back untouched: the attempt the claim counted is refunded.
+UPDATE email_queue
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
+
+-- release_worker_rows --
+UPDATE email_queue
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+WHERE locked_by = %(worker_id)s AND status = 'sending'
+RETURNING id
+
+-- release_worker_rows_except --
+UPDATE email_queue
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
+RETURNING id
+
+-- recover_account_rows --
+-- Run by a worker right after taking its account's lock: rows still leased to the account
+-- belong to a dead worker. Each may have gone out, so each counts against the account's
+-- limits now (an 'unknown' send_logs row), and its attempt stays counted, so a message
+-- that kills every worker ends 'failed' instead of looping.
+WITH recovered AS (
+    UPDATE email_queue
+    SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+        last_error = CASE WHEN attempts >= max_attempts
+                          THEN 'worker died while sending; attempts exhausted'
+                          ELSE last_error END,
+        locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    WHERE status = 'sending' AND locked_account_id = %(account_id)s
+    RETURNING id, %(account_id)s::bigint AS account_id
+)
+INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
+SELECT id, account_id, 'unknown', true, 'worker died while holding the row'
+FROM recovered
+RETURNING queue_id
+
+-- recover_expired_leases --
+-- Rows whose worker stopped renewing its lease, whatever account it sent for; counted
+-- against that account as above.
+WITH expired AS (
+    SELECT id, locked_account_id FROM email_queue
+    WHERE status = 'sending' AND locked_until < now()
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE email_queue AS q
+    SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'failed' ELSE 'queued' END,
+        last_error = CASE WHEN q.attempts >= q.max_attempts
+                          THEN 'worker lease expired while sending; attempts exhausted'
+                          ELSE q.last_error END,
+        locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    FROM expired WHERE q.id = expired.id
+    RETURNING q.id, expired.locked_account_id AS account_id
+)
+INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
+SELECT id, account_id, 'unknown', true, 'worker lease expired while holding the row'
+FROM recovered
+RETURNING queue_id
+
+-- renew_leases --
+UPDATE email_queue SET locked_until = now() + make_interval(secs => %(lease_seconds)s)
+WHERE status = 'sending' AND locked_by = %(worker_id)s
+
+-- account_window --
+-- Attempts that counted against the account's limits in the last 24 hours.
+SELECT created_at FROM send_logs
+WHERE account_id = %(account_id)s AND counted AND created_at > now() - interval '24 hours'
+ORDER BY created_at
+
+-- next_due_at --
+-- When the earliest row this account could claim becomes due.
+SELECT min(due_at) AS due_at FROM (
+    (SELECT due_at FROM email_queue
+     WHERE status = 'queued' AND account_id = %(account_id)s
+     ORDER BY priority DESC, due_at LIMIT 50)
+    UNION ALL
+    (SELECT due_at FROM email_queue
+     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s
+     ORDER BY priority DESC, due_at LIMIT 50)
+) AS upcoming
+
+-- register_worker --
+INSERT INTO workers (id, account_id, hostname, pid)
+VALUES (%(worker_id)s, %(account_id)s, %(hostname)s, %(pid)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+
+-- worker_heartbeat --
+UPDATE workers SET heartbeat_at = now() WHERE id = %(worker_id)s
+
+-- unregister_worker --
+DELETE FROM workers WHERE id = %(worker_id)s
+
+-- forget_stale_workers --
+DELETE FROM workers WHERE heartbeat_at < now() - interval '10 minutes'
+
+-- queue_counts --
+SELECT status, count(*) AS count FROM email_queue GROUP BY status ORDER BY status
+
+-- account_usage --
+-- Per account: sends counted in the last hour and day, and when the oldest of each
+-- window's sends leaves it (when a limited account frees a slot).
+SELECT a.id, a.email, a.status, a.pool, a.daily_limit, a.hourly_limit, a.min_delay_ms,
+       a.last_error, a.backoff_until,
+       count(l.id) FILTER (WHERE l.created_at > now() - interval '1 hour') AS sent_last_hour,
+       count(l.id) AS sent_last_day,
+       min(l.created_at) FILTER (WHERE l.created_at > now() - interval '1 hour')
+           + interval '1 hour' AS hour_window_frees_at,
+       min(l.created_at) + interval '24 hours' AS day_window_frees_at,
+       (SELECT count(*) FROM workers AS w
+         WHERE w.account_id = a.id AND w.heartbeat_at > now() - interval '30 seconds')
+           AS live_workers
+FROM sender_accounts AS a
+LEFT JOIN send_logs AS l
+       ON l.account_id = a.id AND l.counted AND l.created_at > now() - interval '24 hours'
+GROUP BY a.id
+ORDER BY a.id
