@@ -10,43 +10,14 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from mailer.cli_context import Context, pass_ctx
 from mailer.config import Settings, load_settings
-from mailer.db import Database, resolve_database_url
 from mailer.logs import setup_logging
-
-T = TypeVar("T")
-
-
-class Context:
-    """What every command needs: settings, and the database URL resolved once."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            self._url = resolve_database_url(self.settings)
-        return self._url
-
-    def run_db(self, fn: Callable[[Database], Awaitable[T]]) -> T:
-        """Run ``fn(db)`` on a fresh pool, in a fresh event loop."""
-
-        async def go() -> T:
-            async with Database(self.url) as db:
-                return await fn(db)
-
-        return asyncio.run(go())
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"auto_envvar_prefix": "MAILER", "show_default": True})
@@ -227,8 +198,9 @@ def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
 
 
 def run_until_signalled(service: Any, settings: Settings) -> int:
-    """Run ``service.run()``; SIGTERM/SIGINT call ``request_stop`` and, after the grace
-    period, cancel it. Returns its exit code."""
+    """Run ``service.run()``; SIGTERM/SIGINT call ``request_stop`` and, after
+    ``service.stop_timeout`` (default: the shutdown grace period), cancel it.
+    Returns its exit code."""
 
     async def go() -> int:
         loop = asyncio.get_running_loop()
@@ -237,7 +209,8 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
 
         def on_signal() -> None:
             service.request_stop("signal received")
-            loop.call_later(settings.shutdown_grace_seconds, task.cancel)
+            grace = getattr(service, "stop_timeout", settings.shutdown_grace_seconds)
+            loop.call_later(grace, task.cancel)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)

@@ -99,4 +99,6 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
             return Path(raw)
         return raw
     except ValueError:
-        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {type(default).__name__}")
+        raise ValueError(
+            f"{env_name(name)}={raw!r} is not a valid {type(default).__name__}"
+        ) from None

@@ -52,14 +52,15 @@ class PermanentDeliveryError(DeliveryError):
 class AccountError(DeliveryError):
     """The account, not the row, is the problem; rows go back without losing an attempt.
 
-    ``kind`` is ``auth`` (bad credentials: suspend the account), ``throttle`` (the provider
-    asks us to slow down) or ``unavailable`` (server unreachable): both back the account off.
+    ``kind`` is ``auth`` (bad credentials) or ``config`` (the account cannot work as set
+    up): both suspend the account; ``throttle`` (the provider asks us to slow down) or
+    ``unavailable`` (server unreachable): both back the account off.
     """
 
     def __init__(self, message: str, *, kind: str, **kwargs: object) -> None:
         kwargs.setdefault("reached_provider", False)
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        if kind not in ("auth", "throttle", "unavailable"):
+        if kind not in ("auth", "config", "throttle", "unavailable"):
             raise ValueError(f"unknown AccountError kind {kind!r}")
         self.kind = kind
 

@@ -40,3 +40,5 @@ def setup_logging(log_format: str = "text", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)

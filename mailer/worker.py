@@ -12,6 +12,7 @@ an idle worker when rows arrive. SIGTERM stops claiming, lets the message in fli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -69,6 +70,7 @@ class Worker:
         self.window = SendWindow()
         self.results: list[AttemptResult] = []
         self.in_flight: int | None = None
+        self.parent_pid = os.getppid()
         self.account: SenderAccount
         self.sender: Sender | None = None
 
@@ -191,6 +193,8 @@ class Worker:
             ticks += 1
 
     async def _beat(self, ticks: int) -> None:
+        if os.getppid() != self.parent_pid:
+            self.request_stop("parent process exited")
         await self.queue.renew_leases(self.settings.lease_seconds)
         await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
         await self._refresh_account()
@@ -266,10 +270,8 @@ class Worker:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, woken early by a NOTIFY, an account change or a stop request."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
         self.wake.clear()
 
     async def _send_batch(self, rows: list[QueuedEmail]) -> None:
@@ -314,10 +316,10 @@ class Worker:
         return await self._deliver(row, message, started)
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
-        if self.sender is None:
-            self.sender = self.sender_factory(self.account, self.settings, self.box)
         self.in_flight = row.id
         try:
+            if self.sender is None:
+                self.sender = self.sender_factory(self.account, self.settings, self.box)
             result = await self.sender.send(message)
         except DeliveryError as exc:
             self.in_flight = None
@@ -349,11 +351,11 @@ class Worker:
 
     async def _account_failed(self, exc: AccountError) -> None:
         await self._flush()
-        if exc.kind == "auth":
+        if exc.kind in ("auth", "config"):
             reason = f"suspended: {exc}"
             log.error("account %s %s", self.account_id, reason)
             await self.accounts.suspend(self.account_id, reason)
-            self.request_stop("authentication failed")
+            self.request_stop(f"account suspended ({exc.kind})")
             return
         until = await self.accounts.back_off(
             self.account_id, f"backing off: {exc}",

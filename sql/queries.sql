@@ -38,7 +38,8 @@ SELECT pg_try_advisory_lock(734602, %(account_id)s::int) AS locked
 -- account_lock_holder --
 SELECT pid FROM pg_locks
 WHERE locktype = 'advisory' AND classid = 734602 AND objid = %(account_id)s::int
-  AND granted
+  AND objsubid = 2 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 
 -- get_account --
 SELECT * FROM sender_accounts WHERE id = %(account_id)s
@@ -268,6 +269,25 @@ SELECT min(due_at) AS due_at FROM (
      ORDER BY priority DESC, due_at LIMIT 50)
 ) AS upcoming
 
+-- demo_drop_database --
+DROP DATABASE IF EXISTS mailer_demo WITH (FORCE)
+
+-- demo_create_database --
+CREATE DATABASE mailer_demo
+
+-- demo_insert_emails --
+-- The demo's mail: one multi-row INSERT, as another system would queue it. Every tenth
+-- row is urgent (priority 5); all use Jinja2 variables.
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, variables,
+                         priority, campaign)
+SELECT format('reader%%s@example.org', i), format('Reader %%s', i),
+       'Mailer demo #{{ n }}',
+       '<h1>Hello {{ name }}</h1><p>This is demo email #{{ n }} from Mailer.</p>',
+       'Hello {{ name }}, this is demo email #{{ n }} from Mailer.',
+       jsonb_build_object('n', i, 'name', format('Reader %%s', i)),
+       CASE WHEN i %% 10 = 0 THEN 5 ELSE 0 END, 'demo'
+FROM generate_series(1, %(count)s) AS i
+
 -- register_worker --
 INSERT INTO workers (id, account_id, hostname, pid)
 VALUES (%(worker_id)s, %(account_id)s, %(hostname)s, %(pid)s)
@@ -303,3 +323,20 @@ LEFT JOIN send_logs AS l
        ON l.account_id = a.id AND l.counted AND l.created_at > now() - interval '24 hours'
 GROUP BY a.id
 ORDER BY a.id
+
+-- ==== orchestrator ====
+
+-- orchestrator_accounts --
+-- What the orchestrator reads of every account: whether it should have a worker.
+SELECT id, status FROM sender_accounts ORDER BY id
+
+-- orchestrator_held_account_locks --
+-- Accounts whose worker lock (see try_account_lock) some session, on any host, holds in
+-- this database; advisory locks are per database, pg_locks shows the whole cluster.
+SELECT objid::bigint AS account_id FROM pg_locks
+WHERE locktype = 'advisory' AND classid = 734602 AND objsubid = 2 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+
+-- orchestrator_forget_worker --
+-- The workers row a worker that died without unregistering left behind.
+DELETE FROM workers WHERE hostname = %(hostname)s AND pid = %(pid)s

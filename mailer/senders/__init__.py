@@ -12,6 +12,7 @@ from typing import Protocol
 
 from mailer.config import Settings
 from mailer.credentials import CredentialBox
+from mailer.errors import AccountError
 from mailer.models import SenderAccount
 from mailer.render import RenderedMessage
 
@@ -42,4 +43,5 @@ def make_sender(account: SenderAccount, settings: Settings, box: CredentialBox) 
         from mailer.senders.smtp import SmtpSender
 
         return SmtpSender(account, settings, box)
-    raise NotImplementedError(f"backend {account.backend!r} is not available yet")
+    raise AccountError(f"backend {account.backend!r} is not available in this version",
+                       kind="config")

@@ -26,7 +26,7 @@ from mailer.render import RenderedMessage
 from mailer.senders import SendResult
 
 _THROTTLE_TEXT = re.compile(
-    r"rate|too many|throttl|try (again )?later|limit|slow down|temporarily deferred",
+    r"rate|too many|throttl|limit|slow down|temporarily deferred",
     re.IGNORECASE,
 )
 _UNKNOWN_USER = re.compile(
@@ -112,7 +112,7 @@ class SmtpSender:
     async def _connect(self) -> aiosmtplib.SMTP:
         account = self.account
         if not account.smtp_host:
-            raise AccountError("account has no smtp_host", kind="auth")
+            raise AccountError("account has no smtp_host", kind="config")
         security = account.smtp_security
         client = aiosmtplib.SMTP(
             hostname=account.smtp_host,

@@ -3,15 +3,23 @@ SMTP server; what the sink received is parsed back with the email package."""
 
 from __future__ import annotations
 
-from tests.support.mailer_env import add_account, insert_emails, running_worker, statuses, wait_until
+from tests.support.mailer_env import (
+    add_account,
+    insert_emails,
+    running_worker,
+    statuses,
+    wait_until,
+)
 from tests.support.smtp_server import ScriptedSMTPServer
 
 
 async def test_minimal_insert_is_sent(sql, db_url, settings):
     with ScriptedSMTPServer() as smtp:
         account = add_account(sql, smtp, display_name="Shop")
-        sql.execute("INSERT INTO email_queue (to_address, subject, html_body) "
-                    "VALUES ('alice@example.org', 'Hi Alice', '<p>Hello</p>')")
+        sql.execute(
+            "INSERT INTO email_queue (to_address, subject, html_body) "
+            "VALUES ('alice@example.org', 'Hi Alice', '<p>Hello</p>')"
+        )
         async with running_worker(settings, db_url, account):
             await wait_until(lambda: statuses(sql) == {"sent": 1}, message="row sent")
         row = sql.execute("SELECT * FROM email_queue").fetchone()
@@ -34,8 +42,14 @@ async def test_minimal_insert_is_sent(sql, db_url, settings):
 async def test_template_variables_render_in_sandbox(sql, db_url, settings):
     with ScriptedSMTPServer() as smtp:
         account = add_account(sql, smtp)
-        insert_emails(sql, 1, subject="Hi {{ name }}", html_body="<b>{{ name }}</b>",
-                      text_body="Dear {{ name }}", variables={"name": "<Bob>"})
+        insert_emails(
+            sql,
+            1,
+            subject="Hi {{ name }}",
+            html_body="<b>{{ name }}</b>",
+            text_body="Dear {{ name }}",
+            variables={"name": "<Bob>"},
+        )
         async with running_worker(settings, db_url, account):
             await wait_until(lambda: statuses(sql) == {"sent": 1})
         msg = smtp.wait_for(1)[0].message

@@ -4,26 +4,42 @@ INSERT mail, and a worker runs for real (in-process, on this test's event loop).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import fields
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from mailer.config import Settings
+from mailer.config import Settings, env_name
 from mailer.worker import Worker
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
-def add_account(sql: psycopg.Connection, smtp: Any, *, email: str = "sender@example.com",
-                **columns: Any) -> int:
+
+def add_account(
+    sql: psycopg.Connection, smtp: Any, *, email: str = "sender@example.com", **columns: Any
+) -> int:
     """INSERT an active SMTP account pointing at ``smtp`` (no TLS); return its id."""
-    values = {"email": email, "smtp_host": smtp.host, "smtp_port": smtp.port,
-              "smtp_security": "none", "daily_limit": 10_000, "min_delay_ms": 0} | columns
+    values = {
+        "email": email,
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_security": "none",
+        "daily_limit": 10_000,
+        "min_delay_ms": 0,
+    } | columns
     names = ", ".join(values)
     marks = ", ".join(f"%({k})s" for k in values)
-    row = sql.execute(f"INSERT INTO sender_accounts ({names}) VALUES ({marks}) RETURNING id",
-                      values).fetchone()
+    row = sql.execute(
+        f"INSERT INTO sender_accounts ({names}) VALUES ({marks}) RETURNING id", values
+    ).fetchone()
     return row["id"]
 
 
@@ -31,8 +47,11 @@ def insert_emails(sql: psycopg.Connection, count: int, **columns: Any) -> list[i
     """INSERT ``count`` rows (to user<i>@example.org unless given); return their ids."""
     ids = []
     for i in range(count):
-        values = {"to_address": f"user{i}@example.org", "subject": f"Hello {i}",
-                  "html_body": f"<p>Message {i}</p>"} | columns
+        values = {
+            "to_address": f"user{i}@example.org",
+            "subject": f"Hello {i}",
+            "html_body": f"<p>Message {i}</p>",
+        } | columns
         if callable(values.get("to_address")):
             values["to_address"] = values["to_address"](i)
         from psycopg.types.json import Jsonb
@@ -40,8 +59,11 @@ def insert_emails(sql: psycopg.Connection, count: int, **columns: Any) -> list[i
         values = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}
         names = ", ".join(values)
         marks = ", ".join(f"%({k})s" for k in values)
-        ids.append(sql.execute(f"INSERT INTO email_queue ({names}) VALUES ({marks}) RETURNING id",
-                               values).fetchone()["id"])
+        ids.append(
+            sql.execute(
+                f"INSERT INTO email_queue ({names}) VALUES ({marks}) RETURNING id", values
+            ).fetchone()["id"]
+        )
     return ids
 
 
@@ -50,8 +72,9 @@ def statuses(sql: psycopg.Connection) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0,
-                     message: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 15.0, message: str = "condition"
+) -> None:
     """Poll ``predicate`` until true; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,8 +85,9 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0,
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, db_url: str, account_id: int,
-                         **kwargs: Any) -> AsyncIterator[Worker]:
+async def running_worker(
+    settings: Settings, db_url: str, account_id: int, **kwargs: Any
+) -> AsyncIterator[Worker]:
     """Run a real Worker for ``account_id`` until the block ends; re-raise its crash."""
     worker = Worker(settings, db_url, account_id, **kwargs)
     task = asyncio.create_task(worker.run())
@@ -73,3 +97,157 @@ async def running_worker(settings: Settings, db_url: str, account_id: int,
         worker.request_stop("test finished")
         code = await asyncio.wait_for(task, timeout=15)
         worker.exit_code_seen = code  # type: ignore[attr-defined]
+
+
+# -- helpers for the worker integration suites (limits, failures, crashes, claiming) -------
+
+#: Timestamps are stored with microsecond precision: a gap computed in floats may lose 1 us.
+TIMESTAMP_SLACK = timedelta(microseconds=2)
+
+
+def rows_by_id(sql: psycopg.Connection) -> dict[int, dict[str, Any]]:
+    """Every ``email_queue`` row, by id."""
+    return {r["id"]: r for r in sql.execute("SELECT * FROM email_queue ORDER BY id")}
+
+
+def send_logs(sql: psycopg.Connection, queue_id: int | None = None) -> list[dict[str, Any]]:
+    """``send_logs`` rows (of one queue row, or all), oldest first."""
+    if queue_id is None:
+        return sql.execute("SELECT * FROM send_logs ORDER BY created_at, id").fetchall()
+    return sql.execute(
+        "SELECT * FROM send_logs WHERE queue_id = %s ORDER BY created_at, id", (queue_id,)
+    ).fetchall()
+
+
+def account_row(sql: psycopg.Connection, account_id: int) -> dict[str, Any]:
+    return sql.execute("SELECT * FROM sender_accounts WHERE id = %s", (account_id,)).fetchone()
+
+
+def db_now(sql: psycopg.Connection, offset_seconds: float = 0.0) -> datetime:
+    """The database's clock, plus ``offset_seconds``."""
+    row = sql.execute("SELECT now() + make_interval(secs => %s) AS t", (offset_seconds,)).fetchone()
+    return row["t"]
+
+
+def count_sent(sql: psycopg.Connection) -> int:
+    return sql.execute("SELECT count(*) AS n FROM email_queue WHERE status = 'sent'").fetchone()[
+        "n"
+    ]
+
+
+def add_history(
+    sql: psycopg.Connection, account_id: int, ages_seconds: list[float], *, counted: bool = True
+) -> None:
+    """Sends from before the worker started: one already 'sent' queue row plus one
+    ``send_logs`` row per age (seconds before now), as an earlier worker left them."""
+    [qid] = insert_emails(
+        sql, 1, to_address="history@example.org", status="sent", account_id=account_id
+    )
+    for age in ages_seconds:
+        sql.execute(
+            "INSERT INTO send_logs (queue_id, account_id, outcome, counted, code, "
+            "created_at) VALUES (%s, %s, 'sent', %s, 250, "
+            "now() - make_interval(secs => %s))",
+            (qid, account_id, counted, age),
+        )
+
+
+async def hold(predicate: Callable[[], bool], seconds: float, message: str = "condition") -> None:
+    """Assert ``predicate`` stays true for ``seconds`` (checked every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not predicate():
+            raise AssertionError(f"{message} stopped holding")
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+def received_by_message_id(smtp: Any) -> dict[str, list[Any]]:
+    """What the SMTP server accepted, grouped by the Message-ID header it carried."""
+    grouped: dict[str, list[Any]] = {}
+    for received in smtp.received:
+        grouped.setdefault(received.message["Message-ID"], []).append(received)
+    return grouped
+
+
+def smtp_rules_left(smtp: Any) -> int:
+    """How many scripted rules the server has not used up yet (a delay_data rule is
+    removed when the message it delays arrives: 0 then means it is being held)."""
+    with smtp._lock:
+        return len(smtp._rules)
+
+
+def account_lock_held(sql: psycopg.Connection, account_id: int) -> bool:
+    """True while some session holds the worker lock of ``account_id`` in this database."""
+    row = sql.execute(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 734602 "
+        "AND objid = %s AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (account_id,),
+    ).fetchone()
+    return row["n"] > 0
+
+
+def worker_env(settings: Settings, db_url: str) -> dict[str, str]:
+    """The environment a ``python -m mailer worker`` needs to run with ``settings``."""
+    env = dict(os.environ)
+    for field in fields(Settings):
+        if field.name != "database_url":
+            env[env_name(field.name)] = str(getattr(settings, field.name))
+    env["DATABASE_URL"] = db_url
+    return env
+
+
+class WorkerProcess:
+    """A real ``python -m mailer worker --account-id N`` subprocess; stderr goes to a file."""
+
+    def __init__(self, settings: Settings, db_url: str, account_id: int, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "worker", "--account-id", str(account_id)],
+            env=worker_env(settings, db_url),
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait_exit(self, timeout: float = 15.0) -> int:
+        """The exit code, polled without blocking the event loop."""
+        await wait_until(
+            lambda: self.proc.poll() is not None,
+            timeout,
+            f"worker pid {self.pid} to exit; its log:\n{self.stderr()}",
+        )
+        return self.proc.returncode
+
+    def close(self) -> None:
+        """Kill the process if it still runs, reap it and close its log."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@contextmanager
+def worker_process(
+    settings: Settings, db_url: str, account_id: int, log_path: Path
+) -> Iterator[WorkerProcess]:
+    """Run a worker subprocess for the block; whatever happens it is reaped after."""
+    process = WorkerProcess(settings, db_url, account_id, log_path)
+    try:
+        yield process
+    finally:
+        process.close()

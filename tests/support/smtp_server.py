@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -35,6 +36,17 @@ _STAGES = ("mail", "rcpt", "data")
 _REPLY = re.compile(r"^[2-5]\d\d( |$)")
 #: Largest message the scripted server accepts, in bytes (like a generous provider).
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+class _HideLoginDataDeprecation(logging.Filter):
+    """aiosmtpd logs a deprecation warning on every successful AUTH (its own code sets
+    ``Session.login_data``); hide that noise from test logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_HideLoginDataDeprecation())
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,12 @@ class ScriptedSMTPServer:
         """TCP connections accepted since start()."""
         return self._thread.connections if self._thread is not None else 0
 
+    @property
+    def pending_rules(self) -> int:
+        """Scripted rules that still have uses left."""
+        with self._lock:
+            return len(self._rules)
+
     def wait_for(self, n: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Block until at least ``n`` messages were accepted and return them all.
 
@@ -136,9 +154,11 @@ class ScriptedSMTPServer:
         sending (it blocks that loop); use :meth:`wait_for_async` there.
         """
         with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self._received) >= n, timeout):
-                raise AssertionError(self._timeout_message(n, timeout))
-            return list(self._received)
+            arrived = self._arrived.wait_for(lambda: len(self._received) >= n, timeout)
+            received = list(self._received)
+        if not arrived:
+            raise AssertionError(self._timeout_message(n, timeout))
+        return received
 
     async def wait_for_async(self, n: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Like :meth:`wait_for` but polls without blocking the running event loop."""

@@ -1,0 +1,61 @@
+"""``mailer status``: queue counts by status and each account against its limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mailer.db import Database
+
+QUEUE_STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "cancelled")
+
+
+async def collect_status(db: Database) -> dict[str, Any]:
+    """The report as plain data (what ``--json`` prints)."""
+    counts = {status: 0 for status in QUEUE_STATUSES}
+    for row in await db.fetch_all("queue_counts"):
+        counts[row["status"]] = row["count"]
+    accounts = [_account_report(row) for row in await db.fetch_all("account_usage")]
+    return {"queue": counts, "accounts": accounts}
+
+
+def _account_report(row: dict[str, Any]) -> dict[str, Any]:
+    report = {k: row[k] for k in ("id", "email", "status", "pool", "daily_limit",
+                                  "hourly_limit", "min_delay_ms", "sent_last_hour",
+                                  "sent_last_day", "live_workers", "last_error",
+                                  "backoff_until")}
+    report["frees_at"] = _frees_at(row)
+    return report
+
+
+def _frees_at(row: dict[str, Any]) -> datetime | None:
+    """When a limited account may send again; None when it is not at a limit."""
+    times = []
+    if row["sent_last_day"] >= row["daily_limit"]:
+        times.append(row["day_window_frees_at"])
+    hourly = row["hourly_limit"]
+    if hourly is not None and row["sent_last_hour"] >= hourly:
+        times.append(row["hour_window_frees_at"])
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
+
+
+def format_status(report: dict[str, Any]) -> str:
+    """The report as text tables."""
+    queue = report["queue"]
+    lines = ["queue:  " + "  ".join(f"{k} {v}" for k, v in queue.items()), "",
+             f"{'id':>4}  {'email':<30} {'status':<10} {'pool':<9} {'last hour':>12} "
+             f"{'last 24 h':>12} {'workers':>7}  note"]
+    for a in report["accounts"]:
+        hourly = a["hourly_limit"] if a["hourly_limit"] is not None else "-"
+        note = ""
+        if a["frees_at"] is not None:
+            note = f"at limit, frees at {a['frees_at']:%Y-%m-%d %H:%M:%S %Z}"
+        if a["last_error"]:
+            note = (note + "; " if note else "") + a["last_error"]
+        hour = f"{a['sent_last_hour']}/{hourly}"
+        day = f"{a['sent_last_day']}/{a['daily_limit']}"
+        lines.append(
+            f"{a['id']:>4}  {a['email']:<30} {a['status']:<10} {a['pool']:<9} "
+            f"{hour:>12} {day:>12} {a['live_workers']:>7}  {note}")
+    return "\n".join(lines)

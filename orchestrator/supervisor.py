@@ -1,0 +1,479 @@
+"""The orchestrator (``mailer run``): one ``mailer worker`` process per active account.
+
+It reads ``sender_accounts`` when a NOTIFY on ``mailer_accounts`` says one changed (and
+every ``orchestrator_poll_seconds`` in case one was missed), starts a worker for each
+``active`` account that has none, and SIGTERMs the worker of an account that is no longer
+active. When a worker exits, :func:`orchestrator.policy.decide_after_exit` says what that
+means: a clean stop, a lock held elsewhere (another host runs the account; try again
+later, or as soon as the lock is seen free), a database outage (restart with backoff) or a
+crash (restart with backoff; too many within an hour suspend the account with the reason).
+
+Several orchestrators, on several hosts, may point at one database: the worker's advisory
+lock decides which one sends for an account, the others' workers exit with
+``EXIT_LOCKED``. On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives
+them ``shutdown_grace_seconds`` + 5 s to finish their message in flight, SIGKILLs the
+stragglers and returns 0.
+
+It holds two database connections: one LISTENing, one (a pool of one) for queries. If the
+database goes away it keeps its workers running and reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from mailer.config import Settings
+from mailer.db import Database, connect_listener
+from orchestrator.policy import (
+    ExitKind,
+    decide_after_exit,
+    describe_exit,
+    restart_delay,
+)
+
+log = logging.getLogger("mailer.orchestrator")
+
+#: A SIGTERMed worker gets ``shutdown_grace_seconds`` plus this long before SIGKILL.
+KILL_MARGIN_SECONDS = 5.0
+#: Longest wait between two attempts to reach the database.
+RECONNECT_MAX_SECONDS = 30.0
+#: How often the orchestrator forgets ``workers`` rows whose heartbeat stopped long ago.
+STALE_WORKERS_EVERY_SECONDS = 60.0
+
+WorkerCommand = Callable[[int], Sequence[str]]
+Process = asyncio.subprocess.Process
+
+
+def worker_command(account_id: int) -> list[str]:
+    """The command line of one account's worker process."""
+    return [sys.executable, "-m", "mailer", "worker", "--account-id", str(account_id)]
+
+
+@dataclass(eq=False)
+class WorkerSlot:
+    """One account's worker process (if any) and its restart state."""
+
+    account_id: int
+    active: bool = False
+    process: Process | None = None
+    started_at: float = 0.0
+    stopping: bool = False
+    #: Consecutive failures (backoff) and recent crash times (suspension), monotonic clock.
+    failures: int = 0
+    crash_times: tuple[float, ...] = ()
+    #: Do not start a worker before this (monotonic) time...
+    not_before: float = 0.0
+    #: ...unless it waits for a lock held elsewhere and the lock is seen free.
+    waiting_for_lock: bool = False
+    #: The reason to write when the account is to be suspended (until it is written).
+    pending_suspension: str | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+
+class Orchestrator:
+    """Runs one worker process per active account. ``await run()`` returns the exit code."""
+
+    #: See :data:`KILL_MARGIN_SECONDS`.
+    kill_margin_seconds = KILL_MARGIN_SECONDS
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        command: WorkerCommand = worker_command,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.url = database_url
+        self.command = command
+        self.clock = clock
+        self.rand = rand
+        self.hostname = socket.gethostname()
+        self.slots: dict[int, WorkerSlot] = {}
+        self.stopping = False
+        self.wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._exits: list[tuple[WorkerSlot, Process, int]] = []
+        self._forget_pids: list[int] = []
+        self._next_stale_cleanup = 0.0
+        self._db_failures = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Supervise workers until ``request_stop``; then stop them all and return 0."""
+        log.info("orchestrator starting on %s (pid %s)", self.hostname, os.getpid())
+        supervise = asyncio.create_task(self._supervise(), name="orchestrator-supervise")
+        stopped = asyncio.create_task(self._stop_requested.wait(), name="orchestrator-stop")
+        try:
+            await asyncio.wait({supervise, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (supervise, stopped):
+                task.cancel()
+            results = await asyncio.gather(supervise, stopped, return_exceptions=True)
+            await self._stop_all()
+        error = results[0]
+        if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
+            raise error
+        log.info("orchestrator stopped")
+        return 0
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long a stop may take: every worker's grace period plus the kill margin."""
+        return self.settings.shutdown_grace_seconds + self.kill_margin_seconds + 1
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after the grace period) and return."""
+        if not self.stopping:
+            log.info("orchestrator stopping: %s", reason)
+        self.stopping = True
+        self._stop_requested.set()
+        self.wake.set()
+
+    async def _stop_all(self) -> None:
+        """Stop every worker in parallel. Survives being cancelled (``mailer run`` cancels
+        after ``shutdown_grace_seconds``): workers get their full grace period anyway."""
+        stops = [
+            asyncio.create_task(self._terminate(slot, slot.process, "orchestrator stopping"))
+            for slot in self.slots.values()
+            if slot.process is not None
+        ]
+        everything = asyncio.gather(*stops, return_exceptions=True)
+        while not everything.done():
+            try:
+                await asyncio.shield(everything)
+            except asyncio.CancelledError:
+                log.warning(
+                    "still waiting for workers to exit (up to %.0fs each)",
+                    self.settings.shutdown_grace_seconds + self.kill_margin_seconds,
+                )
+        tasks = [task for slot in self.slots.values() for task in slot.tasks]
+        if tasks:  # exit watchers: every process has exited by now
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for slot, process, returncode in self._exits:
+            log.info(
+                "worker for account %s (pid %s) stopped with %s",
+                slot.account_id,
+                process.pid,
+                describe_exit(returncode),
+            )
+        self._exits.clear()
+
+    @staticmethod
+    async def _cancel_tasks(slot: WorkerSlot) -> None:
+        tasks = list(slot.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the supervision loop ------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Stay connected to the database (reconnecting with backoff) and supervise."""
+        while not self.stopping:
+            try:
+                await self._supervise_connected()
+            except psycopg.OperationalError as exc:
+                self._db_failures += 1
+                delay = restart_delay(self._db_failures, cap=RECONNECT_MAX_SECONDS)
+                running = sum(slot.running for slot in self.slots.values())
+                log.error(
+                    "database unavailable (%s); %sreconnecting in %.0fs",
+                    " ".join(str(exc).split()) or type(exc).__name__,
+                    f"{running} workers keep running; " if running else "",
+                    delay,
+                )
+                deadline = self.clock() + delay
+                while not self.stopping and self.clock() < deadline:
+                    self.wake.clear()
+                    self._handle_exits()  # bookkeeping only; restarts wait for the database
+                    await self._sleep(deadline - self.clock())
+
+    async def _supervise_connected(self) -> None:
+        listener = await connect_listener(self.url, ["mailer_accounts"])
+        try:
+            async with Database(self.url) as db:
+                listen = asyncio.create_task(self._listen(listener), name="orchestrator-listen")
+                try:
+                    while not self.stopping:
+                        self.wake.clear()
+                        if listen.done():
+                            listen.result()  # raises the listener's connection error
+                            raise psycopg.OperationalError("the LISTEN connection ended")
+                        self._handle_exits()
+                        await self._apply_pending(db)
+                        await self._reconcile(db)
+                        await self._forget_stale_workers(db)
+                        self._db_failures = 0
+                        await self._sleep(self._next_timeout())
+                finally:
+                    listen.cancel()
+                    await asyncio.gather(listen, return_exceptions=True)
+        finally:
+            await listener.close()
+
+    async def _listen(self, listener: psycopg.AsyncConnection) -> None:
+        try:
+            async for note in listener.notifies():
+                log.debug("account %s changed", note.payload)
+                self.wake.set()
+        finally:
+            self.wake.set()  # the connection is gone: let the loop notice
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+
+    def _next_timeout(self) -> float:
+        timeout = self.settings.orchestrator_poll_seconds
+        now = self.clock()
+        for slot in self.slots.values():
+            if slot.active and not slot.running and slot.pending_suspension is None:
+                timeout = min(timeout, slot.not_before - now)
+        return max(timeout, 0.01)
+
+    # -- reacting to accounts ------------------------------------------------------------
+
+    async def _reconcile(self, db: Database) -> None:
+        """Make the running workers match the accounts: stop, start, restart when due."""
+        statuses = {row["id"]: row["status"] for row in await db.fetch_all("orchestrator_accounts")}
+        for account_id, slot in list(self.slots.items()):
+            status = statuses.get(account_id)
+            slot.active = status == "active"
+            if slot.active:
+                continue
+            if slot.running and not slot.stopping:
+                why = "account deleted" if status is None else f"account is {status}"
+                self._stop_worker(slot, why)
+            elif not slot.running:
+                if status is None:
+                    await self._cancel_tasks(slot)
+                    del self.slots[account_id]
+                else:  # an admin's resume starts it at once
+                    slot.failures, slot.not_before, slot.waiting_for_lock = 0, 0.0, False
+        now = self.clock()
+        held: set[int] | None = None
+        for account_id, status in statuses.items():
+            if status != "active":
+                continue
+            slot = self.slots.get(account_id)
+            if slot is None:
+                slot = self.slots[account_id] = WorkerSlot(account_id, active=True)
+            if slot.running or slot.pending_suspension is not None:
+                continue
+            if now < slot.not_before:
+                if not slot.waiting_for_lock:
+                    continue
+                if held is None:
+                    held = {
+                        row["account_id"]
+                        for row in await db.fetch_all("orchestrator_held_account_locks")
+                    }
+                if account_id in held:
+                    continue
+                log.info("account %s's lock is free again; taking over", account_id)
+            await self._spawn(slot)
+
+    async def _spawn(self, slot: WorkerSlot) -> None:
+        argv = self.command(slot.account_id)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, env=self._child_env(), stdin=asyncio.subprocess.DEVNULL
+            )
+        except OSError as exc:
+            slot.failures += 1
+            delay = restart_delay(slot.failures)
+            slot.not_before = self.clock() + delay
+            log.error(
+                "cannot start the worker for account %s (%s); retrying in %.0fs",
+                slot.account_id,
+                exc,
+                delay,
+            )
+            return
+        slot.process = process
+        slot.started_at = self.clock()
+        slot.stopping = False
+        slot.waiting_for_lock = False
+        self._track(slot, self._watch(slot, process))
+        log.info("started worker for account %s (pid %s)", slot.account_id, process.pid)
+
+    def _child_env(self) -> dict[str, str]:
+        """The orchestrator's environment, plus the resolved database URL (so workers never
+        start an embedded server of their own) and its logging settings."""
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.url
+        env["MAILER_LOG_FORMAT"] = self.settings.log_format
+        env["MAILER_LOG_LEVEL"] = self.settings.log_level
+        return env
+
+    def _track(self, slot: WorkerSlot, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        slot.tasks.add(task)
+        task.add_done_callback(slot.tasks.discard)
+
+    async def _watch(self, slot: WorkerSlot, process: Process) -> None:
+        returncode = await process.wait()
+        self._exits.append((slot, process, returncode))
+        self.wake.set()
+
+    # -- stopping workers ----------------------------------------------------------------
+
+    def _stop_worker(self, slot: WorkerSlot, reason: str) -> None:
+        """SIGTERM the slot's worker in the background (SIGKILL after the grace period)."""
+        if slot.process is None or slot.stopping:
+            return
+        self._track(slot, self._terminate(slot, slot.process, reason))
+
+    async def _terminate(self, slot: WorkerSlot, process: Process | None, reason: str) -> None:
+        if process is None or process.returncode is not None:
+            return
+        slot.stopping = True
+        log.info(
+            "stopping worker for account %s (pid %s): %s", slot.account_id, process.pid, reason
+        )
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        patience = self.settings.shutdown_grace_seconds + self.kill_margin_seconds
+        try:
+            await asyncio.wait_for(process.wait(), timeout=patience)
+        except TimeoutError:
+            log.warning(
+                "worker for account %s (pid %s) did not stop within %.0fs; killing it",
+                slot.account_id,
+                process.pid,
+                patience,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    # -- reacting to exits ---------------------------------------------------------------
+
+    def _handle_exits(self) -> None:
+        """Apply the policy to every worker that exited since the last pass."""
+        exits, self._exits = self._exits, []
+        for slot, process, returncode in exits:
+            self._handle_exit(slot, process, returncode)
+
+    def _handle_exit(self, slot: WorkerSlot, process: Process, returncode: int) -> None:
+        now = self.clock()
+        decision = decide_after_exit(
+            returncode,
+            now=now,
+            ran_seconds=now - slot.started_at,
+            failures=slot.failures,
+            crash_times=slot.crash_times,
+            max_crashes_per_hour=self.settings.max_crashes_per_hour,
+            rand=self.rand(),
+            stopping=slot.stopping,
+        )
+        was_stopping = slot.stopping
+        slot.process = None
+        slot.stopping = False
+        slot.failures = decision.failures
+        slot.crash_times = decision.crash_times
+        slot.waiting_for_lock = decision.waits_for_lock
+        account, pid, how = slot.account_id, process.pid, describe_exit(returncode)
+        if returncode != 0 and decision.kind is not ExitKind.LOCKED:
+            self._forget_pids.append(pid)  # it could not unregister itself
+        if decision.restart_in is None:
+            slot.pending_suspension = decision.suspend_reason
+            log.error(
+                "worker for account %s (pid %s) crashed with %s; suspending the account",
+                account,
+                pid,
+                how,
+            )
+            return
+        slot.not_before = now + decision.restart_in
+        if decision.kind is ExitKind.CLEAN:
+            if was_stopping or not slot.active:
+                log.info("worker for account %s (pid %s) stopped with %s", account, pid, how)
+            else:
+                log.info(
+                    "worker for account %s (pid %s) stopped with %s; restarting in "
+                    "%.1fs if the account is still active",
+                    account,
+                    pid,
+                    how,
+                    decision.restart_in,
+                )
+        elif decision.kind is ExitKind.LOCKED:
+            log.info(
+                "worker for account %s (pid %s) exited with %s: another worker holds "
+                "the account's lock; retrying when it is free or in %.0fs",
+                account,
+                pid,
+                how,
+                decision.restart_in,
+            )
+        elif decision.kind is ExitKind.DB_UNAVAILABLE:
+            log.warning(
+                "worker for account %s (pid %s) exited with %s: database "
+                "unavailable; restarting in %.0fs",
+                account,
+                pid,
+                how,
+                decision.restart_in,
+            )
+        else:
+            log.error(
+                "worker for account %s (pid %s) crashed with %s (%d within the hour); "
+                "restarting in %.0fs",
+                account,
+                pid,
+                how,
+                len(decision.crash_times),
+                decision.restart_in,
+            )
+
+    async def _apply_pending(self, db: Database) -> None:
+        """Database writes exits call for; kept until they succeed."""
+        while self._forget_pids:
+            await db.execute(
+                "orchestrator_forget_worker",
+                {"hostname": self.hostname, "pid": self._forget_pids[0]},
+            )
+            self._forget_pids.pop(0)
+        for slot in self.slots.values():
+            if slot.pending_suspension is not None:
+                changed = await db.execute(
+                    "suspend_account",
+                    {"account_id": slot.account_id, "reason": slot.pending_suspension},
+                )
+                if changed:
+                    log.error("account %s %s", slot.account_id, slot.pending_suspension)
+                else:
+                    log.info("account %s is no longer active; not suspending it", slot.account_id)
+                slot.pending_suspension = None
+                slot.active = False
+
+    async def _forget_stale_workers(self, db: Database) -> None:
+        now = self.clock()
+        if now >= self._next_stale_cleanup:
+            self._next_stale_cleanup = now + STALE_WORKERS_EVERY_SECONDS
+            await db.execute("forget_stale_workers")
