@@ -64,6 +64,7 @@ class Worker:
                                  post_render=post_render)
         self.box = CredentialBox(secret_key(settings))
         self.wake = asyncio.Event()
+        self.account_changed = asyncio.Event()
         self.stopping = False
         self.exit_code = EXIT_OK
         self.clock_offset = 0.0
@@ -73,6 +74,7 @@ class Worker:
         self.parent_pid = os.getppid()
         self.account: SenderAccount
         self.sender: Sender | None = None
+        self.sender_settings: tuple[object, ...] = ()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -175,7 +177,10 @@ class Worker:
     async def _listen(self, listener: psycopg.AsyncConnection) -> None:
         try:
             async for note in listener.notifies():
-                if note.channel == "mailer_queue" or note.payload == str(self.account_id):
+                if note.channel == "mailer_queue":
+                    self.wake.set()
+                elif note.payload == str(self.account_id):
+                    self.account_changed.set()
                     self.wake.set()
         except psycopg.OperationalError as exc:
             log.error("lost the connection holding account %s's lock: %s", self.account_id, exc)
@@ -205,14 +210,14 @@ class Worker:
                 log.warning("requeued %d rows whose worker's lease expired", recovered)
 
     async def _refresh_account(self) -> None:
+        """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
+        NOTIFY, before the next send after any change."""
+        self.account_changed.clear()
         account = await self.accounts.find(self.account_id)
         if account is None:
             self.request_stop("account deleted")
             return
         previous, self.account = self.account, account
-        if account.connection_settings() != previous.connection_settings() and self.sender:
-            await self.sender.close()
-            self.sender = None
         if account.limits != previous.limits:
             log.info("account %s limits now %s", account.id, account.limits)
         if account.status != "active":
@@ -231,6 +236,8 @@ class Worker:
 
     async def _send_loop(self) -> None:
         while not self.stopping:
+            if self.account_changed.is_set():
+                await self._refresh_account()
             wait = self._seconds_until_sendable()
             if wait > 0:
                 await self._flush()
@@ -291,6 +298,9 @@ class Worker:
     async def _wait_for_slot(self) -> bool:
         """Wait (briefly) until the limits allow a send; False means give the batch back."""
         while not self.stopping and self.account.status == "active":
+            if self.account_changed.is_set():
+                await self._refresh_account()
+                continue
             wait = self._seconds_until_sendable()
             if wait <= 0:
                 return True
@@ -298,7 +308,7 @@ class Worker:
                 return False
             if wait > 0.02:
                 await self._flush()
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         return False
 
     async def _process(self, row: QueuedEmail) -> bool:
@@ -318,9 +328,8 @@ class Worker:
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
         self.in_flight = row.id
         try:
-            if self.sender is None:
-                self.sender = self.sender_factory(self.account, self.settings, self.box)
-            result = await self.sender.send(message)
+            sender = await self._sender()
+            result = await sender.send(message)
         except DeliveryError as exc:
             self.in_flight = None
             return await self._failed(row, exc, started)
@@ -332,6 +341,17 @@ class Worker:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
         return True
+
+    async def _sender(self) -> Sender:
+        """The account's sender, re-created when its connection settings changed."""
+        settings = self.account.connection_settings()
+        if self.sender is not None and settings != self.sender_settings:
+            await self.sender.close()
+            self.sender = None
+        if self.sender is None:
+            self.sender = self.sender_factory(self.account, self.settings, self.box)
+            self.sender_settings = settings
+        return self.sender
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
         decision = decide(exc, attempts=row.attempts, max_attempts=row.max_attempts,
