@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from mailer.cli_context import Context, pass_ctx
+from mailer.cli_suppress import suppress
 from mailer.config import Settings, load_settings
 from mailer.logs import setup_logging
 
@@ -57,6 +58,27 @@ def db_migrate(ctx: Context) -> None:
 def db_url(ctx: Context) -> None:
     """Print the database URL in use (starting the embedded server if needed)."""
     click.echo(ctx.url)
+
+
+@db.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Retention, e.g. 90d (units s, m, h, d, w).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000,
+              help="Rows deleted per transaction.")
+@pass_ctx
+def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
+    """Delete sent/failed/suppressed/cancelled rows, logs and events past retention,
+    in small batches that never lock out workers."""
+    from mailer.prune import RetentionManager, parse_age
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    result = ctx.run_db(lambda db: RetentionManager(db, batch_size=batch_size).prune(age))
+    parts = ", ".join(f"{n} {table}" for table, n in result.deleted.items())
+    click.echo(f"pruned before {result.cutoff.isoformat()}: {parts} "
+               f"({result.batches} batches)")
 
 
 # -- accounts -----------------------------------------------------------------------------
@@ -284,6 +306,8 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
     sys.exit(run_demo(ctx, emails=emails, timeout=timeout))
 
+
+main.add_command(suppress)
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,41 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
 
+    # -- tracking app, unsubscribes, webhooks, reputation (see tracking/) ---------------
+    #: Address of the ``mailto:`` List-Unsubscribe entry; empty = the sending account's.
+    unsubscribe_mailto: str = ""
+    #: Comma-separated SNS TopicArns whose SES notifications ``POST /webhooks/ses``
+    #: accepts (and whose subscriptions it confirms); empty accepts none.
+    ses_topic_arns: str = ""
+    #: SNS messages older than this (their ``Timestamp``) are rejected as stale.
+    sns_max_age_seconds: float = 3600.0
+    #: A transient (soft) bounce suppresses the address for this long.
+    soft_bounce_suppression_hours: float = 24.0
+    #: Web app database bound: pool wait and statement timeout, per request or write.
+    tracking_db_timeout_seconds: float = 2.0
+    #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
+    trusted_proxies: int = 0
+    #: A click this soon after the message was rendered (sent) is a scanner's.
+    scanner_click_seconds: float = 10.0
+    #: Clicks on two different links of one message this close together are a scanner's.
+    scanner_burst_seconds: float = 2.0
+    #: Reputation guard: pause an account whose hard-bounce rate over its recent sends
+    #: exceeds this fraction ...
+    reputation_max_bounce_rate: float = 0.05
+    #: ... or whose complaint rate exceeds this fraction ...
+    reputation_max_complaint_rate: float = 0.003
+    #: ... once it has at least this many sends in the window.
+    reputation_min_sends: int = 200
+    #: The window of recent sends judged (never before the account was last resumed).
+    reputation_window_hours: float = 168.0
+    #: How often a worker checks its own account.
+    reputation_check_seconds: float = 30.0
+
+    @property
+    def ses_topic_arn_list(self) -> frozenset[str]:
+        """The TopicArn allow-list of ``ses_topic_arns``."""
+        return frozenset(arn.strip() for arn in self.ses_topic_arns.split(",") if arn.strip())
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -7,6 +7,7 @@ module calls queries by name (see ``sql/queries.sql``) and never builds SQL text
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -97,3 +98,36 @@ async def connect_listener(url: str, channels: Sequence[str]) -> psycopg.AsyncCo
     for channel in channels:
         await conn.execute(query("listen_" + channel))
     return conn
+
+
+async def wait_notifies(conn: psycopg.AsyncConnection[Any]) -> list[psycopg.Notify]:
+    """Wait, without waking up until something arrives, for notifications on a dedicated
+    LISTEN connection; return them (raises OperationalError when the connection is lost).
+
+    ``AsyncConnection.notifies()`` wakes every 0.1 s to check for interrupts: ten loop
+    iterations a second per idle worker, most of a 200-account host's idle CPU. Call
+    ``conn.notifies(timeout=0)`` once first to drain what arrived during earlier queries.
+    """
+    loop = asyncio.get_running_loop()
+    pgconn = conn.pgconn
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = pgconn.socket
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+    pgconn.consume_input()  # OperationalError when the server closed the connection
+    encoding = pgconn._encoding
+    notes = []
+    while (note := pgconn.notifies()) is not None:
+        notes.append(psycopg.Notify(note.relname.decode(encoding), note.extra.decode(encoding),
+                                    note.be_pid))
+    if pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the LISTEN connection was closed")
+    return notes

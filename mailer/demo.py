@@ -2,8 +2,9 @@
 
 It recreates a dedicated ``mailer_demo`` database (on the embedded server unless
 ``DATABASE_URL`` names one), migrates it, starts a local SMTP sink, adds two demo accounts
-with small limits, queues a few hundred emails with plain SQL, runs the orchestrator until
-every row is settled, and prints ``mailer status`` and one received message.
+with small limits, queues a few hundred emails with plain SQL, serves the tracking app (so
+the emails' links work), runs the orchestrator until every row is settled, and prints
+``mailer status`` and one received message, whose link and one-click unsubscribe it uses.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mailer.db import Database
 from mailer.migrate import migrate
 from mailer.sink import SinkServer, start_sink
 from mailer.status import collect_status, format_status
+from tracking.demo import start_demo_server, stop_demo_server, try_links
 
 DEMO_DATABASE = "mailer_demo"
 #: Two accounts sharing the default pool; small limits so the limits are visible.
@@ -50,11 +52,20 @@ def run_demo(ctx: Context, *, emails: int, timeout: float) -> int:
     with start_sink(port=0, directory=sink_dir, quiet=True) as sink:
         click.echo(f"sink: SMTP on {sink.host}:{sink.port}, storing to {sink_dir}")
         asyncio.run(_prepare(ctx, server_url, demo_url, sink, emails))
-        ok = _run_orchestrator(ctx, demo_url, emails, timeout)
-        received = sink.count
+        web = start_demo_server(ctx.settings, demo_url)
+        click.echo(f"tracking app: {web.url} (opens, clicks, one-click unsubscribes)")
+        try:
+            ok = _run_orchestrator(ctx, demo_url, emails, timeout, web.url)
+            received = sink.count
+            newest = sorted(sink_dir.glob("*.eml"))[-1:]
+            link_checks = try_links(newest[0]) if newest else []
+        finally:
+            stop_demo_server(web)
     report = asyncio.run(_status(demo_url))
     click.echo("\n" + format_status(report) + "\n")
     click.echo(f"the sink received {received} messages; newest: {_sample(sink_dir)}")
+    for line in link_checks:
+        click.echo(f"  {line}")
     return 0 if ok else 1
 
 
@@ -75,8 +86,9 @@ async def _prepare(ctx: Context, server_url: str, demo_url: str, sink: SinkServe
     click.echo(f"queued {emails} emails with one INSERT into email_queue")
 
 
-def _run_orchestrator(ctx: Context, demo_url: str, emails: int, timeout: float) -> bool:
-    env = os.environ | {"DATABASE_URL": demo_url}
+def _run_orchestrator(ctx: Context, demo_url: str, emails: int, timeout: float,
+                      base_url: str) -> bool:
+    env = os.environ | {"DATABASE_URL": demo_url, "MAILER_BASE_URL": base_url}
     env.setdefault("MAILER_SECRET_KEY", secret_key(ctx.settings))
     click.echo("starting the orchestrator: mailer run")
     proc = subprocess.Popen([sys.executable, "-m", "mailer", "run"], env=env)

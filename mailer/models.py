@@ -79,6 +79,11 @@ class QueuedEmail:
     template_html_body: str | None = None
     template_text_body: str | None = None
     suppression_reason: str | None = None
+    #: Transactional mail has no List-Unsubscribe and is not tracked unless asked to be.
+    transactional: bool = False
+    #: The row's (else its campaign's) tracking switches; None = the default for its kind.
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

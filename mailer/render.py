@@ -3,8 +3,9 @@
 Templates run in Jinja2's sandbox with undefined variables as errors; HTML is autoescaped.
 Every problem with the row itself (bad address, CR/LF in a header, template error,
 oversize message) raises :class:`~mailer.errors.InvalidMessageError` with a message fit
-for ``email_queue.last_error``. ``post_render`` hooks (tracking, unsubscribe headers) may
-adjust the message before it is serialised.
+for ``email_queue.last_error``. ``variables`` hooks add template variables (such as
+``unsubscribe_url``, also substituted in non-template bodies) and ``post_render`` hooks
+(tracking, unsubscribe headers) may adjust the message before it is serialised.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 from mailer.errors import InvalidMessageError
 from mailer.models import QueuedEmail, SenderAccount
@@ -45,14 +47,18 @@ class RenderedMessage:
 
 
 PostRender = Callable[[EmailMessage, QueuedEmail, SenderAccount], None]
+#: Extra template variables for a row (e.g. ``unsubscribe_url``); the row's own win.
+Variables = Callable[[QueuedEmail, SenderAccount], dict[str, str]]
 
 
 class Renderer:
     """Renders rows; one per worker so compiled templates are cached across rows."""
 
-    def __init__(self, *, max_message_bytes: int, post_render: Iterable[PostRender] = ()) -> None:
+    def __init__(self, *, max_message_bytes: int, post_render: Iterable[PostRender] = (),
+                 variables: Iterable[Variables] = ()) -> None:
         self.max_message_bytes = max_message_bytes
         self.post_render = tuple(post_render)
+        self.variables = tuple(variables)
         self._text_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self._html_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
         self._compile = lru_cache(maxsize=512)(self._compile_uncached)
@@ -60,7 +66,10 @@ class Renderer:
     def render(self, row: QueuedEmail, account: SenderAccount) -> RenderedMessage:
         """Build the message for ``row`` sent by ``account``."""
         recipient = validated_address(row.to_address)
-        subject, html, text = self._bodies(row)
+        extra: dict[str, str] = {}
+        for provide in self.variables:
+            extra.update(provide(row, account))
+        subject, html, text = self._bodies(row, extra)
         msg = EmailMessage(policy=policy.SMTP)
         msg["From"] = Address(display_name=clean_header(account.display_name or ""),
                               addr_spec=account.email)
@@ -80,13 +89,15 @@ class Renderer:
             )
         return RenderedMessage(account.email, recipient, data, msg)
 
-    def _bodies(self, row: QueuedEmail) -> tuple[str, str | None, str | None]:
+    def _bodies(self, row: QueuedEmail,
+                extra: dict[str, str]) -> tuple[str, str | None, str | None]:
         subject = row.subject if row.template_id is None else row.template_subject
         html = row.html_body if row.template_id is None else row.template_html_body
         text = row.text_body if row.template_id is None else row.template_text_body
         if row.template_id is None and row.variables is None:
-            return subject or "", html, text
-        context = dict(row.variables or {})
+            # Not a template: only the extra variables' own {{ name }} are replaced.
+            return subject or "", substitute(html, extra, True), substitute(text, extra, False)
+        context = extra | dict(row.variables or {})
         return (
             self._run(self._text_env, "subject", subject or "", context),
             None if html is None else self._run(self._html_env, "html_body", html, context),
@@ -102,6 +113,16 @@ class Renderer:
             return self._compile(env, source).render(context)
         except jinja2.TemplateError as exc:
             raise InvalidMessageError(f"template error in {part}: {exc}") from None
+
+
+def substitute(body: str | None, values: dict[str, str], html: bool) -> str | None:
+    """``body`` with each ``{{ name }}`` of ``values`` replaced (HTML-escaped when
+    ``html``); anything else that looks like a template is left alone."""
+    if body is None or not values or "{{" not in body:
+        return body
+    names = "|".join(re.escape(name) for name in values)
+    pattern = re.compile(r"\{\{\s*(" + names + r")\s*\}\}")
+    return pattern.sub(lambda m: str(escape(values[m[1]])) if html else values[m[1]], body)
 
 
 def validated_address(address: str) -> str:

@@ -26,15 +26,19 @@ import psycopg
 from mailer.accounts import AccountManager
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
-from mailer.db import Database, connect_listener
+from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.limits import SendWindow
 from mailer.models import QueuedEmail, SenderAccount
 from mailer.queue import AttemptResult, QueueManager
 from mailer.render import PostRender, RenderedMessage, Renderer
+from mailer.reputation import Thresholds
+from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
 from mailer.senders import Sender, make_sender
 from mailer.sql_queries import query
+from mailer.tokens import TokenCodec
+from mailer.tracking_hooks import TrackingHooks
 
 log = logging.getLogger("mailer.worker")
 
@@ -45,6 +49,9 @@ EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account
 
 #: Rows a worker holds while waiting for a slot; beyond this it gives them back.
 HOLD_SECONDS = 10.0
+#: Heartbeat of a worker holding no rows (capped at a quarter of the lease): it only
+#: proves liveness and re-reads the account as a fallback, NOTIFY does the rest.
+IDLE_HEARTBEAT_SECONDS = 10.0
 
 SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
 
@@ -54,15 +61,20 @@ class Worker:
 
     def __init__(self, settings: Settings, database_url: str, account_id: int, *,
                  sender_factory: SenderFactory = make_sender,
-                 post_render: Iterable[PostRender] = ()) -> None:
+                 post_render: Iterable[PostRender] | None = None) -> None:
+        """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)."""
         self.settings = settings
         self.url = database_url
         self.account_id = account_id
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sender_factory = sender_factory
-        self.renderer = Renderer(max_message_bytes=settings.max_message_bytes,
-                                 post_render=post_render)
-        self.box = CredentialBox(secret_key(settings))
+        secret = secret_key(settings)
+        tracking = TrackingHooks(settings, TokenCodec(secret))
+        self.renderer = Renderer(
+            max_message_bytes=settings.max_message_bytes, variables=[tracking.variables],
+            post_render=[tracking.post_render] if post_render is None else post_render)
+        self.box = CredentialBox(secret)
+        self.next_reputation_check = 0.0
         self.wake = asyncio.Event()
         self.account_changed = asyncio.Event()
         self.stopping = False
@@ -71,6 +83,7 @@ class Worker:
         self.window = SendWindow()
         self.results: list[AttemptResult] = []
         self.in_flight: int | None = None
+        self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.account: SenderAccount
         self.sender: Sender | None = None
@@ -176,12 +189,13 @@ class Worker:
 
     async def _listen(self, listener: psycopg.AsyncConnection) -> None:
         try:
-            async for note in listener.notifies():
-                if note.channel == "mailer_queue":
-                    self.wake.set()
-                elif note.payload == str(self.account_id):
-                    self.account_changed.set()
-                    self.wake.set()
+            while True:  # wakes only when a notification arrives (see wait_notifies)
+                for note in await wait_notifies(listener):
+                    if note.channel == "mailer_queue":
+                        self.wake.set()
+                    elif note.payload == str(self.account_id):
+                        self.account_changed.set()
+                        self.wake.set()
         except psycopg.OperationalError as exc:
             log.error("lost the connection holding account %s's lock: %s", self.account_id, exc)
             self.exit_code = EXIT_DB_UNAVAILABLE
@@ -190,18 +204,29 @@ class Worker:
     async def _heartbeat(self) -> None:
         ticks = 0
         while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+            await asyncio.sleep(self._heartbeat_interval())
             try:
                 await self._beat(ticks)
             except psycopg.OperationalError as exc:
                 log.warning("heartbeat failed: %s", exc)
             ticks += 1
 
+    def _heartbeat_interval(self) -> float:
+        if self.leased:
+            return self.settings.heartbeat_seconds
+        return max(self.settings.heartbeat_seconds,
+                   min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4))
+
     async def _beat(self, ticks: int) -> None:
         if os.getppid() != self.parent_pid:
             self.request_stop("parent process exited")
-        await self.queue.renew_leases(self.settings.lease_seconds)
+        if self.leased:
+            await self.queue.renew_leases(self.settings.lease_seconds)
         await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
+        if time.monotonic() >= self.next_reputation_check:
+            self.next_reputation_check = time.monotonic() + self.settings.reputation_check_seconds
+            await enforce_reputation(self.db, self.account_id,
+                                     Thresholds.from_settings(self.settings))
         await self._refresh_account()
         if ticks % 5 == 0:
             await self._sync_clock()
@@ -248,7 +273,11 @@ class Worker:
                 account_id=self.account_id, pool=self.account.pool, domain=self.account.domain,
                 limit=self._claim_size(), lease_seconds=self.settings.lease_seconds)
             if rows:
-                await self._send_batch(rows)
+                self.leased = True
+                try:
+                    await self._send_batch(rows)
+                finally:
+                    self.leased = False
             else:
                 await self._flush()
                 await self._idle()
@@ -269,17 +298,25 @@ class Worker:
         return max(size, 1)
 
     async def _idle(self) -> None:
-        timeout = self.settings.poll_seconds
-        due = await self.queue.next_due_at(self.account_id, self.account.pool)
-        if due is not None:
-            timeout = min(timeout, max(due.timestamp() - self.now(), 0.01))
-        await self._sleep(timeout)
+        """Wait for a NOTIFY, the next due row or a poll. A poll that finds nothing due
+        costs one cheap query (next_due_at), not a claim."""
+        while True:
+            timeout = self.settings.poll_seconds
+            due = await self.queue.next_due_at(self.account_id, self.account.pool)
+            if due is not None:
+                timeout = min(timeout, max(due.timestamp() - self.now(), 0.01))
+            if await self._sleep(timeout) or due is not None or self.stopping:
+                return
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, woken early by a NOTIFY, an account change or a stop request."""
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, woken early by a NOTIFY, an account change or a stop request (then
+        True)."""
+        woken = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+            woken = True
         self.wake.clear()
+        return woken
 
     async def _send_batch(self, rows: list[QueuedEmail]) -> None:
         pending = list(rows)

@@ -126,7 +126,11 @@ FROM chosen LEFT JOIN templates AS t ON t.id = chosen.template_id
 WHERE q.id = chosen.id
 RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
           q.template_id, q.variables, q.headers, q.pool, q.campaign, q.priority,
-          q.attempts, q.max_attempts, q.message_id, q.metadata, q.due_at,
+          q.attempts, q.max_attempts, q.message_id, q.metadata, q.due_at, q.transactional,
+          COALESCE(q.track_opens, (SELECT c.track_opens FROM campaign_settings AS c
+                                    WHERE c.campaign = q.campaign)) AS track_opens,
+          COALESCE(q.track_clicks, (SELECT c.track_clicks FROM campaign_settings AS c
+                                     WHERE c.campaign = q.campaign)) AS track_clicks,
           t.subject AS template_subject, t.html_body AS template_html_body,
           t.text_body AS template_text_body,
           (SELECT s.reason FROM suppressions AS s
@@ -174,9 +178,9 @@ WITH r AS (
     ON CONFLICT ((lower(email))) DO NOTHING
     RETURNING id
 ), bounced AS (
-    INSERT INTO email_events (queue_id, type, data)
-    SELECT r.id, 'bounce', jsonb_build_object('code', r.code, 'response', r.response,
-                                              'kind', r.suppress_reason)
+    INSERT INTO email_events (queue_id, account_id, type, data)
+    SELECT r.id, %(account_id)s, 'bounce',
+           jsonb_build_object('code', r.code, 'response', r.response, 'kind', r.suppress_reason)
     FROM r JOIN email_queue AS q ON q.id = r.id
     WHERE r.suppress_reason IS NOT NULL
     RETURNING id
@@ -282,7 +286,9 @@ INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, var
                          priority, campaign)
 SELECT format('reader%%s@example.org', i), format('Reader %%s', i),
        'Mailer demo #{{ n }}',
-       '<h1>Hello {{ name }}</h1><p>This is demo email #{{ n }} from Mailer.</p>',
+       '<h1>Hello {{ name }}</h1><p>This is demo email #{{ n }} from Mailer. '
+       '<a href="https://example.org/mailer-demo?n={{ n }}">Read more</a></p>'
+       '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
        'Hello {{ name }}, this is demo email #{{ n }} from Mailer.',
        jsonb_build_object('n', i, 'name', format('Reader %%s', i)),
        CASE WHEN i %% 10 = 0 THEN 5 ELSE 0 END, 'demo'
@@ -340,3 +346,218 @@ WHERE locktype = 'advisory' AND classid = 734602 AND objsubid = 2 AND granted
 -- orchestrator_forget_worker --
 -- The workers row a worker that died without unregistering left behind.
 DELETE FROM workers WHERE hostname = %(hostname)s AND pid = %(pid)s
+
+-- ==== tracking ====
+
+-- insert_events --
+-- Record a batch of events; %(events)s is a JSON array of {queue_id, type, data,
+-- suspected_bot, created_at}. A queue row that no longer exists leaves queue_id NULL;
+-- account_id is the account that sent the row. Two clicks on different links of one
+-- message within %(burst_seconds)s of each other are a scanner following every link:
+-- the new click and the earlier ones are flagged (data->>'scanner' = 'every_link').
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(events)s::jsonb) AS r(
+        queue_id bigint, type text, data jsonb, suspected_bot boolean,
+        created_at timestamptz)
+), batch AS (
+    SELECT r.type, COALESCE(r.data, '{}'::jsonb) AS data,
+           COALESCE(r.suspected_bot, false) AS suspected_bot,
+           COALESCE(r.created_at, now()) AS created_at, q.id AS row_id, q.sent_by_account_id
+    FROM r LEFT JOIN email_queue AS q ON q.id = r.queue_id
+), clicks AS (
+    SELECT e.queue_id, e.data->>'link' AS link, e.created_at
+    FROM email_events AS e
+    WHERE e.type = 'click' AND e.queue_id IN (SELECT row_id FROM batch WHERE type = 'click')
+    UNION ALL
+    SELECT row_id, data->>'link', created_at FROM batch WHERE type = 'click'
+), flagged_earlier AS (
+    UPDATE email_events AS e
+    SET suspected_bot = true, data = e.data || '{"scanner": "every_link"}'::jsonb
+    FROM batch AS b
+    WHERE b.type = 'click' AND e.type = 'click' AND e.queue_id = b.row_id
+      AND NOT e.suspected_bot
+      AND e.data->>'link' IS DISTINCT FROM b.data->>'link'
+      AND abs(extract(epoch FROM e.created_at - b.created_at)) <= %(burst_seconds)s
+    RETURNING e.id
+)
+INSERT INTO email_events (queue_id, account_id, type, data, suspected_bot, created_at)
+SELECT b.row_id, b.sent_by_account_id, b.type,
+       CASE WHEN burst.hit AND NOT b.suspected_bot
+            THEN b.data || '{"scanner": "every_link"}'::jsonb ELSE b.data END,
+       b.suspected_bot OR burst.hit, b.created_at
+FROM batch AS b
+CROSS JOIN LATERAL (
+    SELECT b.type = 'click' AND EXISTS (
+        SELECT 1 FROM clicks AS c
+        WHERE c.queue_id = b.row_id AND c.link IS DISTINCT FROM b.data->>'link'
+          AND abs(extract(epoch FROM c.created_at - b.created_at)) <= %(burst_seconds)s
+    ) AS hit
+) AS burst
+RETURNING id
+
+-- unsubscribe --
+-- One-click unsubscribe of %(email)s from message %(queue_id)s: an 'unsubscribe'
+-- suppression (a temporary one, such as a soft bounce, becomes permanent; a permanent one
+-- stays as it is) and one 'unsubscribe' event per message, however often it is posted.
+WITH suppressed AS (
+    INSERT INTO suppressions AS s (email, reason, source)
+    VALUES (btrim(%(email)s), 'unsubscribe', %(source)s)
+    ON CONFLICT ((lower(email))) DO UPDATE
+    SET reason = EXCLUDED.reason, source = EXCLUDED.source, created_at = now(),
+        expires_at = NULL
+    WHERE s.expires_at IS NOT NULL
+    RETURNING s.id
+), msg AS (
+    SELECT id, sent_by_account_id FROM email_queue WHERE id = %(queue_id)s
+), event AS (
+    INSERT INTO email_events (queue_id, account_id, type, data)
+    SELECT (SELECT id FROM msg), (SELECT sent_by_account_id FROM msg), 'unsubscribe',
+           %(data)s::jsonb
+    WHERE EXISTS (SELECT 1 FROM suppressed)
+       OR (EXISTS (SELECT 1 FROM msg) AND NOT EXISTS (
+               SELECT 1 FROM email_events
+               WHERE queue_id = %(queue_id)s AND type = 'unsubscribe'))
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM suppressed) AS suppressed, (SELECT count(*) FROM event) AS recorded
+
+-- suppression_for --
+-- The address's suppression in force, if any.
+SELECT email, reason, source, created_at, expires_at FROM suppressions
+WHERE lower(email) = lower(btrim(%(email)s)) AND (expires_at IS NULL OR expires_at > now())
+
+-- upsert_suppressions --
+-- Add suppressions in one statement; %(rows)s is a JSON array of {email, reason, source,
+-- expires_at}. A permanent suppression (no expires_at) is never replaced; a temporary one
+-- gives way to a permanent one, to one that lasts longer, or once it has expired.
+-- Returns the suppressions added or changed.
+WITH r AS (
+    SELECT DISTINCT ON (lower(btrim(email)))
+           btrim(email) AS email, reason, source, expires_at
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+        email text, reason text, source text, expires_at timestamptz)
+    ORDER BY lower(btrim(email)), expires_at DESC NULLS FIRST
+)
+INSERT INTO suppressions AS s (email, reason, source, expires_at)
+SELECT email, reason, source, expires_at FROM r
+ON CONFLICT ((lower(email))) DO UPDATE
+SET reason = EXCLUDED.reason, source = EXCLUDED.source, expires_at = EXCLUDED.expires_at,
+    created_at = now()
+WHERE s.expires_at IS NOT NULL
+  AND (EXCLUDED.expires_at IS NULL OR EXCLUDED.expires_at > s.expires_at
+       OR s.expires_at <= now())
+RETURNING s.email, s.reason, s.source, s.created_at, s.expires_at
+
+-- delete_suppressions --
+-- %(emails)s: lower-cased addresses.
+DELETE FROM suppressions WHERE lower(email) = ANY(%(emails)s::text[])
+RETURNING email, reason
+
+-- list_suppressions --
+-- All suppressions, or those of one %(reason)s; expired ones only with %(include_expired)s.
+SELECT email, reason, source, created_at, expires_at FROM suppressions
+WHERE (%(reason)s::text IS NULL OR reason = %(reason)s::text)
+  AND (%(include_expired)s OR expires_at IS NULL OR expires_at > now())
+ORDER BY lower(email)
+
+-- claim_sns_message --
+-- Remember an SNS MessageId; no row back means it was processed before (SNS redelivers,
+-- an attacker may replay). Ids older than %(keep_seconds)s are forgotten on the way.
+WITH forgotten AS (
+    DELETE FROM sns_messages
+    WHERE received_at < now() - make_interval(secs => %(keep_seconds)s)
+)
+INSERT INTO sns_messages (message_id, topic_arn, type)
+VALUES (%(message_id)s, %(topic_arn)s, %(type)s)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id
+
+-- queue_rows_by_message_id --
+-- The rows that were sent with these Message-IDs (%(message_ids)s, with angle brackets).
+SELECT id, to_address, message_id, sent_by_account_id FROM email_queue
+WHERE message_id = ANY(%(message_ids)s::text[])
+
+-- reputation_stats --
+-- An account's sends that reached a verdict, hard bounces and complaints over the last
+-- %(window_seconds)s, counting only since it was last made active (reputation_since).
+SELECT a.id, a.status, since.t AS since,
+       (SELECT count(*) FROM send_logs AS l
+         WHERE l.account_id = a.id AND l.counted AND l.outcome IN ('sent', 'permanent')
+           AND l.created_at > since.t) AS sends,
+       (SELECT count(*) FROM email_events AS e
+         WHERE e.account_id = a.id AND e.type = 'bounce' AND e.data->>'kind' = 'hard_bounce'
+           AND e.created_at > since.t) AS hard_bounces,
+       (SELECT count(*) FROM email_events AS e
+         WHERE e.account_id = a.id AND e.type = 'complaint'
+           AND e.created_at > since.t) AS complaints
+FROM sender_accounts AS a
+CROSS JOIN LATERAL (
+    SELECT GREATEST(now() - make_interval(secs => %(window_seconds)s), a.reputation_since) AS t
+) AS since
+WHERE a.id = %(account_id)s
+
+-- pause_for_reputation --
+-- Pause an active account with the reason in last_error and an account_events row.
+WITH paused AS (
+    UPDATE sender_accounts SET status = 'paused', last_error = %(reason)s
+    WHERE id = %(account_id)s AND status = 'active'
+    RETURNING id
+)
+INSERT INTO account_events (account_id, type, data)
+SELECT id, 'reputation_pause', %(data)s::jsonb FROM paused
+RETURNING account_id
+
+-- metrics_sends --
+-- Attempts by account and outcome, since the beginning (a Prometheus counter).
+SELECT account_id, outcome, count(*) AS count FROM send_logs
+GROUP BY account_id, outcome ORDER BY account_id, outcome
+
+-- metrics_events --
+-- Events by type, scanners apart (a Prometheus counter).
+SELECT type, suspected_bot, count(*) AS count FROM email_events
+GROUP BY type, suspected_bot ORDER BY type, suspected_bot
+
+-- ==== retention ====
+
+-- prune_queue_batch --
+-- One bounded batch of `mailer db prune`: terminal rows created (and sent) before the
+-- cutoff, after the keyset id, in id order; their send_logs and email_events go with them
+-- (ON DELETE CASCADE). SKIP LOCKED: never waits on a row another session holds.
+WITH doomed AS (
+    SELECT id FROM email_queue
+    WHERE id > %(after_id)s
+      AND status IN ('sent', 'failed', 'suppressed', 'cancelled')
+      AND created_at < %(cutoff)s AND (sent_at IS NULL OR sent_at < %(cutoff)s)
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM email_queue AS q USING doomed WHERE q.id = doomed.id RETURNING q.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
+-- prune_send_logs_batch --
+-- Attempt logs older than the cutoff whose queue row is still kept (a row retried for
+-- months); the 24-hour limit window never reaches this far back.
+WITH doomed AS (
+    SELECT id FROM send_logs
+    WHERE id > %(after_id)s AND created_at < %(cutoff)s
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM send_logs AS l USING doomed WHERE l.id = doomed.id RETURNING l.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
+-- prune_email_events_batch --
+WITH doomed AS (
+    SELECT id FROM email_events
+    WHERE id > %(after_id)s AND created_at < %(cutoff)s
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM email_events AS e USING doomed WHERE e.id = doomed.id RETURNING e.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
