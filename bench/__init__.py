@@ -1,0 +1,1 @@
+"""Mailer's benchmark: ``python -m bench`` (or ``make bench``); see ``bench.cli``."""
