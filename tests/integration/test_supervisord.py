@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def supervisor_env(db_url: str) -> dict[str, str]:
         {
             "DATABASE_URL": db_url,
             "MAILER_SECRET_KEY": "test-secret-key",
+            "MAILER_WEB_BIND": f"127.0.0.1:{WEB_PORT}",
             "MAILER_HEARTBEAT_SECONDS": "0.3",
             "MAILER_POLL_SECONDS": "1",
             "MAILER_ORCHESTRATOR_POLL_SECONDS": "0.5",
@@ -59,6 +62,23 @@ def supervisor_env(db_url: str) -> dict[str, str]:
         }
     )
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+WEB_PORT = free_port()
+
+
+def healthz() -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/healthz", timeout=2) as r:
+            return r.status
+    except OSError:
+        return None
 
 
 def alive(pid: int) -> bool:
@@ -108,6 +128,12 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
                 timeout=10,
                 message="mailer-orchestrator RUNNING",
             )
+            await wait_until(
+                lambda: "RUNNING" in ctl("status", "mailer-web").stdout,
+                timeout=15,
+                message="mailer-web RUNNING",
+            )
+            await wait_until(lambda: healthz() == 200, timeout=10, message="web /healthz")
             orchestrator_pid = int(ctl("pid", "mailer-orchestrator").stdout)
             [worker] = sql.execute(
                 "SELECT pid FROM workers WHERE account_id = %s", [account]
@@ -117,6 +143,7 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
             stop = ctl("stop", "all")
             assert stop.returncode == 0, stop.stdout + stop.stderr
             assert "mailer-orchestrator: stopped" in stop.stdout
+            assert "mailer-web: stopped" in stop.stdout
             shutdown = ctl("shutdown")
             assert shutdown.returncode == 0, shutdown.stdout + shutdown.stderr
             assert supervisord.wait(timeout=20) == 0
@@ -138,6 +165,7 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
 
     log = (checkout / ".mailer" / "supervisord.log").read_text()
     assert "stopped: mailer-orchestrator (exit status 0)" in log
+    assert "stopped: mailer-web (exit status 0)" in log
     assert "SIGKILL" not in log
     orchestrator_log = (checkout / ".mailer" / "orchestrator.log").read_text()
     assert "orchestrator stopped" in orchestrator_log
