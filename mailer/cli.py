@@ -7,6 +7,7 @@ Commands: ``db migrate``, ``accounts add|list|pause|resume|set-limits``, ``run``
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -88,13 +89,31 @@ def accounts() -> None:
     """Sender accounts."""
 
 
+def account_id_argument(fn: Any) -> Any:
+    """The account as ACCOUNT_ID or as ``--account-id N`` (the form ``mailer worker``
+    takes); passed to ``fn`` as ``account_id``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, account_id: int | None, account_id_option: int | None,
+                **kwargs: Any) -> Any:
+        chosen = account_id if account_id is not None else account_id_option
+        if chosen is None:
+            raise click.UsageError("give the account: ACCOUNT_ID or --account-id N")
+        return fn(*args, account_id=chosen, **kwargs)
+
+    wrapper = click.option("--account-id", "account_id_option", type=int, default=None,
+                           help="The account, instead of ACCOUNT_ID.")(wrapper)
+    return click.argument("account_id", type=int, required=False)(wrapper)
+
+
 @accounts.command("add")
 @click.option("--email", required=True, help="The From address.")
 @click.option("--display-name", default=None)
 @click.option("--smtp-host", required=True)
 @click.option("--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none.")
-@click.option("--smtp-username", default=None)
-@click.option("--smtp-password", default=None, envvar="MAILER_SMTP_PASSWORD",
+@click.option("--smtp-username", "--username", "smtp_username", default=None)
+@click.option("--smtp-password", "--password", "smtp_password", default=None,
+              envvar="MAILER_SMTP_PASSWORD",
               help="Stored encrypted. Prefer the env var or the prompt to the command line.")
 @click.option("--prompt-password", is_flag=True, help="Ask for the password on the terminal.")
 @click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]),
@@ -160,7 +179,7 @@ def _set_status(ctx: Context, account_id: int, status: str, reason: str | None) 
 
 
 @accounts.command("pause")
-@click.argument("account_id", type=int)
+@account_id_argument
 @click.option("--reason", default="paused by operator")
 @pass_ctx
 def accounts_pause(ctx: Context, account_id: int, reason: str) -> None:
@@ -169,7 +188,7 @@ def accounts_pause(ctx: Context, account_id: int, reason: str) -> None:
 
 
 @accounts.command("resume")
-@click.argument("account_id", type=int)
+@account_id_argument
 @pass_ctx
 def accounts_resume(ctx: Context, account_id: int) -> None:
     """Make a paused or suspended account active again (clears its error and backoff)."""
@@ -177,7 +196,7 @@ def accounts_resume(ctx: Context, account_id: int) -> None:
 
 
 @accounts.command("set-limits")
-@click.argument("account_id", type=int)
+@account_id_argument
 @click.option("--daily-limit", type=int, default=None)
 @click.option("--hourly-limit", type=int, default=None)
 @click.option("--no-hourly-limit", is_flag=True, help="Remove the hourly limit.")

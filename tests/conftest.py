@@ -5,17 +5,21 @@ test cloned from it with CREATE DATABASE ... TEMPLATE."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg.conninfo import make_conninfo
 
+from mailer.cli import main
 from mailer.config import Settings
 from mailer.db import Database
 from mailer.migrate import migrate
@@ -107,3 +111,26 @@ def settings(tmp_path: Path) -> Settings:
         shutdown_grace_seconds=5.0,
         orchestrator_poll_seconds=0.5,
     )
+
+
+@pytest.fixture
+def mailer(db_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Run ``mailer ARGS...`` in-process against the test database; return its output."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    runner = CliRunner()
+    env = {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(tmp_path / "home"),
+        "MAILER_SECRET_KEY": "test-secret-key",
+    }
+
+    def run(*args: str, input: str | None = None, code: int = 0) -> str:
+        result = runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    yield run
+    root.handlers[:], root.level = saved[0], saved[1]
+
+

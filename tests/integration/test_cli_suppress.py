@@ -5,32 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
-
-import pytest
-from click.testing import CliRunner
-
-from mailer.cli import main
-
-
-@pytest.fixture
-def mailer(db_url, tmp_path):
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    runner = CliRunner()
-    env = {
-        "DATABASE_URL": db_url,
-        "MAILER_HOME": str(tmp_path / "home"),
-        "MAILER_SECRET_KEY": "test-secret-key",
-    }
-
-    def run(*args, input=None, code=0):
-        result = runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result.output
-
-    yield run
-    root.handlers[:], root.level = saved[0], saved[1]
 
 
 def listed(mailer):

@@ -1,0 +1,78 @@
+"""The operator's CLI against a real database: migrate, accounts, status."""
+
+from __future__ import annotations
+
+import json
+
+from mailer.credentials import CredentialBox
+
+
+def test_migrate_twice_is_a_no_op(mailer):
+    assert mailer("db", "migrate") == "database is up to date\n"
+
+
+def test_accounts_add_stores_the_password_encrypted_and_never_prints_it(mailer, sql):
+    out = mailer("accounts", "add", "--email", "news@shop.example", "--smtp-host",
+                 "smtp.shop.example", "--smtp-username", "news", "--smtp-password",
+                 "hunter2-secret", "--daily-limit", "300", "--hourly-limit", "40",
+                 "--min-delay-ms", "1500", "--pool", "marketing")
+    assert out == "added account 1 <news@shop.example> (active, pool marketing)\n"
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert (row["daily_limit"], row["hourly_limit"], row["min_delay_ms"]) == (300, 40, 1500)
+    assert "hunter2" not in row["smtp_password_encrypted"]
+    box = CredentialBox("test-secret-key")
+    assert box.decrypt(row["smtp_password_encrypted"]) == "hunter2-secret"
+    listing = mailer("accounts", "list") + mailer("accounts", "list", "--json")
+    assert "hunter2" not in listing and "encrypted" not in listing
+    [account] = json.loads(mailer("accounts", "list", "--json"))
+    assert account["email"] == "news@shop.example" and account["pool"] == "marketing"
+
+
+def test_password_can_come_from_the_prompt(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h",
+           "--smtp-username", "a", "--prompt-password", input="from-prompt\n")
+    token = sql.execute("SELECT smtp_password_encrypted FROM sender_accounts").fetchone()
+    assert CredentialBox("test-secret-key").decrypt(token["smtp_password_encrypted"]) == (
+        "from-prompt")
+
+
+def test_pause_resume_and_set_limits(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    assert mailer("accounts", "pause", "1") == "account 1 <a@shop.example> is paused\n"
+    row = sql.execute("SELECT status, last_error FROM sender_accounts").fetchone()
+    assert row == {"status": "paused", "last_error": "paused by operator"}
+    mailer("accounts", "resume", "--account-id", "1")
+    row = sql.execute("SELECT status, last_error FROM sender_accounts").fetchone()
+    assert row == {"status": "active", "last_error": None}
+    mailer("accounts", "set-limits", "1", "--daily-limit", "10", "--hourly-limit", "2")
+    mailer("accounts", "set-limits", "1", "--min-delay-ms", "0")
+    row = sql.execute("SELECT daily_limit, hourly_limit, min_delay_ms FROM sender_accounts"
+                      ).fetchone()
+    assert row == {"daily_limit": 10, "hourly_limit": 2, "min_delay_ms": 0}
+    mailer("accounts", "set-limits", "1", "--no-hourly-limit")
+    assert sql.execute("SELECT hourly_limit FROM sender_accounts").fetchone()["hourly_limit"] is None
+
+
+def test_unknown_account_and_bad_limits_are_clear_errors(mailer):
+    assert "no sender account with id 9" in mailer("accounts", "pause", "9", code=1)
+    assert "ACCOUNT_ID or --account-id" in mailer("accounts", "resume", code=2)
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    assert "must be >= 0" in mailer("accounts", "set-limits", "1", "--daily-limit", "-1", code=2)
+
+
+def test_status_counts_and_limits(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h",
+           "--daily-limit", "2", "--hourly-limit", "1")
+    sql.execute("INSERT INTO email_queue (to_address, subject, html_body) "
+                "VALUES ('x@example.org', 's', 'b'), ('y@example.org', 's', 'b')")
+    sent = sql.execute("UPDATE email_queue SET status = 'sent', sent_at = now() "
+                       "WHERE to_address = 'x@example.org' RETURNING id").fetchone()["id"]
+    sql.execute("INSERT INTO send_logs (queue_id, account_id, outcome, counted, created_at) "
+                "VALUES (%s, 1, 'sent', true, now() - interval '10 minutes')", [sent])
+    report = json.loads(mailer("status", "--json"))
+    assert report["queue"]["queued"] == 1 and report["queue"]["sent"] == 1
+    [account] = report["accounts"]
+    assert (account["sent_last_hour"], account["sent_last_day"]) == (1, 1)
+    assert account["frees_at"] is not None  # hourly limit of 1 reached
+    text = mailer("status")
+    assert "1/1" in text and "1/2" in text and "at limit, frees at" in text
