@@ -50,7 +50,8 @@ def test_pause_resume_and_set_limits(mailer, sql):
                       ).fetchone()
     assert row == {"daily_limit": 10, "hourly_limit": 2, "min_delay_ms": 0}
     mailer("accounts", "set-limits", "1", "--no-hourly-limit")
-    assert sql.execute("SELECT hourly_limit FROM sender_accounts").fetchone()["hourly_limit"] is None
+    row = sql.execute("SELECT hourly_limit FROM sender_accounts").fetchone()
+    assert row["hourly_limit"] is None
 
 
 def test_unknown_account_and_bad_limits_are_clear_errors(mailer):

@@ -68,21 +68,29 @@ async def test_prune_deletes_old_terminal_rows_with_logs_and_events(sql, db):
     _finish(sql, old_failed, "failed", 119)
     _finish(sql, old_cancelled, "cancelled", 119)
     _finish(sql, recent_sent, "sent", 1)
-    sql.execute("UPDATE email_queue SET status = 'sending', locked_by = 'w' WHERE id = ANY(%s)",
-                (old_sending,))
+    sql.execute(
+        "UPDATE email_queue SET status = 'sending', locked_by = 'w' WHERE id = ANY(%s)",
+        (old_sending,),
+    )
     # an old log of a row kept (retried for months), and an old event without a row
-    sql.execute("INSERT INTO send_logs (queue_id, outcome, counted, created_at) "
-                "VALUES (%s, 'transient', true, now() - interval '100 days')", (old_queued[0],))
-    sql.execute("INSERT INTO email_events (queue_id, type, created_at) "
-                "VALUES (NULL, 'complaint', now() - interval '100 days')")
+    sql.execute(
+        "INSERT INTO send_logs (queue_id, outcome, counted, created_at) "
+        "VALUES (%s, 'transient', true, now() - interval '100 days')",
+        (old_queued[0],),
+    )
+    sql.execute(
+        "INSERT INTO email_events (queue_id, type, created_at) "
+        "VALUES (NULL, 'complaint', now() - interval '100 days')"
+    )
 
     result = await RetentionManager(db, batch_size=3).prune(timedelta(days=90))
 
     assert result.deleted == {"email_queue": 10, "send_logs": 1, "email_events": 1}
     assert result.batches >= 10 // 3 + 3  # bounded batches, plus one empty pass per table
     assert _ids(sql) == set(old_queued + old_sending + recent_sent)
-    logs = sql.execute("SELECT queue_id, created_at > now() - interval '2 days' AS recent "
-                       "FROM send_logs").fetchall()
+    logs = sql.execute(
+        "SELECT queue_id, created_at > now() - interval '2 days' AS recent FROM send_logs"
+    ).fetchall()
     assert {r["queue_id"] for r in logs} == set(recent_sent)
     events = sql.execute("SELECT queue_id FROM email_events").fetchall()
     assert {r["queue_id"] for r in events} == set(recent_sent)
@@ -108,11 +116,23 @@ def test_cli_prune(sql, db_url, tmp_path):
     _age(sql, ids[:2], 100)
     _finish(sql, ids[:2], "sent", 100)
     env = {"DATABASE_URL": db_url, "MAILER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "mailer", "db", "prune", "--older-than", "90d"],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "mailer", "db", "prune", "--older-than", "90d"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 email_queue" in out.stdout
     assert _ids(sql) == {ids[2]}
-    bad = subprocess.run([sys.executable, "-m", "mailer", "db", "prune", "--older-than", "soon"],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mailer", "db", "prune", "--older-than", "soon"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--older-than" in bad.stderr

@@ -130,16 +130,18 @@ def db_now(sql: psycopg.Connection, offset_seconds: float = 0.0) -> datetime:
 
 
 def count_sent(sql: psycopg.Connection) -> int:
-    return sql.execute("SELECT count(*) AS n FROM email_queue WHERE status = 'sent'").fetchone()[
-        "n"
-    ]
+    """Rows a worker sent (``add_history`` rows have no ``sent_at`` and do not count)."""
+    return sql.execute(
+        "SELECT count(*) AS n FROM email_queue WHERE status = 'sent' AND sent_at IS NOT NULL"
+    ).fetchone()["n"]
 
 
 def add_history(
     sql: psycopg.Connection, account_id: int, ages_seconds: list[float], *, counted: bool = True
 ) -> None:
-    """Sends from before the worker started: one already 'sent' queue row plus one
-    ``send_logs`` row per age (seconds before now), as an earlier worker left them."""
+    """Sends from before the worker started: one already 'sent' queue row (no ``sent_at``,
+    so :func:`count_sent` ignores it) plus one ``send_logs`` row per age (seconds before
+    now), as an earlier worker left them."""
     [qid] = insert_emails(
         sql, 1, to_address="history@example.org", status="sent", account_id=account_id
     )
