@@ -30,8 +30,16 @@ class AttemptResult:
     error: str | None = None
     retry_seconds: float | None = None
     duration_ms: int | None = None
-    refund: bool = False
+    refund: bool = False  # give back the attempt its in-flight mark used (account errors)
     suppress_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Rows taken back from a dead worker; ``in_flight`` of them may have gone out."""
+
+    requeued: int
+    in_flight: int
 
 
 class QueueManager:
@@ -52,18 +60,22 @@ class QueueManager:
         emails.sort(key=lambda e: (-e.priority, e.due_at, e.id))
         return emails
 
-    async def record_results(self, account_id: int, results: list[AttemptResult]) -> int:
-        """Write a batch of outcomes in one statement; return how many rows changed."""
-        if not results:
-            return 0
+    async def record_results(self, account_id: int, results: list[AttemptResult],
+                             in_flight_id: int | None = None) -> bool:
+        """Write a batch of outcomes in one statement and, when ``in_flight_id`` is given,
+        mark that row in flight (one attempt used) before it is sent. Returns whether the
+        mark was made: False means the lease was lost and the row must not be sent."""
+        if not results and in_flight_id is None:
+            return False
         payload = [asdict(r) | {"attempted_at": r.attempted_at.isoformat()} for r in results]
         row = await self.db.fetch_one("record_results", {
             "results": Jsonb(payload), "account_id": account_id, "worker_id": self.worker_id,
+            "in_flight_id": in_flight_id,
         })
-        return int(row["updated"]) if row else 0
+        return bool(row and row["marked"])
 
     async def release(self, ids: list[int]) -> int:
-        """Return leased, unattempted rows to the queue, refunding their attempt."""
+        """Return leased rows that were never tried to the queue, untouched."""
         if not ids:
             return 0
         return await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
@@ -77,13 +89,15 @@ class QueueManager:
             "renew_leases", {"worker_id": self.worker_id, "lease_seconds": lease_seconds}
         )
 
-    async def recover_account_rows(self, account_id: int) -> int:
+    async def recover_account_rows(self, account_id: int) -> Recovery:
         """Requeue rows a dead worker of this account left leased (call holding its lock)."""
-        return len(await self.db.fetch_all("recover_account_rows", {"account_id": account_id}))
+        row = await self.db.fetch_one("recover_account_rows", {"account_id": account_id})
+        return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
 
-    async def recover_expired_leases(self) -> int:
+    async def recover_expired_leases(self) -> Recovery:
         """Requeue rows of any account whose lease ran out."""
-        return len(await self.db.fetch_all("recover_expired_leases"))
+        row = await self.db.fetch_one("recover_expired_leases")
+        return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
 
     async def next_due_at(self, account_id: int, pool: str) -> datetime | None:
         row = await self.db.fetch_one("next_due_at", {"account_id": account_id, "pool": pool})

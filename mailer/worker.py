@@ -139,9 +139,12 @@ class Worker:
             return EXIT_OK
         self.account = account
         recovered = await self.queue.recover_account_rows(self.account_id)
-        if recovered:
+        if recovered.requeued:
             log.warning("requeued %d rows a previous worker of account %s left leased",
-                        recovered, self.account_id)
+                        recovered.requeued, self.account_id)
+            if recovered.in_flight:
+                log.warning("%d of them were in flight and count as sent against the limits",
+                            recovered.in_flight)
         await self._sync_clock()
         window = await self.queue.account_window(self.account_id)
         self.window = SendWindow(t.timestamp() for t in window)
@@ -158,11 +161,21 @@ class Worker:
         try:
             await self._send_loop()
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await self._shutdown()
+            try:
+                await self._stop_background(background)
+            finally:
+                await self._shutdown()
         return self.exit_code
+
+    @staticmethod
+    async def _stop_background(tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel the listener and heartbeat, insisting: a cancel that lands while a task
+        waits for the pool's connection can be swallowed by the pool."""
+        pending = {t for t in tasks if not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
 
     async def _shutdown(self) -> None:
         try:
@@ -203,7 +216,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         ticks = 0
-        while True:
+        while not self.stopping:
             await asyncio.sleep(self._heartbeat_interval())
             try:
                 await self._beat(ticks)
@@ -231,8 +244,9 @@ class Worker:
         if ticks % 5 == 0:
             await self._sync_clock()
             recovered = await self.queue.recover_expired_leases()
-            if recovered:
-                log.warning("requeued %d rows whose worker's lease expired", recovered)
+            if recovered.requeued:
+                log.warning("requeued %d rows whose worker's lease expired (%d in flight)",
+                            recovered.requeued, recovered.in_flight)
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
@@ -352,7 +366,7 @@ class Worker:
         """Handle one row; False means the account cannot go on (rest goes back)."""
         started = self.now()
         if row.suppression_reason:
-            self._record(row, started, status="suppressed", refund=True,
+            self._record(row, started, status="suppressed",
                          error=f"address is suppressed ({row.suppression_reason})")
             return True
         try:
@@ -363,6 +377,10 @@ class Worker:
         return await self._deliver(row, message, started)
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
+        if not await self._begin_attempt(row):
+            log.warning("row %s: lease lost before sending; left to its new holder", row.id)
+            return True
+        started = self.now()
         self.in_flight = row.id
         try:
             sender = await self._sender()
@@ -379,6 +397,17 @@ class Worker:
             self.account = await self.accounts.get(self.account_id)
         return True
 
+    async def _begin_attempt(self, row: QueuedEmail) -> bool:
+        """Durably mark ``row`` in flight, writing the results so far in the same
+        statement: a crash can then re-send at most this one message. False: the row's
+        lease was lost (another worker recovered it) and it must not be sent."""
+        batch, self.results = self.results, []
+        try:
+            return await self._write_with_retry(batch, in_flight_id=row.id)
+        except BaseException:
+            self.results = batch + self.results
+            raise
+
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
         settings = self.account.connection_settings()
@@ -391,7 +420,7 @@ class Worker:
         return self.sender
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
-        decision = decide(exc, attempts=row.attempts, max_attempts=row.max_attempts,
+        decision = decide(exc, attempts=row.attempts + 1, max_attempts=row.max_attempts,
                           base=self.settings.retry_base_seconds,
                           cap=self.settings.retry_max_seconds)
         if decision.counted:
@@ -432,15 +461,21 @@ class Worker:
         """Write buffered results; on a database outage keep them and retry."""
         if not self.results:
             return
-        batch = self.results
+        batch, self.results = self.results, []
+        try:
+            await self._write_with_retry(batch)
+        except BaseException:
+            self.results = batch + self.results
+            raise
+
+    async def _write_with_retry(self, batch: list[AttemptResult],
+                                in_flight_id: int | None = None) -> bool:
+        """``record_results``, retried through a database outage of up to a minute."""
         for delay in (0.5, 1, 2, 4, 8, 15, 30):
             try:
-                await self.queue.record_results(self.account_id, batch)
-                self.results = []
-                return
+                return await self.queue.record_results(self.account_id, batch, in_flight_id)
             except psycopg.OperationalError as exc:
                 log.warning("writing %d results failed (%s); retrying in %ss",
                             len(batch), exc, delay)
                 await asyncio.sleep(delay)
-        await self.queue.record_results(self.account_id, batch)
-        self.results = []
+        return await self.queue.record_results(self.account_id, batch, in_flight_id)

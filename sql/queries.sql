@@ -86,7 +86,10 @@ WHERE id = %(account_id)s
 RETURNING backoff_until
 
 -- clear_account_backoff --
-UPDATE sender_accounts SET backoff_count = 0, backoff_until = NULL
+-- A send went through: the backoff, and the error that caused it, are over.
+UPDATE sender_accounts
+SET backoff_count = 0, backoff_until = NULL,
+    last_error = CASE WHEN last_error LIKE 'backing off:%%' THEN NULL ELSE last_error END
 WHERE id = %(account_id)s AND (backoff_count > 0 OR backoff_until IS NOT NULL)
 
 -- suspend_account --
@@ -116,7 +119,6 @@ WITH own AS (
 )
 UPDATE email_queue AS q
 SET status = 'sending',
-    attempts = q.attempts + 1,
     locked_by = %(worker_id)s,
     locked_account_id = %(account_id)s,
     locked_until = now() + make_interval(secs => %(lease_seconds)s),
@@ -139,9 +141,16 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
 
 -- record_results --
 -- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
--- attempt, hard-bounce suppressions and their events. Only rows this worker still leases
--- change state; the log records what happened either way.
-WITH r AS (
+-- attempt, hard-bounce suppressions and their events; and mark the row about to be sent
+-- (%(in_flight_id)s, if any) as in flight, using up one of its attempts. Only rows this
+-- worker still leases change state; the log records what happened either way. The worker
+-- sends the in-flight row only if `marked` is 1 (it still holds the lease).
+WITH marked AS (
+    UPDATE email_queue
+    SET attempts = attempts + 1, attempt_started_at = now()
+    WHERE id = %(in_flight_id)s AND locked_by = %(worker_id)s AND status = 'sending'
+    RETURNING id
+), r AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
         id bigint, status text, outcome text, counted boolean, code integer,
         response text, error text, retry_seconds double precision,
@@ -158,6 +167,7 @@ WITH r AS (
         sent_at = CASE WHEN r.status = 'sent' THEN r.attempted_at ELSE q.sent_at END,
         sent_by_account_id = CASE WHEN r.status = 'sent' THEN %(account_id)s
                                   ELSE q.sent_by_account_id END,
+        attempt_started_at = NULL,
         locked_by = NULL, locked_account_id = NULL, locked_until = NULL
     FROM r
     WHERE q.id = r.id AND q.locked_by = %(worker_id)s AND q.status = 'sending'
@@ -185,71 +195,84 @@ WITH r AS (
     WHERE r.suppress_reason IS NOT NULL
     RETURNING id
 )
-SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged
+SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
+       (SELECT count(*) FROM marked) AS marked
 
 -- release_rows --
--- Give leased rows back untouched: the attempt the claim counted is refunded.
+-- Give leased rows that were never tried back untouched.
 UPDATE email_queue
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+SET status = 'queued',
     locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
 
 -- release_worker_rows --
 UPDATE email_queue
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+SET status = 'queued',
     locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending'
 RETURNING id
 
 -- release_worker_rows_except --
 UPDATE email_queue
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0),
+SET status = 'queued',
     locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
 RETURNING id
 
 -- recover_account_rows --
 -- Run by a worker right after taking its account's lock: rows still leased to the account
--- belong to a dead worker. Each may have gone out, so each counts against the account's
--- limits now (an 'unknown' send_logs row), and its attempt stays counted, so a message
--- that kills every worker ends 'failed' instead of looping.
-WITH recovered AS (
-    UPDATE email_queue
-    SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-        last_error = CASE WHEN attempts >= max_attempts
-                          THEN 'worker died while sending; attempts exhausted'
-                          ELSE last_error END,
-        locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+-- belong to a dead worker. Rows it never started go back untouched. A row marked in flight
+-- may have gone out: it counts against the account's limits now (an 'unknown' send_logs
+-- row) and keeps its attempt, so a message that kills every worker ends 'failed' instead
+-- of looping.
+WITH held AS (
+    SELECT id, attempt_started_at IS NOT NULL AS in_flight FROM email_queue
     WHERE status = 'sending' AND locked_account_id = %(account_id)s
-    RETURNING id, %(account_id)s::bigint AS account_id
+    FOR UPDATE
+), recovered AS (
+    UPDATE email_queue AS q
+    SET status = CASE WHEN held.in_flight AND q.attempts >= q.max_attempts
+                      THEN 'failed' ELSE 'queued' END,
+        last_error = CASE WHEN held.in_flight AND q.attempts >= q.max_attempts
+                          THEN 'worker died while sending; attempts exhausted'
+                          ELSE q.last_error END,
+        attempt_started_at = NULL,
+        locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    FROM held WHERE q.id = held.id
+    RETURNING q.id, held.in_flight
+), logged AS (
+    INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
+    SELECT id, %(account_id)s, 'unknown', true, 'worker died while sending this row'
+    FROM recovered WHERE in_flight
 )
-INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
-SELECT id, account_id, 'unknown', true, 'worker died while holding the row'
-FROM recovered
-RETURNING queue_id
+SELECT count(*) AS requeued, count(*) FILTER (WHERE in_flight) AS in_flight FROM recovered
 
 -- recover_expired_leases --
--- Rows whose worker stopped renewing its lease, whatever account it sent for; counted
--- against that account as above.
+-- Rows whose worker stopped renewing its lease, whatever account it sent for; a row marked
+-- in flight counts against that account as above.
 WITH expired AS (
-    SELECT id, locked_account_id FROM email_queue
+    SELECT id, locked_account_id, attempt_started_at IS NOT NULL AS in_flight
+    FROM email_queue
     WHERE status = 'sending' AND locked_until < now()
     LIMIT 1000
     FOR UPDATE SKIP LOCKED
 ), recovered AS (
     UPDATE email_queue AS q
-    SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'failed' ELSE 'queued' END,
-        last_error = CASE WHEN q.attempts >= q.max_attempts
+    SET status = CASE WHEN expired.in_flight AND q.attempts >= q.max_attempts
+                      THEN 'failed' ELSE 'queued' END,
+        last_error = CASE WHEN expired.in_flight AND q.attempts >= q.max_attempts
                           THEN 'worker lease expired while sending; attempts exhausted'
                           ELSE q.last_error END,
+        attempt_started_at = NULL,
         locked_by = NULL, locked_account_id = NULL, locked_until = NULL
     FROM expired WHERE q.id = expired.id
-    RETURNING q.id, expired.locked_account_id AS account_id
+    RETURNING q.id, expired.locked_account_id AS account_id, expired.in_flight
+), logged AS (
+    INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
+    SELECT id, account_id, 'unknown', true, 'worker lease expired while sending this row'
+    FROM recovered WHERE in_flight
 )
-INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
-SELECT id, account_id, 'unknown', true, 'worker lease expired while holding the row'
-FROM recovered
-RETURNING queue_id
+SELECT count(*) AS requeued, count(*) FILTER (WHERE in_flight) AS in_flight FROM recovered
 
 -- renew_leases --
 UPDATE email_queue SET locked_until = now() + make_interval(secs => %(lease_seconds)s)
@@ -262,16 +285,13 @@ WHERE account_id = %(account_id)s AND counted AND created_at > now() - interval 
 ORDER BY created_at
 
 -- next_due_at --
--- When the earliest row this account could claim becomes due.
-SELECT min(due_at) AS due_at FROM (
-    (SELECT due_at FROM email_queue
-     WHERE status = 'queued' AND account_id = %(account_id)s
-     ORDER BY priority DESC, due_at LIMIT 50)
-    UNION ALL
-    (SELECT due_at FROM email_queue
-     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s
-     ORDER BY priority DESC, due_at LIMIT 50)
-) AS upcoming
+-- When the earliest row this account could claim becomes due (either branch is one probe
+-- of a partial index on due_at).
+SELECT LEAST(
+    (SELECT min(due_at) FROM email_queue
+     WHERE status = 'queued' AND account_id = %(account_id)s),
+    (SELECT min(due_at) FROM email_queue
+     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s)) AS due_at
 
 -- demo_drop_database --
 DROP DATABASE IF EXISTS mailer_demo WITH (FORCE)

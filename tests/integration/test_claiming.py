@@ -126,13 +126,6 @@ async def test_future_schedule_is_held_until_due(sql, db_url, settings):
     assert received[1].received_at >= scheduled["scheduled_at"].timestamp() - 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "next_due_at takes min(due_at) over only the first 50 queued rows by priority: 50+ "
-        "later higher-priority rows hide a sooner one, the worker sleeps poll_seconds"
-    ),
-)
 async def test_schedule_wake_up_is_not_hidden_by_many_later_high_priority_rows(
     sql, db_url, settings
 ):
