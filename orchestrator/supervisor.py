@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from mailer.config import Settings
-from mailer.db import Database, connect_listener
+from mailer.db import Database, connect_listener, wait_notifies
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -237,9 +237,10 @@ class Orchestrator:
 
     async def _listen(self, listener: psycopg.AsyncConnection) -> None:
         try:
-            async for note in listener.notifies():
-                log.debug("account %s changed", note.payload)
-                self.wake.set()
+            while True:  # wakes only when a notification arrives (see wait_notifies)
+                for note in await wait_notifies(listener):
+                    log.debug("account %s changed", note.payload)
+                    self.wake.set()
         finally:
             self.wake.set()  # the connection is gone: let the loop notice
 
