@@ -17,6 +17,9 @@ from datetime import datetime, timedelta
 
 from mailer.db import Database
 
+#: Pruning younger history would erase sends the rolling daily limit still counts.
+MIN_RETENTION = timedelta(hours=24)
+
 #: Rows deleted per transaction.
 DEFAULT_BATCH_SIZE = 5000
 
@@ -28,8 +31,12 @@ def parse_age(text: str) -> timedelta:
     """``90d``, ``12h``, ``2w``, ``30m``, ``45s`` as a timedelta; ValueError otherwise."""
     match = _AGE.match(text.lower())
     if not match:
-        raise ValueError(f"invalid age {text!r}: use a number and a unit, e.g. 90d, 12h, 2w")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+        raise ValueError(f"invalid age {text!r}: use a number and a unit, e.g. 90d, 36h, 2w")
+    age = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if age < MIN_RETENTION:
+        raise ValueError(f"age {text!r} is under 24 hours: the daily limits count the last "
+                         "24 hours of sends, which pruning must keep")
+    return age
 
 
 @dataclass
@@ -65,7 +72,9 @@ class RetentionManager:
         return row["now"] - older_than
 
     async def prune(self, older_than: timedelta) -> PruneResult:
-        """Delete everything older than ``older_than`` (see the module docstring)."""
+        """Delete everything older than ``older_than`` (see the module docstring); at least
+        :data:`MIN_RETENTION` is always kept."""
+        older_than = max(older_than, MIN_RETENTION)
         result = PruneResult(cutoff=await self.cutoff(older_than))
         for table, block in _STEPS:
             result.deleted[table] = 0

@@ -35,6 +35,15 @@ class AttemptResult:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """Whether the row about to be sent was marked in flight. Unmarked: it was suppressed
+    since the claim (``suppression_reason``), or its lease was lost; either way, no send."""
+
+    marked: bool
+    suppression_reason: str | None
+
+
+@dataclass(frozen=True)
 class Recovery:
     """Rows taken back from a dead worker; ``in_flight`` of them may have gone out."""
 
@@ -61,18 +70,19 @@ class QueueManager:
         return emails
 
     async def record_results(self, account_id: int, results: list[AttemptResult],
-                             in_flight_id: int | None = None) -> bool:
+                             in_flight_id: int | None = None) -> Mark:
         """Write a batch of outcomes in one statement and, when ``in_flight_id`` is given,
-        mark that row in flight (one attempt used) before it is sent. Returns whether the
-        mark was made: False means the lease was lost and the row must not be sent."""
+        mark that row in flight (one attempt used) before it is sent; see :class:`Mark`."""
         if not results and in_flight_id is None:
-            return False
+            return Mark(False, None)
         payload = [asdict(r) | {"attempted_at": r.attempted_at.isoformat()} for r in results]
         row = await self.db.fetch_one("record_results", {
             "results": Jsonb(payload), "account_id": account_id, "worker_id": self.worker_id,
             "in_flight_id": in_flight_id,
         })
-        return bool(row and row["marked"])
+        if row is None:
+            return Mark(False, None)
+        return Mark(bool(row["marked"]), row["suppression_reason"])
 
     async def release(self, ids: list[int]) -> int:
         """Return leased rows that were never tried to the queue, untouched."""
@@ -90,8 +100,9 @@ class QueueManager:
         )
 
     async def recover_account_rows(self, account_id: int) -> Recovery:
-        """Requeue rows a dead worker of this account left leased (call holding its lock)."""
-        row = await self.db.fetch_one("recover_account_rows", {"account_id": account_id})
+        """Requeue rows other workers of this account left leased (call holding its lock)."""
+        row = await self.db.fetch_one("recover_account_rows",
+                                      {"account_id": account_id, "worker_id": self.worker_id})
         return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
 
     async def recover_expired_leases(self) -> Recovery:

@@ -30,7 +30,7 @@ from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.limits import SendWindow
 from mailer.models import QueuedEmail, SenderAccount
-from mailer.queue import AttemptResult, QueueManager
+from mailer.queue import AttemptResult, Mark, QueueManager
 from mailer.render import PostRender, RenderedMessage, Renderer
 from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
@@ -83,6 +83,9 @@ class Worker:
         self.window = SendWindow()
         self.results: list[AttemptResult] = []
         self.in_flight: int | None = None
+        #: Addresses that hard-bounced in this run: later rows of a batch claimed before
+        #: the suppression was written are not sent to them.
+        self.bounced: set[str] = set()
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.account: SenderAccount
@@ -138,13 +141,7 @@ class Worker:
             log.warning("account %s %s; worker not started", self.account_id, state)
             return EXIT_OK
         self.account = account
-        recovered = await self.queue.recover_account_rows(self.account_id)
-        if recovered.requeued:
-            log.warning("requeued %d rows a previous worker of account %s left leased",
-                        recovered.requeued, self.account_id)
-            if recovered.in_flight:
-                log.warning("%d of them were in flight and count as sent against the limits",
-                            recovered.in_flight)
+        await self._recover_own_rows()
         await self._sync_clock()
         window = await self.queue.account_window(self.account_id)
         self.window = SendWindow(t.timestamp() for t in window)
@@ -222,6 +219,8 @@ class Worker:
                 await self._beat(ticks)
             except psycopg.OperationalError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
             ticks += 1
 
     def _heartbeat_interval(self) -> float:
@@ -243,10 +242,19 @@ class Worker:
         await self._refresh_account()
         if ticks % 5 == 0:
             await self._sync_clock()
+            await self._recover_own_rows()
             recovered = await self.queue.recover_expired_leases()
             if recovered.requeued:
                 log.warning("requeued %d rows whose worker's lease expired (%d in flight)",
                             recovered.requeued, recovered.in_flight)
+
+    async def _recover_own_rows(self) -> None:
+        """Requeue what a previous worker of this account left leased."""
+        recovered = await self.queue.recover_account_rows(self.account_id)
+        if recovered.requeued:
+            log.warning("requeued %d rows a previous worker of account %s left leased "
+                        "(%d in flight, counted as sent)", recovered.requeued,
+                        self.account_id, recovered.in_flight)
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
@@ -369,15 +377,29 @@ class Worker:
             self._record(row, started, status="suppressed",
                          error=f"address is suppressed ({row.suppression_reason})")
             return True
+        if row.to_address.strip().lower() in self.bounced:
+            self._record(row, started, status="suppressed",
+                         error="address is suppressed (hard_bounce)")
+            return True
         try:
             message = self.renderer.render(row, self.account)
         except InvalidMessageError as exc:
             self._record(row, started, status="failed", outcome="invalid", error=str(exc))
             return True
+        except Exception as exc:  # a template that raises (1/0, bad %) must not kill us
+            log.warning("row %s could not be rendered", row.id, exc_info=True)
+            self._record(row, started, status="failed", outcome="invalid",
+                         error=f"cannot render: {type(exc).__name__}: {exc}")
+            return True
         return await self._deliver(row, message, started)
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
-        if not await self._begin_attempt(row):
+        mark = await self._begin_attempt(row)
+        if mark.suppression_reason is not None:
+            self._record(row, started, status="suppressed",
+                         error=f"address is suppressed ({mark.suppression_reason})")
+            return True
+        if not mark.marked:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
             return True
         started = self.now()
@@ -390,6 +412,7 @@ class Worker:
             return await self._failed(row, exc, started)
         self.in_flight = None
         self.window.record(started)
+        self.window.prune(started)
         self._record(row, started, status="sent", outcome="sent", counted=True,
                      code=result.code, response=result.response)
         if self.account.backoff_until is not None:
@@ -397,7 +420,7 @@ class Worker:
             self.account = await self.accounts.get(self.account_id)
         return True
 
-    async def _begin_attempt(self, row: QueuedEmail) -> bool:
+    async def _begin_attempt(self, row: QueuedEmail) -> Mark:
         """Durably mark ``row`` in flight, writing the results so far in the same
         statement: a crash can then re-send at most this one message. False: the row's
         lease was lost (another worker recovered it) and it must not be sent."""
@@ -425,6 +448,8 @@ class Worker:
                           cap=self.settings.retry_max_seconds)
         if decision.counted:
             self.window.record(started)
+        if decision.suppress_reason:
+            self.bounced.add(row.to_address.strip().lower())
         self._record(row, started, status=decision.status, outcome=decision.outcome,
                      counted=decision.counted, code=exc.code, response=exc.message,
                      error=str(exc), retry_seconds=decision.retry_seconds,
@@ -469,12 +494,13 @@ class Worker:
             raise
 
     async def _write_with_retry(self, batch: list[AttemptResult],
-                                in_flight_id: int | None = None) -> bool:
-        """``record_results``, retried through a database outage of up to a minute."""
+                                in_flight_id: int | None = None) -> Mark:
+        """``record_results``, retried through a database outage (or a failover's read-only
+        moment) of up to a minute."""
         for delay in (0.5, 1, 2, 4, 8, 15, 30):
             try:
                 return await self.queue.record_results(self.account_id, batch, in_flight_id)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
                 log.warning("writing %d results failed (%s); retrying in %ss",
                             len(batch), exc, delay)
                 await asyncio.sleep(delay)

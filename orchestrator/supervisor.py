@@ -37,6 +37,7 @@ import psycopg
 
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
+from mailer.queue import QueueManager
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -474,7 +475,15 @@ class Orchestrator:
                 slot.active = False
 
     async def _forget_stale_workers(self, db: Database) -> None:
+        """Housekeeping every STALE_WORKERS_EVERY_SECONDS: stale ``workers`` rows and
+        expired leases."""
         now = self.clock()
         if now >= self._next_stale_cleanup:
             self._next_stale_cleanup = now + STALE_WORKERS_EVERY_SECONDS
             await db.execute("forget_stale_workers")
+            # Rows of accounts with no live worker (suspended, paused mid-send) would
+            # otherwise stay 'sending' until some worker of their pool comes by.
+            recovered = await QueueManager(db, "orchestrator").recover_expired_leases()
+            if recovered.requeued:
+                log.warning("requeued %d rows whose worker's lease expired (%d in flight)",
+                            recovered.requeued, recovered.in_flight)

@@ -80,7 +80,7 @@ RETURNING *
 UPDATE sender_accounts
 SET backoff_count = backoff_count + 1,
     backoff_until = now() + make_interval(secs => LEAST(
-        %(base_seconds)s * power(2, backoff_count), %(max_seconds)s)),
+        %(base_seconds)s * power(2, LEAST(backoff_count, 30)), %(max_seconds)s)),
     last_error = %(reason)s
 WHERE id = %(account_id)s
 RETURNING backoff_until
@@ -119,6 +119,7 @@ WITH own AS (
 )
 UPDATE email_queue AS q
 SET status = 'sending',
+    attempt_started_at = NULL,
     locked_by = %(worker_id)s,
     locked_account_id = %(account_id)s,
     locked_until = now() + make_interval(secs => %(lease_seconds)s),
@@ -144,12 +145,20 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
 -- attempt, hard-bounce suppressions and their events; and mark the row about to be sent
 -- (%(in_flight_id)s, if any) as in flight, using up one of its attempts. Only rows this
 -- worker still leases change state; the log records what happened either way. The worker
--- sends the in-flight row only if `marked` is 1 (it still holds the lease).
-WITH marked AS (
-    UPDATE email_queue
-    SET attempts = attempts + 1, attempt_started_at = now()
-    WHERE id = %(in_flight_id)s AND locked_by = %(worker_id)s AND status = 'sending'
-    RETURNING id
+-- sends the in-flight row only if `marked` is 1: it still holds the lease and the address
+-- was not suppressed since the claim (then `suppression_reason` says why).
+WITH target AS (
+    SELECT q.id,
+           (SELECT s.reason FROM suppressions AS s
+             WHERE lower(s.email) = lower(btrim(q.to_address))
+               AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppression_reason
+    FROM email_queue AS q
+    WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+), marked AS (
+    UPDATE email_queue AS q
+    SET attempts = q.attempts + 1, attempt_started_at = now()
+    FROM target WHERE q.id = target.id AND target.suppression_reason IS NULL
+    RETURNING q.id
 ), r AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
         id bigint, status text, outcome text, counted boolean, code integer,
@@ -185,7 +194,10 @@ WITH marked AS (
     SELECT DISTINCT ON (lower(btrim(r.to_address))) btrim(r.to_address), r.suppress_reason,
            'smtp:' || r.code
     FROM r WHERE r.suppress_reason IS NOT NULL
-    ON CONFLICT ((lower(email))) DO NOTHING
+    ON CONFLICT ((lower(email))) DO UPDATE
+    SET reason = EXCLUDED.reason, source = EXCLUDED.source, created_at = now(),
+        expires_at = NULL
+    WHERE suppressions.expires_at IS NOT NULL
     RETURNING id
 ), bounced AS (
     INSERT INTO email_events (queue_id, account_id, type, data)
@@ -196,39 +208,44 @@ WITH marked AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
-       (SELECT count(*) FROM marked) AS marked
+       (SELECT count(*) FROM marked) AS marked,
+       (SELECT suppression_reason FROM target) AS suppression_reason
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched.
 UPDATE email_queue
 SET status = 'queued',
-    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
 
 -- release_worker_rows --
 UPDATE email_queue
 SET status = 'queued',
-    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending'
 RETURNING id
 
 -- release_worker_rows_except --
 UPDATE email_queue
 SET status = 'queued',
-    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+    attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
 RETURNING id
 
 -- recover_account_rows --
--- Run by a worker right after taking its account's lock: rows still leased to the account
--- belong to a dead worker. Rows it never started go back untouched. A row marked in flight
--- may have gone out: it counts against the account's limits now (an 'unknown' send_logs
--- row) and keeps its attempt, so a message that kills every worker ends 'failed' instead
--- of looping.
+-- Run by a worker holding its account's lock (at start, then with its heartbeat): rows
+-- still leased to the account by another worker id belong to a dead worker, or to one that
+-- lost the lock and is stopping. Rows it never started go back untouched at once (its mark
+-- would now fail, so it cannot send them). A row marked in flight waits for its lease to
+-- expire (its old worker may still be finishing that send), then may have gone out: it
+-- counts against the account's limits now (an 'unknown' send_logs row) and keeps its
+-- attempt, so a message that kills every worker ends 'failed' instead of looping.
 WITH held AS (
     SELECT id, attempt_started_at IS NOT NULL AS in_flight FROM email_queue
     WHERE status = 'sending' AND locked_account_id = %(account_id)s
-    FOR UPDATE
+      AND locked_by <> %(worker_id)s
+      AND (attempt_started_at IS NULL OR locked_until < now())
+    FOR UPDATE SKIP LOCKED
 ), recovered AS (
     UPDATE email_queue AS q
     SET status = CASE WHEN held.in_flight AND q.attempts >= q.max_attempts
@@ -248,12 +265,19 @@ WITH held AS (
 SELECT count(*) AS requeued, count(*) FILTER (WHERE in_flight) AS in_flight FROM recovered
 
 -- recover_expired_leases --
--- Rows whose worker stopped renewing its lease, whatever account it sent for; a row marked
--- in flight counts against that account as above.
+-- Rows whose worker stopped renewing its lease, whatever account it sent for, unless a
+-- live worker holds that account's lock (it recovers its own account's rows itself, and a
+-- stalled owner may still be sending); a row marked in flight counts against that account
+-- as above.
 WITH expired AS (
     SELECT id, locked_account_id, attempt_started_at IS NOT NULL AS in_flight
-    FROM email_queue
+    FROM email_queue AS q
     WHERE status = 'sending' AND locked_until < now()
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_locks AS l
+          WHERE l.locktype = 'advisory' AND l.classid = 734602 AND l.objsubid = 2
+            AND l.objid = q.locked_account_id::int AND l.granted
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
     LIMIT 1000
     FOR UPDATE SKIP LOCKED
 ), recovered AS (

@@ -42,6 +42,10 @@ def classify_response(code: int, message: str, *, recipient: str | None = None,
     kwargs = {"code": code, "recipient": recipient}
     if code in (530, 534, 535, 538) or stage == "auth":
         return AccountError(f"authentication failed: {message}", kind="auth", **kwargs)
+    if stage == "mail":  # the sender, not the recipient, was refused: an account matter
+        kind = "throttle" if code < 500 or _THROTTLE_TEXT.search(message) else "config"
+        return AccountError(f"sender refused: {message}", kind=kind, reached_provider=True,
+                            **kwargs)
     if code in (421, 454) or (code in (450, 451, 452) and _THROTTLE_TEXT.search(message)):
         return AccountError(message, kind="throttle", reached_provider=True, **kwargs)
     if 400 <= code < 500:

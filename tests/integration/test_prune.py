@@ -49,11 +49,32 @@ def _ids(sql):
 
 def test_parse_age():
     assert parse_age("90d") == timedelta(days=90)
-    assert parse_age("12h") == timedelta(hours=12)
+    assert parse_age("36h") == timedelta(hours=36)
     assert parse_age("2w") == timedelta(weeks=2)
     for bad in ("90", "d", "-1d", "1y", ""):
         with pytest.raises(ValueError):
             parse_age(bad)
+    # The rolling daily limit counts the last 24 hours of sends: they are never pruned.
+    for young in ("12h", "90m", "23h"):
+        with pytest.raises(ValueError, match="under 24 hours"):
+            parse_age(young)
+
+
+async def test_prune_keeps_the_24_hours_the_daily_limit_counts(sql, db):
+    [queue_id] = insert_emails(sql, 1)
+    sql.execute(
+        "UPDATE email_queue SET status = 'sent', created_at = now() - interval '2 hours', "
+        "sent_at = now() - interval '2 hours' WHERE id = %s",
+        (queue_id,),
+    )
+    sql.execute(
+        "INSERT INTO send_logs (queue_id, outcome, counted, created_at) "
+        "VALUES (%s, 'sent', true, now() - interval '2 hours')",
+        (queue_id,),
+    )
+    result = await RetentionManager(db).prune(timedelta(hours=1))
+    assert result.deleted == {"email_queue": 0, "send_logs": 0, "email_events": 0}
+    assert sql.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 1
 
 
 async def test_prune_deletes_old_terminal_rows_with_logs_and_events(sql, db):
