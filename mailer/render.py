@@ -5,7 +5,8 @@ Every problem with the row itself (bad address, CR/LF in a header, template erro
 oversize message) raises :class:`~mailer.errors.InvalidMessageError` with a message fit
 for ``email_queue.last_error``. ``variables`` hooks add template variables (such as
 ``unsubscribe_url``, also substituted in non-template bodies) and ``post_render`` hooks
-(tracking, unsubscribe headers) may adjust the message before it is serialised.
+(tracking, unsubscribe headers) edit the :class:`Draft` — the bodies as text and the extra
+headers — before :mod:`mailer.mime` serialises it.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import formatdate
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import Any, cast
 
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from mailer import mime
 from mailer.errors import InvalidMessageError
 from mailer.models import QueuedEmail, SenderAccount
 
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+#: RFC 5322 field names (printable ASCII but ":"), short enough to fit a line.
+_HEADER_NAME = re.compile(r"[!-9;-~]{1,900}")
 #: Headers Mailer owns; a row may not set them through ``headers``.
 RESERVED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version",
@@ -43,10 +46,38 @@ class RenderedMessage:
     envelope_from: str
     recipient: str
     data: bytes
-    message: EmailMessage
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """``data`` parsed back with the ``email`` package (for inspection; senders send
+        ``data``)."""
+        return cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(self.data))
 
 
-PostRender = Callable[[EmailMessage, QueuedEmail, SenderAccount], None]
+@dataclass
+class Draft:
+    """A message between templating and serialisation, as ``post_render`` hooks see it.
+
+    ``html`` and ``text`` are the bodies (None: no such part; a hook may replace either
+    string). ``headers`` are the row's own validated headers, then those hooks add with
+    :meth:`add_header`. Mailer's own headers (From, To, Subject, ...) are not here and
+    cannot be added."""
+
+    html: str | None
+    text: str | None
+    headers: list[tuple[str, str]]
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a header ``name`` (any case) is already in ``headers``."""
+        return isinstance(name, str) and any(n.lower() == name.lower() for n, _ in self.headers)
+
+    def add_header(self, name: str, value: str) -> None:
+        """Append header ``name: value``; InvalidMessageError for a bad or reserved name
+        or a value with CR/LF."""
+        self.headers.append(checked_header(name, value))
+
+
+PostRender = Callable[[Draft, QueuedEmail, SenderAccount], None]
 #: Extra template variables for a row (e.g. ``unsubscribe_url``); the row's own win.
 Variables = Callable[[QueuedEmail, SenderAccount], dict[str, str]]
 
@@ -70,24 +101,28 @@ class Renderer:
         for provide in self.variables:
             extra.update(provide(row, account))
         subject, html, text = self._bodies(row, extra)
-        msg = EmailMessage(policy=policy.SMTP)
-        msg["From"] = Address(display_name=clean_header(account.display_name or ""),
-                              addr_spec=account.email)
-        msg["To"] = Address(display_name=clean_header(row.to_name or ""), addr_spec=recipient)
-        msg["Subject"] = clean_header(subject)
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = row.message_id
-        for name, value in custom_headers(row.headers):
-            msg[name] = value
-        set_bodies(msg, html, text)
+        head = [
+            mime.address_header("From", clean_header(account.display_name or ""), account.email),
+            mime.address_header("To", clean_header(row.to_name or ""), recipient),
+            mime.header("Subject", clean_header(subject)),
+            f"Date: {formatdate(localtime=False)}\r\n",
+            mime.header("Message-ID", clean_header(row.message_id)),
+        ]
+        draft = Draft(html, text, custom_headers(row.headers))
+        if text is None and html is None:
+            raise InvalidMessageError("the row has neither html_body nor text_body")
         for hook in self.post_render:
-            hook(msg, row, account)
-        data = msg.as_bytes()
+            hook(draft, row, account)
+        head.extend(mime.header(name, value) for name, value in draft.headers)
+        try:
+            data = mime.message_bytes(head, draft.html, draft.text)
+        except UnicodeEncodeError as exc:
+            raise InvalidMessageError(f"the message is not valid Unicode: {exc}") from None
         if len(data) > self.max_message_bytes:
             raise InvalidMessageError(
                 f"message is {len(data)} bytes, over the {self.max_message_bytes}-byte limit"
             )
-        return RenderedMessage(account.email, recipient, data, msg)
+        return RenderedMessage(account.email, recipient, data)
 
     def _bodies(self, row: QueuedEmail,
                 extra: dict[str, str]) -> tuple[str, str | None, str | None]:
@@ -145,32 +180,17 @@ def clean_header(value: str) -> str:
 
 
 def custom_headers(headers: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The row's extra headers, validated: RFC 5322 names, no CR/LF, none Mailer owns."""
-    result = []
-    for name, value in (headers or {}).items():
-        if not _HEADER_NAME.match(name):
-            raise InvalidMessageError(f"invalid header name {name!r}")
-        if name.lower() in RESERVED_HEADERS:
-            raise InvalidMessageError(f"header {name!r} is set by Mailer and cannot be overridden")
-        if not isinstance(value, str | int | float):
-            raise InvalidMessageError(f"header {name!r} must be a string")
-        result.append((name, clean_header(str(value))))
-    return result
+    """The row's extra headers, validated by :func:`checked_header`."""
+    return [checked_header(name, value) for name, value in (headers or {}).items()]
 
 
-def set_bodies(msg: EmailMessage, html: str | None, text: str | None) -> None:
-    """Text and/or HTML parts; both make a multipart/alternative."""
-    if text is None and html is None:
-        raise InvalidMessageError("the row has neither html_body nor text_body")
-    if text is not None:
-        msg.set_content(text, subtype="plain", cte=_cte(text))
-        if html is not None:
-            msg.add_alternative(html, subtype="html", cte=_cte(html))
-    else:
-        msg.set_content(html or "", subtype="html", cte=_cte(html or ""))
-
-
-def _cte(body: str) -> str:
-    # 7bit would break lines over 998 octets; quoted-printable keeps text readable.
-    return "7bit" if body.isascii() and all(len(ln) < 990 for ln in body.splitlines()) \
-        else "quoted-printable"
+def checked_header(name: str, value: object) -> tuple[str, str]:
+    """``(name, str(value))``, or InvalidMessageError: the name must be an RFC 5322 field
+    name Mailer does not own, the value a string or number without CR/LF/NUL."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise InvalidMessageError(f"invalid header name {name!r}")
+    if name.lower() in RESERVED_HEADERS:
+        raise InvalidMessageError(f"header {name!r} is set by Mailer and cannot be overridden")
+    if not isinstance(value, str | int | float):
+        raise InvalidMessageError(f"header {name!r} must be a string")
+    return name, clean_header(str(value))

@@ -2,11 +2,12 @@
 
 * :meth:`TrackingHooks.variables` gives every template ``{{ unsubscribe_url }}`` (empty
   for transactional mail, which has no unsubscribe).
-* :meth:`TrackingHooks.post_render` rewrites the HTML's links to
+* :meth:`TrackingHooks.post_render` rewrites the HTML body's links to
   ``MAILER_BASE_URL/track/click/<token>``, adds the open pixel
   ``MAILER_BASE_URL/track/open/<token>`` and gives bulk mail ``List-Unsubscribe`` (an
   https one-click URL and a mailto) and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
-  (RFC 8058).
+  (RFC 8058). It works on the :class:`~mailer.render.Draft` (body strings and extra
+  headers), before the message is serialised.
 
 Which of these a row gets is :func:`tracking_policy`, a pure function of the row.
 """
@@ -16,13 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
-from typing import Any
 from urllib.parse import quote
 
 from mailer.config import Settings
 from mailer.models import QueuedEmail, SenderAccount
-from mailer.render import _cte
+from mailer.render import Draft
 from mailer.tokens import ClickToken, OpenToken, TokenCodec, UnsubscribeToken
 from mailer.tracking_links import is_trackable, pixel_html, rewrite_links
 
@@ -50,24 +49,6 @@ def tracking_policy(row: QueuedEmail) -> TrackingPolicy:
     )
 
 
-class UnfoldedHeader(str):
-    """A header value the email package must not re-encode: URIs stay byte-exact, one per
-    line (``email`` would otherwise turn a long URI into RFC 2047 encoded words, which
-    mailbox providers do not decode in ``List-Unsubscribe``)."""
-
-    name: str
-    parts: tuple[str, ...]
-
-    def __new__(cls, name: str, parts: tuple[str, ...]) -> UnfoldedHeader:
-        value = super().__new__(cls, ", ".join(parts))
-        value.name, value.parts = name, parts
-        return value
-
-    def fold(self, *, policy: Any) -> str:
-        """``Name: part1,<CRLF> part2<CRLF>``: folded between URIs only."""
-        return f"{self.name}: " + ("," + policy.linesep + " ").join(self.parts) + policy.linesep
-
-
 class TrackingHooks:
     """Render hooks for one worker: tokens from ``codec``, links under ``base_url``."""
 
@@ -78,12 +59,20 @@ class TrackingHooks:
         self.mailto = settings.unsubscribe_mailto
         self.codec = codec
         self.clock = clock
+        # The last row's unsubscribe URL: variables() and post_render() both need it
+        # (tokens are deterministic, so this only saves sealing it twice).
+        self._last_unsubscribe: tuple[tuple[int, str], str] | None = None
 
     # -- URLs --------------------------------------------------------------------------
 
     def unsubscribe_url(self, row: QueuedEmail) -> str:
+        key = (row.id, row.to_address)
+        if self._last_unsubscribe is not None and self._last_unsubscribe[0] == key:
+            return self._last_unsubscribe[1]
         token = self.codec.unsubscribe_token(UnsubscribeToken(row.id, row.to_address.strip()))
-        return f"{self.base_url}/unsubscribe/{token}"
+        url = f"{self.base_url}/unsubscribe/{token}"
+        self._last_unsubscribe = (key, url)
+        return url
 
     def open_url(self, row: QueuedEmail, issued_at: int) -> str:
         return f"{self.base_url}/track/open/{self.codec.open_token(OpenToken(row.id, issued_at))}"
@@ -99,17 +88,20 @@ class TrackingHooks:
         policy = tracking_policy(row)
         return {"unsubscribe_url": self.unsubscribe_url(row) if policy.unsubscribe else ""}
 
-    def post_render(self, msg: EmailMessage, row: QueuedEmail, account: SenderAccount) -> None:
+    def post_render(self, draft: Draft, row: QueuedEmail, account: SenderAccount) -> None:
         """Rewrite links, add the pixel and the List-Unsubscribe headers, as the row's
         :func:`tracking_policy` says. A row that sets its own ``List-Unsubscribe`` header
         keeps it (and gets no ``List-Unsubscribe-Post`` from Mailer)."""
         policy = tracking_policy(row)
-        if policy.opens or policy.clicks:
-            self._track_html(msg, row, policy)
-        if policy.unsubscribe and "List-Unsubscribe" not in msg:
-            self._add_unsubscribe_headers(msg, row, account)
+        if draft.html is not None and (policy.opens or policy.clicks):
+            draft.html = self.track_html(draft.html, row, policy)
+        if policy.unsubscribe and "List-Unsubscribe" not in draft:
+            draft.add_header("List-Unsubscribe", self.list_unsubscribe(row, account))
+            draft.add_header("List-Unsubscribe-Post", ONE_CLICK)
 
-    def _track_html(self, msg: EmailMessage, row: QueuedEmail, policy: TrackingPolicy) -> None:
+    def track_html(self, html: str, row: QueuedEmail, policy: TrackingPolicy) -> str:
+        """``html`` with its links made click links (``policy.clicks``) and the open pixel
+        added (``policy.opens``); links into the tracking app itself are left alone."""
         issued_at = int(self.clock())
         skip = (self.base_url + "/unsubscribe/", self.base_url + "/track/")
 
@@ -119,17 +111,12 @@ class TrackingHooks:
             return self.click_url(row, issued_at, link, url)
 
         pixel = pixel_html(self.open_url(row, issued_at)) if policy.opens else None
-        for part in msg.walk():
-            if part.get_content_type() != "text/html" or part.is_attachment():
-                continue
-            html = rewrite_links(part.get_content(), rewrite, pixel=pixel)
-            part.set_content(html, subtype="html", cte=_cte(html))
+        return rewrite_links(html, rewrite, pixel=pixel)
 
-    def _add_unsubscribe_headers(
-        self, msg: EmailMessage, row: QueuedEmail, account: SenderAccount
-    ) -> None:
+    def list_unsubscribe(self, row: QueuedEmail, account: SenderAccount) -> str:
+        """``<https one-click URL>, <mailto:...>``: URIs only ASCII and without spaces, so
+        the header is folded between them and never encoded."""
         url = self.unsubscribe_url(row)
         token = url.rpartition("/")[2]
         mailto = f"mailto:{self.mailto or account.email}?subject={quote('unsubscribe ' + token)}"
-        msg["List-Unsubscribe"] = UnfoldedHeader("List-Unsubscribe", (f"<{url}>", f"<{mailto}>"))
-        msg["List-Unsubscribe-Post"] = ONE_CLICK
+        return f"<{url}>, <{mailto}>"

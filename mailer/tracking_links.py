@@ -1,10 +1,18 @@
-"""Link rewriting in rendered HTML, by a real HTML tokenizer (``html.parser``), not regex.
+"""Link rewriting in rendered HTML, by a tokenizer that follows ``html.parser``'s rules.
 
 :func:`rewrite_links` replaces the ``href`` of each ``<a>`` and ``<area>`` start tag with
 what a callback returns and can insert an open pixel before ``</body>``. Only those start
 tags are rebuilt; every other byte of the document (comments, Outlook conditional
 blocks, scripts, styles, whitespace, entities) is kept exactly as it was. The callback
 receives the *decoded* URL (entities resolved, as a mail client would follow it).
+
+The tokenizer makes the decisions Python 3.11's ``html.parser.HTMLParser`` makes (same
+regular expressions for tags and attributes, comments, declarations, marked sections,
+``<script>``/``<style>`` raw text, and what an unterminated construct becomes) but only
+looks at markup: text is skipped, and only link, ``script``/``style`` and ``body`` tags
+are examined, which makes it an order of magnitude cheaper. Where ``html.parser`` raises
+(a marked section ``<![name[`` it does not know), the section is a bogus comment, as
+later Pythons treat it.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 #: Called with (link number, decoded URL); returns the replacement URL or None to keep it.
@@ -54,13 +61,14 @@ def pixel_html(url: str) -> str:
 def rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) -> str:
     """``document`` with link targets replaced by ``rewrite`` and ``pixel`` (HTML) inserted
     before the last ``</body>``, or appended when there is none."""
-    scanner = _LinkScanner(document, rewrite)
-    scanner.feed(document)
-    scanner.close()
-    edits = scanner.edits
+    scan = _Scan(document, rewrite)
+    scan.run()
+    edits = scan.edits
     if pixel is not None:
-        at = scanner.body_end if scanner.body_end is not None else len(document)
+        at = scan.body_end if scan.body_end is not None else len(document)
         edits.append((at, at, pixel))
+    if not edits:
+        return document
     out, last = [], 0
     for start, end, text in sorted(edits, key=lambda e: (e[0], e[1])):
         out.append(document[last:start])
@@ -70,55 +78,222 @@ def rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) 
     return "".join(out)
 
 
-class _LinkScanner(HTMLParser):
-    """Collects (start, end, replacement) edits for link start tags."""
+# html.parser's (Python 3.11) expressions, verbatim: they decide where a tag ends.
+_START_TAG_END = re.compile(r"""
+  <[a-zA-Z][^\t\n\r\f />\x00]*       # tag name
+  (?:[\s/]*                          # optional whitespace before attribute name
+    (?:(?<=['"\s/])[^\s/>][^\s/=>]*  # attribute name
+      (?:\s*=+\s*                    # value indicator
+        (?:'[^']*'                   # LITA-enclosed value
+          |"[^"]*"                   # LIT-enclosed value
+          |(?!['"])[^>\s]*           # bare value
+         )
+        \s*                          # possibly followed by a space
+       )?(?:\s|/(?!>))*
+     )*
+   )?
+  \s*                                # trailing whitespace
+""", re.VERBOSE)
+_TAG_NAME = re.compile(r"([a-zA-Z][^\t\n\r\f />\x00]*)(?:\s|/(?!>))*")
+_ATTRIBUTE = re.compile(
+    r'((?<=[\'"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*'
+    r'(\'[^\']*\'|"[^"]*"|(?![\'"])[^>\s]*))?(?:\s|/(?!>))*')
+_END_TAG = re.compile(r"</\s*([a-zA-Z][-.a-zA-Z0-9:_]*)\s*>")
+_COMMENT_END = re.compile(r"--\s*>")
+_DECLARATION_NAME = re.compile(r"[a-zA-Z][-_.a-zA-Z0-9]*\s*")
+_MARKED_SECTION_END = re.compile(r"]\s*]\s*>")
+_MS_MARKED_SECTION_END = re.compile(r"]\s*>")
+#: What needs no closer look, skipped in one match: text, a "<" that starts no markup
+#: (html.parser's markup is "<" then a letter, "/", "!" or "?"), start tags other than
+#: a/area/script/style whose attributes are all plain (ASCII whitespace, simple names,
+#: quoted values: html.parser ends them at the same ">"), end tags other than </body>.
+#: ASCII-only matching: under Unicode IGNORECASE, [a-z] would also take U+017F and U+212A.
+_SKIP = re.compile(r"""
+    (?: [^<]+
+      | <(?![a-zA-Z/!?])
+      | <(?!(?:a|area|script|style)[\s/>])[a-zA-Z][a-zA-Z0-9]*
+        (?:[ \t\n\r\f]+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:="[^"]*"|='[^']*')?)*[ \t\n\r\f]*>
+      | </(?!body[\s>])[a-zA-Z][a-zA-Z0-9]*[ \t\n\r\f]*>
+    )*""", re.VERBOSE | re.IGNORECASE | re.ASCII)
+#: The next character after a start tag that makes html.parser wait for more input.
+_INCOMPLETE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ=/")
+_RAW_TEXT_END = {
+    name: re.compile(rf"</\s*{name}\s*>", re.IGNORECASE) for name in ("script", "style")
+}
+_EXAMINED_TAGS = _LINK_TAGS | _RAW_TEXT_END.keys()
+
+
+class _Scan:
+    """One pass over a document: ``edits`` (start, end, replacement) for link start tags
+    and ``body_end``, the offset of the last ``</body>`` end tag."""
 
     def __init__(self, document: str, rewrite: Rewrite) -> None:
-        super().__init__(convert_charrefs=True)
+        self.doc = document
         self.rewrite = rewrite
         self.edits: list[tuple[int, int, str]] = []
         self.body_end: int | None = None
         self.links = 0
-        self._line_starts = _line_starts(document)
 
-    def _offset(self) -> int:
-        line, column = self.getpos()
-        return self._line_starts[line - 1] + column
+    def run(self) -> None:
+        doc = self.doc
+        i = 0
+        while True:
+            skipped = _SKIP.match(doc, i)  # (?:...)* always matches, maybe nothing
+            i = skipped.end() if skipped is not None else i
+            if i >= len(doc):
+                return
+            kind = doc[i + 1]
+            if kind == "/":
+                end = self._end_tag(i)
+            elif kind == "!":
+                end = self._declaration(i)
+            elif kind == "?":
+                end = _after(doc, ">", i + 2)
+            else:
+                end = self._start_tag(i)
+            if end is None:  # raw text ran to the end of the document
+                return
+            if end < 0:
+                # Unterminated: html.parser's close() makes it text up to the next ">";
+                # without one, nothing later can be a tag either.
+                end = _after(doc, ">", i + 1)
+                if end < 0:
+                    return
+            i = end
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _LINK_TAGS:
-            return
-        raw = self.get_starttag_text() or ""
-        href = next((v for k, v in attrs if k == "href"), None)
+    def _start_tag(self, i: int) -> int | None:
+        doc = self.doc
+        end = self._start_tag_end(i)
+        if end < 0:
+            return end
+        name_match = _TAG_NAME.match(doc, i + 1)
+        assert name_match is not None  # _MARKUP saw a letter
+        tag = name_match[1].lower()
+        if tag not in _EXAMINED_TAGS:
+            return end
+        attrs, closing = _attributes(doc, name_match.end(), end)
+        if closing not in (">", "/>"):
+            return end  # html.parser's text, not a tag
+        if tag in _LINK_TAGS:
+            self._link(i, end, attrs)
+        elif closing == ">":  # <script> or <style>: raw text up to its end tag
+            return self._raw_text_end(tag, end)
+        return end
+
+    def _raw_text_end(self, tag: str, start: int) -> int | None:
+        """Where the raw text of ``tag`` from ``start`` ends, after its end tag; None if
+        it runs to the end of the document. Like html.parser, a candidate found by the
+        (Unicode case-insensitive) search ends it only if it is that end tag in ASCII."""
+        doc = self.doc
+        while (candidate := _RAW_TEXT_END[tag].search(doc, start)) is not None:
+            end_tag = _END_TAG.match(doc, candidate.start())
+            if end_tag is not None and end_tag[1].lower() == tag:
+                return candidate.end()
+            start = candidate.end()
+        return None
+
+    def _start_tag_end(self, i: int) -> int:
+        """html.parser's ``check_for_whole_start_tag``: where the tag ends, -1 if it is
+        unterminated."""
+        doc = self.doc
+        match = _START_TAG_END.match(doc, i)
+        assert match is not None
+        j = match.end()
+        next_char = doc[j:j + 1]
+        if next_char == ">":
+            return j + 1
+        if next_char == "/":
+            return j + 2 if doc.startswith("/>", j) else -1
+        if next_char == "" or next_char in _INCOMPLETE:
+            return -1
+        return j if j > i else i + 1
+
+    def _link(self, start: int, end: int, attrs: list[tuple[str, str | None]]) -> None:
+        href = next((value for key, value in attrs if key == "href"), None)
         if href is None:
             return
         self.links += 1
         replacement = self.rewrite(self.links, normalize_url(href))
-        if replacement is None:
-            return
-        start = self._offset()
-        self.edits.append((start, start + len(raw), _start_tag(raw, attrs, replacement)))
+        if replacement is not None:
+            raw = self.doc[start:end]
+            self.edits.append((start, end, _rebuilt_tag(raw, attrs, replacement)))
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
+    def _end_tag(self, i: int) -> int:
+        doc = self.doc
+        gt = doc.find(">", i + 1)
+        if gt < 0:
+            return -1
+        match = _END_TAG.match(doc, i)
+        if match is not None:
+            name = match[1].lower()
+        else:
+            name_match = _TAG_NAME.match(doc, i + 2)
+            if name_match is None:
+                return i + 3 if doc.startswith("</>", i) else _after(doc, ">", i + 2)
+            name = name_match[1].lower()
+        if name == "body":
+            self.body_end = i
+        return gt + 1
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "body":
-            self.body_end = self._offset()
+    def _declaration(self, i: int) -> int:
+        """``<!--`` comments, ``<![`` marked sections, ``<!doctype``, bogus comments."""
+        doc = self.doc
+        if doc.startswith("<!--", i):
+            match = _COMMENT_END.search(doc, i + 4)
+            return match.end() if match is not None else -1
+        if doc.startswith("<![", i):
+            return self._marked_section(i)
+        if doc[i:i + 9].lower() == "<!doctype":
+            return _after(doc, ">", i + 9)
+        return _after(doc, ">", i + 2)
+
+    def _marked_section(self, i: int) -> int:
+        doc = self.doc
+        if i + 3 == len(doc):
+            return -1
+        name_match = _DECLARATION_NAME.match(doc, i + 3)
+        if name_match is None:
+            return _after(doc, ">", i + 2)
+        if name_match.end() == len(doc):
+            return -1
+        name = name_match[0].strip().lower()
+        if name in ("temp", "cdata", "ignore", "include", "rcdata"):
+            match = _MARKED_SECTION_END.search(doc, i + 3)
+        elif name in ("if", "else", "endif"):
+            match = _MS_MARKED_SECTION_END.search(doc, i + 3)
+        else:
+            return _after(doc, ">", i + 2)
+        return match.end() if match is not None else -1
 
 
-def _line_starts(document: str) -> list[int]:
-    """Offsets where each line starts, counting lines as ``HTMLParser.getpos`` does
-    (only ``\\n`` ends a line)."""
-    starts = [0]
-    index = document.find("\n")
-    while index != -1:
-        starts.append(index + 1)
-        index = document.find("\n", index + 1)
-    return starts
+def _after(doc: str, char: str, start: int) -> int:
+    """The offset just after the first ``char`` from ``start``, -1 if there is none."""
+    found = doc.find(char, start)
+    return found + 1 if found >= 0 else -1
 
 
-def _start_tag(raw: str, attrs: list[tuple[str, str | None]], href: str) -> str:
+def _attributes(doc: str, k: int, end: int) -> tuple[list[tuple[str, str | None]], str]:
+    """html.parser's attributes of the start tag ending at ``end`` (names lowercased,
+    values unquoted and unescaped; None for a bare name), from ``k`` after its name, and
+    what is left before ``end`` (``>`` or ``/>`` for a well-formed tag)."""
+    attrs: list[tuple[str, str | None]] = []
+    while k < end:
+        match = _ATTRIBUTE.match(doc, k)
+        if not match:
+            break
+        name, rest, value = match.group(1, 2, 3)
+        if not rest:
+            value = None
+        elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+            value = value[1:-1]
+        if value:
+            value = html.unescape(value)
+        attrs.append((name.lower(), value))
+        k = match.end()
+    return attrs, doc[k:end].strip()
+
+
+def _rebuilt_tag(raw: str, attrs: list[tuple[str, str | None]], href: str) -> str:
     """The start tag ``raw`` rebuilt with ``href`` as its (only) href; the tag name keeps
     its spelling, other attributes keep their order and values."""
     name = re.match(r"<\s*([^\s/>]+)", raw)
