@@ -31,7 +31,7 @@ from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.limits import SendWindow
 from mailer.models import QueuedEmail, SenderAccount
 from mailer.queue import AttemptResult, Mark, QueueManager
-from mailer.render import PostRender, RenderedMessage, Renderer
+from mailer.render import PostRender, RenderedMessage, Renderer, validated_address
 from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
@@ -86,6 +86,7 @@ class Worker:
         #: Addresses that hard-bounced in this run: later rows of a batch claimed before
         #: the suppression was written are not sent to them.
         self.bounced: set[str] = set()
+        self.checked_email = ""
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.account: SenderAccount
@@ -377,6 +378,8 @@ class Worker:
             self._record(row, started, status="suppressed",
                          error=f"address is suppressed ({row.suppression_reason})")
             return True
+        if not await self._account_sendable(row):
+            return False
         if row.to_address.strip().lower() in self.bounced:
             self._record(row, started, status="suppressed",
                          error="address is suppressed (hard_bounce)")
@@ -392,6 +395,21 @@ class Worker:
                          error=f"cannot render: {type(exc).__name__}: {exc}")
             return True
         return await self._deliver(row, message, started)
+
+    async def _account_sendable(self, row: QueuedEmail) -> bool:
+        """False (account suspended, ``row`` given back) when the account's own From
+        address is unusable: that is the account's fault, not every row's."""
+        if self.account.email == self.checked_email:
+            return True
+        try:
+            validated_address(self.account.email)
+        except InvalidMessageError as exc:
+            await self.queue.release([row.id])
+            await self._account_failed(AccountError(f"invalid account email: {exc}",
+                                                    kind="config"))
+            return False
+        self.checked_email = self.account.email
+        return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
         mark = await self._begin_attempt(row)

@@ -93,3 +93,18 @@ async def test_a_backoff_repeated_for_days_does_not_overflow(sql, db_url, settin
                                                   base_seconds=30, max_seconds=900)
     row = sql.execute("SELECT backoff_until - now() AS wait FROM sender_accounts").fetchone()
     assert until is not None and row["wait"].total_seconds() <= 900
+
+
+async def test_an_unusable_account_email_suspends_the_account_not_the_rows(
+    sql, db_url, settings
+):
+    with ScriptedSMTPServer() as smtp:
+        account = add_account(sql, smtp, email="news@@shop.example")
+        ids = insert_emails(sql, 3)
+        async with running_worker(settings, db_url, account) as worker:
+            await wait_until(lambda: worker.stopping, message="worker stops")
+        assert smtp.received == []
+    row = sql.execute("SELECT status, last_error FROM sender_accounts").fetchone()
+    assert row["status"] == "suspended" and "invalid account email" in row["last_error"]
+    rows = rows_by_id(sql)
+    assert all(rows[i]["status"] == "queued" and rows[i]["attempts"] == 0 for i in ids)
