@@ -34,7 +34,7 @@ class Settings:
     #: Worker heartbeat: renews leases, re-reads the account's settings (admin UPDATEs).
     heartbeat_seconds: float = 2.0
     #: Idle workers claim at least this often even without a NOTIFY.
-    poll_seconds: float = 5.0
+    poll_seconds: float = 10.0
     #: First retry delay of a transient failure; doubles per attempt, with jitter.
     retry_base_seconds: float = 60.0
     #: Longest delay between two attempts of one row.
