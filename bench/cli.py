@@ -20,32 +20,67 @@ from typing import Any
 from bench.env import Sink, drop_database, machine_facts, postgres_server
 from bench.figures import FIGURES
 
-FULL = {"accounts": 4, "messages": 20_000, "enqueue_rows": 50_000, "reps": 3,
-        "latency_samples": 200, "idle_accounts": 200, "idle_seconds": 60.0,
-        "deep_rows": 1_000_000, "deep_queued": 100_000, "claim_samples": 60,
-        "memory_messages": 20_000}
-QUICK = {"accounts": 4, "messages": 4_000, "enqueue_rows": 10_000, "reps": 3,
-         "latency_samples": 40, "idle_accounts": 20, "idle_seconds": 15.0,
-         "deep_rows": 100_000, "deep_queued": 10_000, "claim_samples": 30,
-         "memory_messages": 3_000}
+FULL = {
+    "accounts": 4,
+    "messages": 20_000,
+    "enqueue_rows": 50_000,
+    "reps": 3,
+    "latency_samples": 200,
+    "idle_accounts": 200,
+    "idle_seconds": 60.0,
+    "deep_rows": 1_000_000,
+    "deep_queued": 100_000,
+    "claim_samples": 60,
+    "memory_messages": 20_000,
+}
+QUICK = {
+    "accounts": 4,
+    "messages": 4_000,
+    "enqueue_rows": 10_000,
+    "reps": 3,
+    "latency_samples": 40,
+    "idle_accounts": 20,
+    "idle_seconds": 15.0,
+    "deep_rows": 100_000,
+    "deep_queued": 10_000,
+    "claim_samples": 30,
+    "memory_messages": 3_000,
+}
 ALIASES = {"retention": "deep"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes: the whole run takes about a minute and a half")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        choices=[*FIGURES, *ALIASES],
-                        help="run only this figure (repeatable): " + ", ".join(FIGURES)
-                        + " (deep includes retention)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: the whole run takes about a minute and a half",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        choices=[*FIGURES, *ALIASES],
+        help="run only this figure (repeatable): "
+        + ", ".join(FIGURES)
+        + " (deep includes retention)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write figures as JSON")
-    parser.add_argument("--no-retention", action="store_true",
-                        help="skip the prune run after the deep-queue figure")
+    parser.add_argument(
+        "--no-retention", action="store_true", help="skip the prune run after the deep-queue figure"
+    )
     for key, value in FULL.items():
-        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None,
-                            help=f"full run: {value}; --quick: {QUICK[key]}")
+        parser.add_argument(
+            "--" + key.replace("_", "-"),
+            type=type(value),
+            default=None,
+            help=f"full run: {value}; --quick: {QUICK[key]}",
+        )
     return parser.parse_args(argv)
 
 
@@ -59,10 +94,12 @@ def print_table(facts: dict[str, Any], results: dict[str, Any], elapsed: float) 
             rows.append([name if i == 0 else "", metric, value, goal, ok])
     widths = [max(len(str(r[c])) for r in rows) for c in range(5)]
     print()
-    print(f"Mailer benchmark — {facts['cpu']}, {facts['cores']} cores, "
-          f"{facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}, "
-          f"{facts['postgres']} ({'embedded' if facts['postgres_embedded'] else 'DATABASE_URL'}"
-          f", max_connections {facts['max_connections']}); {elapsed:.0f} s")
+    print(
+        f"Mailer benchmark — {facts['cpu']}, {facts['cores']} cores, "
+        f"{facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}, "
+        f"{facts['postgres']} ({'embedded' if facts['postgres_embedded'] else 'DATABASE_URL'}"
+        f", max_connections {facts['max_connections']}); {elapsed:.0f} s"
+    )
     for i, row in enumerate(rows):
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
@@ -89,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {name} …", flush=True)
                     t0 = time.monotonic()
                     try:
-                        results[name] = FIGURES[name](server, sink, **sizes,
-                                                      retention=not args.no_retention)
+                        results[name] = FIGURES[name](
+                            server, sink, **sizes, retention=not args.no_retention
+                        )
                     except Exception:
                         results[name] = {"error": traceback.format_exc()}
                         print(results[name]["error"], file=sys.stderr)
@@ -102,8 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.monotonic() - started
     print_table(facts, results, elapsed)
     if args.json:
-        data = {"machine": facts, "sizes": sizes, "quick": args.quick, "elapsed_s": elapsed,
-                "sink_messages": sink_count, "figures": results}
+        data = {
+            "machine": facts,
+            "sizes": sizes,
+            "quick": args.quick,
+            "elapsed_s": elapsed,
+            "sink_messages": sink_count,
+            "figures": results,
+        }
         args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
         print(f"\nwritten to {args.json}")
     if any("error" in r for r in results.values()):

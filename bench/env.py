@@ -109,15 +109,22 @@ def postgres_server() -> Iterator[Server]:
         with connect(url) as conn:
             conn.execute(q("set_max_connections"))
         # restart reuses the original options (postmaster.opts)
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user,
-               timeout=60)
+        pg_ctl(
+            ["-w", "-m", "fast", "restart"],
+            pgdata=server.pgdata,
+            user=server.system_user,
+            timeout=60,
+        )
     try:
-        yield Server(url, embedded=True, data_dir=server.pgdata,
-                     system_user=server.system_user)
+        yield Server(url, embedded=True, data_dir=server.pgdata, system_user=server.system_user)
     finally:
         with contextlib.suppress(Exception):
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata,
-                   user=server.system_user, timeout=60)
+            pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=server.pgdata,
+                user=server.system_user,
+                timeout=60,
+            )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -154,11 +161,26 @@ class Sink:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.directory = directory
-        argv = [sys.executable, "-m", "mailer", "sink", "--quiet", "--host", self.host,
-                "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "mailer",
+            "sink",
+            "--quiet",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         argv += ["--directory", str(directory)] if directory else ["--discard"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=mailer_env(""), text=True,
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=mailer_env(""),
+            text=True,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "listening" not in line:
@@ -198,15 +220,21 @@ class MailerRun:
 
     def __init__(self, url: str, **extra_env: str) -> None:
         self.started = time.time()
-        self.proc = subprocess.Popen([sys.executable, "-m", "mailer", "run"], cwd=ROOT,
-                                     env=mailer_env(url, **extra_env),
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "run"],
+            cwd=ROOT,
+            env=mailer_env(url, **extra_env),
+            stdin=subprocess.DEVNULL,
+        )
         self.process = psutil.Process(self.proc.pid)
 
     def workers(self) -> list[psutil.Process]:
         try:
-            return [p for p in self.process.children(recursive=True)
-                    if "worker" in " ".join(p.cmdline())]
+            return [
+                p
+                for p in self.process.children(recursive=True)
+                if "worker" in " ".join(p.cmdline())
+            ]
         except psutil.Error:
             return []
 

@@ -19,8 +19,7 @@ from mailer.render import Renderer
 
 
 async def send_all(host: str, port: int, messages: list[tuple[str, str, bytes]]) -> int:
-    client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, use_tls=False,
-                             timeout=30)
+    client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, use_tls=False, timeout=30)
     await client.connect()
     sent = 0
     for sender, recipient, data in messages:
@@ -43,8 +42,17 @@ def main() -> None:
     start = time.time()
     sent = asyncio.run(send_all(host, port, messages))
     end = time.time()
-    print(json.dumps({"start": start, "end": end, "sent": sent,
-                      "bytes": len(messages[0][2]) if messages else 0}), flush=True)
+    print(
+        json.dumps(
+            {
+                "start": start,
+                "end": end,
+                "sent": sent,
+                "bytes": len(messages[0][2]) if messages else 0,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,22 @@ class AccountManager:
     async def list(self) -> list[SenderAccount]:
         return [SenderAccount.from_row(r) for r in await self.db.fetch_all("list_accounts")]
 
-    async def add(self, box: CredentialBox, *, email: str, password: str | None = None,
-                  **fields: Any) -> SenderAccount:
+    async def add(
+        self, box: CredentialBox, *, email: str, password: str | None = None, **fields: Any
+    ) -> SenderAccount:
         """Create an account; ``password`` is stored encrypted, never in clear."""
         params: dict[str, Any] = {
-            "display_name": None, "backend": "smtp", "status": "active", "daily_limit": 500,
-            "hourly_limit": None, "min_delay_ms": 1000, "pool": "default", "smtp_host": None,
-            "smtp_port": None, "smtp_username": None, "smtp_security": "starttls",
+            "display_name": None,
+            "backend": "smtp",
+            "status": "active",
+            "daily_limit": 500,
+            "hourly_limit": None,
+            "min_delay_ms": 1000,
+            "pool": "default",
+            "smtp_host": None,
+            "smtp_port": None,
+            "smtp_username": None,
+            "smtp_security": "starttls",
         }
         params.update({k: v for k, v in fields.items() if v is not None})
         params["email"] = email
@@ -49,8 +58,9 @@ class AccountManager:
         assert row is not None
         return SenderAccount.from_row(row)
 
-    async def set_status(self, account_id: int, status: str,
-                         reason: str | None = None) -> SenderAccount:
+    async def set_status(
+        self, account_id: int, status: str, reason: str | None = None
+    ) -> SenderAccount:
         row = await self.db.fetch_one(
             "set_account_status", {"account_id": account_id, "status": status, "reason": reason}
         )
@@ -58,13 +68,25 @@ class AccountManager:
             raise AccountNotFound(f"no sender account with id {account_id}")
         return SenderAccount.from_row(row)
 
-    async def set_limits(self, account_id: int, *, daily_limit: int | None = None,
-                         hourly_limit: int | None = None, clear_hourly: bool = False,
-                         min_delay_ms: int | None = None) -> SenderAccount:
-        row = await self.db.fetch_one("set_account_limits", {
-            "account_id": account_id, "daily_limit": daily_limit, "hourly_limit": hourly_limit,
-            "clear_hourly": clear_hourly, "min_delay_ms": min_delay_ms,
-        })
+    async def set_limits(
+        self,
+        account_id: int,
+        *,
+        daily_limit: int | None = None,
+        hourly_limit: int | None = None,
+        clear_hourly: bool = False,
+        min_delay_ms: int | None = None,
+    ) -> SenderAccount:
+        row = await self.db.fetch_one(
+            "set_account_limits",
+            {
+                "account_id": account_id,
+                "daily_limit": daily_limit,
+                "hourly_limit": hourly_limit,
+                "clear_hourly": clear_hourly,
+                "min_delay_ms": min_delay_ms,
+            },
+        )
         if row is None:
             raise AccountNotFound(f"no sender account with id {account_id}")
         return SenderAccount.from_row(row)
@@ -72,13 +94,19 @@ class AccountManager:
     async def suspend(self, account_id: int, reason: str) -> None:
         await self.db.execute("suspend_account", {"account_id": account_id, "reason": reason})
 
-    async def back_off(self, account_id: int, reason: str, *, base_seconds: float,
-                       max_seconds: float) -> datetime:
+    async def back_off(
+        self, account_id: int, reason: str, *, base_seconds: float, max_seconds: float
+    ) -> datetime:
         """Pause the account's sending until the returned time (doubling per repeat)."""
-        row = await self.db.fetch_one("back_off_account", {
-            "account_id": account_id, "reason": reason, "base_seconds": base_seconds,
-            "max_seconds": max_seconds,
-        })
+        row = await self.db.fetch_one(
+            "back_off_account",
+            {
+                "account_id": account_id,
+                "reason": reason,
+                "base_seconds": base_seconds,
+                "max_seconds": max_seconds,
+            },
+        )
         assert row is not None
         return row["backoff_until"]
 

@@ -23,8 +23,12 @@ from mailer.logs import setup_logging
 
 
 @click.group(context_settings={"auto_envvar_prefix": "MAILER", "show_default": True})
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
-              help="Log as text or one JSON object per line [env MAILER_LOG_FORMAT].")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log as text or one JSON object per line [env MAILER_LOG_FORMAT].",
+)
 @click.option("--log-level", default=None, help="Log level [env MAILER_LOG_LEVEL].")
 @click.pass_context
 def main(click_ctx: click.Context, log_format: str | None, log_level: str | None) -> None:
@@ -38,6 +42,7 @@ def main(click_ctx: click.Context, log_format: str | None, log_level: str | None
 
 
 # -- db -----------------------------------------------------------------------------------
+
 
 @main.group()
 def db() -> None:
@@ -62,10 +67,16 @@ def db_url(ctx: Context) -> None:
 
 
 @db.command("prune")
-@click.option("--older-than", "older_than", required=True, metavar="AGE",
-              help="Retention, e.g. 90d (units s, m, h, d, w).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=5000,
-              help="Rows deleted per transaction.")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Retention, e.g. 90d (units s, m, h, d, w).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=5000, help="Rows deleted per transaction."
+)
 @pass_ctx
 def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
     """Delete sent/failed/suppressed/cancelled rows, logs and events past retention,
@@ -78,11 +89,11 @@ def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
     result = ctx.run_db(lambda db: RetentionManager(db, batch_size=batch_size).prune(age))
     parts = ", ".join(f"{n} {table}" for table, n in result.deleted.items())
-    click.echo(f"pruned before {result.cutoff.isoformat()}: {parts} "
-               f"({result.batches} batches)")
+    click.echo(f"pruned before {result.cutoff.isoformat()}: {parts} ({result.batches} batches)")
 
 
 # -- accounts -----------------------------------------------------------------------------
+
 
 @main.group()
 def accounts() -> None:
@@ -94,15 +105,21 @@ def account_id_argument(fn: Any) -> Any:
     takes); passed to ``fn`` as ``account_id``."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, account_id: int | None, account_id_option: int | None,
-                **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, account_id: int | None, account_id_option: int | None, **kwargs: Any
+    ) -> Any:
         chosen = account_id if account_id is not None else account_id_option
         if chosen is None:
             raise click.UsageError("give the account: ACCOUNT_ID or --account-id N")
         return fn(*args, account_id=chosen, **kwargs)
 
-    wrapper = click.option("--account-id", "account_id_option", type=int, default=None,
-                           help="The account, instead of ACCOUNT_ID.")(wrapper)
+    wrapper = click.option(
+        "--account-id",
+        "account_id_option",
+        type=int,
+        default=None,
+        help="The account, instead of ACCOUNT_ID.",
+    )(wrapper)
     return click.argument("account_id", type=int, required=False)(wrapper)
 
 
@@ -112,20 +129,25 @@ def account_id_argument(fn: Any) -> Any:
 @click.option("--smtp-host", required=True)
 @click.option("--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none.")
 @click.option("--smtp-username", "--username", "smtp_username", default=None)
-@click.option("--smtp-password", "--password", "smtp_password", default=None,
-              envvar="MAILER_SMTP_PASSWORD",
-              help="Stored encrypted. Prefer the env var or the prompt to the command line.")
+@click.option(
+    "--smtp-password",
+    "--password",
+    "smtp_password",
+    default=None,
+    envvar="MAILER_SMTP_PASSWORD",
+    help="Stored encrypted. Prefer the env var or the prompt to the command line.",
+)
 @click.option("--prompt-password", is_flag=True, help="Ask for the password on the terminal.")
-@click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]),
-              default="starttls")
+@click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]), default="starttls")
 @click.option("--daily-limit", type=int, default=500)
 @click.option("--hourly-limit", type=int, default=None)
 @click.option("--min-delay-ms", type=int, default=1000)
 @click.option("--pool", default="default")
 @click.option("--paused", is_flag=True, help="Create the account paused.")
 @pass_ctx
-def accounts_add(ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None,
-                 **fields: Any) -> None:
+def accounts_add(
+    ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None, **fields: Any
+) -> None:
     """Add an SMTP sender account."""
     from mailer.accounts import AccountManager
     from mailer.credentials import CredentialBox, secret_key
@@ -134,10 +156,12 @@ def accounts_add(ctx: Context, prompt_password: bool, paused: bool, smtp_passwor
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
     fields["status"] = "paused" if paused else "active"
-    account = ctx.run_db(lambda db: AccountManager(db).add(box, password=smtp_password,
-                                                             backend="smtp", **fields))
-    click.echo(f"added account {account.id} <{account.email}> ({account.status}, "
-               f"pool {account.pool})")
+    account = ctx.run_db(
+        lambda db: AccountManager(db).add(box, password=smtp_password, backend="smtp", **fields)
+    )
+    click.echo(
+        f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
+    )
 
 
 @accounts.command("list")
@@ -152,19 +176,37 @@ def accounts_list(ctx: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(public, indent=2, default=str))
         return
-    click.echo(f"{'id':>4}  {'email':<32} {'status':<10} {'pool':<10} {'daily':>7} "
-               f"{'hourly':>7} {'delay ms':>9}  last error")
+    click.echo(
+        f"{'id':>4}  {'email':<32} {'status':<10} {'pool':<10} {'daily':>7} "
+        f"{'hourly':>7} {'delay ms':>9}  last error"
+    )
     for a in public:
-        click.echo(f"{a['id']:>4}  {a['email']:<32} {a['status']:<10} {a['pool']:<10} "
-                   f"{a['daily_limit']:>7} {a['hourly_limit'] or '-':>7} "
-                   f"{a['min_delay_ms']:>9}  {a['last_error'] or ''}")
+        click.echo(
+            f"{a['id']:>4}  {a['email']:<32} {a['status']:<10} {a['pool']:<10} "
+            f"{a['daily_limit']:>7} {a['hourly_limit'] or '-':>7} "
+            f"{a['min_delay_ms']:>9}  {a['last_error'] or ''}"
+        )
 
 
 def account_summary(account: Any) -> dict[str, Any]:
     """An account's public fields: everything but credentials."""
-    keys = ("id", "email", "display_name", "backend", "status", "pool", "daily_limit",
-            "hourly_limit", "min_delay_ms", "smtp_host", "smtp_port", "smtp_username",
-            "smtp_security", "last_error", "backoff_until")
+    keys = (
+        "id",
+        "email",
+        "display_name",
+        "backend",
+        "status",
+        "pool",
+        "daily_limit",
+        "hourly_limit",
+        "min_delay_ms",
+        "smtp_host",
+        "smtp_port",
+        "smtp_username",
+        "smtp_security",
+        "last_error",
+        "backoff_until",
+    )
     return {k: getattr(account, k) for k in keys}
 
 
@@ -202,31 +244,53 @@ def accounts_resume(ctx: Context, account_id: int) -> None:
 @click.option("--no-hourly-limit", is_flag=True, help="Remove the hourly limit.")
 @click.option("--min-delay-ms", type=int, default=None)
 @pass_ctx
-def accounts_set_limits(ctx: Context, account_id: int, daily_limit: int | None,
-                        hourly_limit: int | None, no_hourly_limit: bool,
-                        min_delay_ms: int | None) -> None:
+def accounts_set_limits(
+    ctx: Context,
+    account_id: int,
+    daily_limit: int | None,
+    hourly_limit: int | None,
+    no_hourly_limit: bool,
+    min_delay_ms: int | None,
+) -> None:
     """Change limits; the running worker applies them within 5 seconds."""
     from mailer.accounts import AccountManager, AccountNotFound
 
-    for name, value in (("daily", daily_limit), ("hourly", hourly_limit),
-                        ("min-delay", min_delay_ms)):
+    for name, value in (
+        ("daily", daily_limit),
+        ("hourly", hourly_limit),
+        ("min-delay", min_delay_ms),
+    ):
         if value is not None and value < 0:
             raise click.BadParameter(f"--{name} must be >= 0")
     try:
-        a = ctx.run_db(lambda db: AccountManager(db).set_limits(
-            account_id, daily_limit=daily_limit, hourly_limit=hourly_limit,
-            clear_hourly=no_hourly_limit, min_delay_ms=min_delay_ms))
+        a = ctx.run_db(
+            lambda db: AccountManager(db).set_limits(
+                account_id,
+                daily_limit=daily_limit,
+                hourly_limit=hourly_limit,
+                clear_hourly=no_hourly_limit,
+                min_delay_ms=min_delay_ms,
+            )
+        )
     except AccountNotFound as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"account {a.id}: daily {a.daily_limit}, hourly {a.hourly_limit or 'none'}, "
-               f"min delay {a.min_delay_ms} ms")
+    click.echo(
+        f"account {a.id}: daily {a.daily_limit}, hourly {a.hourly_limit or 'none'}, "
+        f"min delay {a.min_delay_ms} ms"
+    )
 
 
 # -- processes ----------------------------------------------------------------------------
 
+
 @main.command()
-@click.option("--account-id", type=int, required=True, envvar="MAILER_ACCOUNT_ID",
-              help="The sender account this worker sends for.")
+@click.option(
+    "--account-id",
+    type=int,
+    required=True,
+    envvar="MAILER_ACCOUNT_ID",
+    help="The sender account this worker sends for.",
+)
 @click.option("--batch-size", type=int, default=None, help="Rows per claim [MAILER_BATCH_SIZE].")
 @pass_ctx
 def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
@@ -287,15 +351,26 @@ def web(ctx: Context, host: str, port: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="MAILER_SINK_HOST")
 @click.option("--port", type=int, default=1025, envvar="MAILER_SINK_PORT")
-@click.option("--directory", type=click.Path(path_type=Path), default=None,
-              envvar="MAILER_SINK_DIRECTORY", help="Where .eml files go [MAILER_HOME/sink].")
-@click.option("--discard", is_flag=True, envvar="MAILER_SINK_DISCARD",
-              help="Accept and drop messages (benchmarks).")
-@click.option("--quiet", is_flag=True, envvar="MAILER_SINK_QUIET",
-              help="Do not print a line per message.")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="MAILER_SINK_DIRECTORY",
+    help="Where .eml files go [MAILER_HOME/sink].",
+)
+@click.option(
+    "--discard",
+    is_flag=True,
+    envvar="MAILER_SINK_DISCARD",
+    help="Accept and drop messages (benchmarks).",
+)
+@click.option(
+    "--quiet", is_flag=True, envvar="MAILER_SINK_QUIET", help="Do not print a line per message."
+)
 @pass_ctx
-def sink(ctx: Context, host: str, port: int, directory: Path | None, discard: bool,
-         quiet: bool) -> None:
+def sink(
+    ctx: Context, host: str, port: int, directory: Path | None, discard: bool, quiet: bool
+) -> None:
     """Run a local SMTP server that stores what it receives as .eml files."""
     from mailer.sink import run_sink
 
@@ -314,10 +389,20 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--emails", type=int, default=300, envvar="MAILER_DEMO_EMAILS",
-              help="How many demo emails to queue.")
-@click.option("--timeout", type=float, default=120.0, envvar="MAILER_DEMO_TIMEOUT",
-              help="Give up after this many seconds.")
+@click.option(
+    "--emails",
+    type=int,
+    default=300,
+    envvar="MAILER_DEMO_EMAILS",
+    help="How many demo emails to queue.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    envvar="MAILER_DEMO_TIMEOUT",
+    help="Give up after this many seconds.",
+)
 @pass_ctx
 def demo(ctx: Context, emails: int, timeout: float) -> None:
     """Embedded PostgreSQL, local sink, two demo accounts, a few hundred emails, sent."""

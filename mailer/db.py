@@ -126,8 +126,9 @@ async def wait_notifies(conn: psycopg.AsyncConnection[Any]) -> list[psycopg.Noti
     encoding = pgconn._encoding
     notes = []
     while (note := pgconn.notifies()) is not None:
-        notes.append(psycopg.Notify(note.relname.decode(encoding), note.extra.decode(encoding),
-                                    note.be_pid))
+        notes.append(
+            psycopg.Notify(note.relname.decode(encoding), note.extra.decode(encoding), note.be_pid)
+        )
     if pgconn.status != psycopg.pq.ConnStatus.OK:
         raise psycopg.OperationalError("the LISTEN connection was closed")
     return notes

@@ -35,10 +35,20 @@ from tracking.demo import start_demo_server, stop_demo_server, try_links
 DEMO_DATABASE = "mailer_demo"
 #: Two accounts sharing the default pool; small limits so the limits are visible.
 DEMO_ACCOUNTS = (
-    {"email": "news@demo.example", "display_name": "Demo Newsletter",
-     "hourly_limit": 200, "daily_limit": 1000, "min_delay_ms": 20},
-    {"email": "shop@demo.example", "display_name": "Demo Shop",
-     "hourly_limit": None, "daily_limit": 150, "min_delay_ms": 40},
+    {
+        "email": "news@demo.example",
+        "display_name": "Demo Newsletter",
+        "hourly_limit": 200,
+        "daily_limit": 1000,
+        "min_delay_ms": 20,
+    },
+    {
+        "email": "shop@demo.example",
+        "display_name": "Demo Shop",
+        "hourly_limit": None,
+        "daily_limit": 150,
+        "min_delay_ms": 40,
+    },
 )
 
 
@@ -47,8 +57,10 @@ def run_demo(ctx: Context, *, emails: int, timeout: float) -> int:
     server_url = ctx.url
     demo_url = make_conninfo(server_url, dbname=DEMO_DATABASE)
     sink_dir = Path(ctx.settings.home) / "sink"
-    click.echo(f"database: {DEMO_DATABASE} (recreated) on "
-               f"{'DATABASE_URL' if ctx.settings.database_url else 'embedded PostgreSQL'}")
+    click.echo(
+        f"database: {DEMO_DATABASE} (recreated) on "
+        f"{'DATABASE_URL' if ctx.settings.database_url else 'embedded PostgreSQL'}"
+    )
     with start_sink(port=0, directory=sink_dir, quiet=True) as sink:
         click.echo(f"sink: SMTP on {sink.host}:{sink.port}, storing to {sink_dir}")
         asyncio.run(_prepare(ctx, server_url, demo_url, sink, emails))
@@ -69,8 +81,9 @@ def run_demo(ctx: Context, *, emails: int, timeout: float) -> int:
     return 0 if ok else 1
 
 
-async def _prepare(ctx: Context, server_url: str, demo_url: str, sink: SinkServer,
-                   emails: int) -> None:
+async def _prepare(
+    ctx: Context, server_url: str, demo_url: str, sink: SinkServer, emails: int
+) -> None:
     async with Database(server_url) as server:
         await server.execute("demo_drop_database")
         await server.execute("demo_create_database")
@@ -79,15 +92,19 @@ async def _prepare(ctx: Context, server_url: str, demo_url: str, sink: SinkServe
         box = CredentialBox(secret_key(ctx.settings))
         for spec in DEMO_ACCOUNTS:
             account = await AccountManager(db).add(
-                box, smtp_host=sink.host, smtp_port=sink.port, smtp_security="none", **spec)
-            click.echo(f"account {account.id}: {account.email}  daily {account.daily_limit}, "
-                       f"hourly {account.hourly_limit or '-'}, {account.min_delay_ms} ms apart")
+                box, smtp_host=sink.host, smtp_port=sink.port, smtp_security="none", **spec
+            )
+            click.echo(
+                f"account {account.id}: {account.email}  daily {account.daily_limit}, "
+                f"hourly {account.hourly_limit or '-'}, {account.min_delay_ms} ms apart"
+            )
         await db.execute("demo_insert_emails", {"count": emails})
     click.echo(f"queued {emails} emails with one INSERT into email_queue")
 
 
-def _run_orchestrator(ctx: Context, demo_url: str, emails: int, timeout: float,
-                      base_url: str) -> bool:
+def _run_orchestrator(
+    ctx: Context, demo_url: str, emails: int, timeout: float, base_url: str
+) -> bool:
     env = os.environ | {"DATABASE_URL": demo_url, "MAILER_BASE_URL": base_url}
     env.setdefault("MAILER_SECRET_KEY", secret_key(ctx.settings))
     click.echo("starting the orchestrator: mailer run")
@@ -109,9 +126,11 @@ def _watch(demo_url: str, emails: int, timeout: float, proc: subprocess.Popen[An
     while time.monotonic() < deadline and proc.poll() is None:
         counts = asyncio.run(_status(demo_url))["queue"]
         settled = emails - counts["queued"] - counts["sending"]
-        click.echo(f"  {time.monotonic() - started:5.1f}s  sent {counts['sent']}  "
-                   f"queued {counts['queued']}  sending {counts['sending']}  "
-                   f"failed {counts['failed']}")
+        click.echo(
+            f"  {time.monotonic() - started:5.1f}s  sent {counts['sent']}  "
+            f"queued {counts['queued']}  sending {counts['sending']}  "
+            f"failed {counts['failed']}"
+        )
         if settled >= emails:
             return counts["sent"] == emails
         time.sleep(1.0)

@@ -44,7 +44,8 @@ _LONG_LINE = re.compile(rf"[^\r\n]{{{MAX_7BIT_LINE + 1}}}")
 _ENCODED_WORD_OVERHEAD = len("=?utf-8?b??=")
 #: Header names the ``email`` package parses as structured values (addresses, dates...).
 STRUCTURED = frozenset(
-    name for name, cls in policy.SMTP.header_factory.registry.items()
+    name
+    for name, cls in policy.SMTP.header_factory.registry.items()
     if not issubclass(cls, UnstructuredHeader)
 )
 
@@ -93,7 +94,7 @@ def fold(line: str, prefix: int) -> str | None:
     within LINE_LENGTH where words allow, ending in CRLF; None if a word is too long for
     MAX_LINE_LENGTH. The first ``prefix`` characters (``Name: ``) are never split off."""
     words = _WORD.findall(line, prefix)
-    trailing = line[prefix + sum(map(len, words)):]
+    trailing = line[prefix + sum(map(len, words)) :]
     if not words:
         return line + CRLF if len(line) <= MAX_LINE_LENGTH else None
     lines = [line[:prefix] + words[0]]
@@ -178,8 +179,9 @@ def _alternative(head: str, parts: list[tuple[str, str, bytes]]) -> bytes:
 
 
 def _part_headers(subtype: str, cte: str) -> str:
-    return (f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
-            f"Content-Transfer-Encoding: {cte}{CRLF}")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: {cte}{CRLF}'
+    )
 
 
 def _boundary(payloads: list[bytes]) -> str:

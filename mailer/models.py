@@ -50,8 +50,14 @@ class SenderAccount:
 
     def connection_settings(self) -> tuple[Any, ...]:
         """What a sender's connection depends on; a change means reconnect."""
-        return (self.smtp_host, self.smtp_port, self.smtp_username, self.smtp_security,
-                self.smtp_password_encrypted, self.email)
+        return (
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_username,
+            self.smtp_security,
+            self.smtp_password_encrypted,
+            self.email,
+        )
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ def parse_age(text: str) -> timedelta:
         raise ValueError(f"invalid age {text!r}: use a number and a unit, e.g. 90d, 36h, 2w")
     age = timedelta(**{_UNITS[match[2]]: int(match[1])})
     if age < MIN_RETENTION:
-        raise ValueError(f"age {text!r} is under 24 hours: the daily limits count the last "
-                         "24 hours of sends, which pruning must keep")
+        raise ValueError(
+            f"age {text!r} is under 24 hours: the daily limits count the last "
+            "24 hours of sends, which pruning must keep"
+        )
     return age
 
 
@@ -80,8 +82,9 @@ class RetentionManager:
             result.deleted[table] = 0
             after = 0
             while True:
-                row = await self.db.fetch_one(block, {
-                    "cutoff": result.cutoff, "after_id": after, "batch": self.batch_size})
+                row = await self.db.fetch_one(
+                    block, {"cutoff": result.cutoff, "after_id": after, "batch": self.batch_size}
+                )
                 result.batches += 1
                 if row is None or not row["deleted"]:
                     break

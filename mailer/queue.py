@@ -58,28 +58,42 @@ class QueueManager:
         self.db = db
         self.worker_id = worker_id
 
-    async def claim_batch(self, *, account_id: int, pool: str, domain: str, limit: int,
-                          lease_seconds: float) -> list[QueuedEmail]:
+    async def claim_batch(
+        self, *, account_id: int, pool: str, domain: str, limit: int, lease_seconds: float
+    ) -> list[QueuedEmail]:
         """Lease up to ``limit`` due rows, in send order (priority, then due time)."""
-        rows = await self.db.fetch_all("claim_batch", {
-            "account_id": account_id, "pool": pool, "domain": domain, "limit": limit,
-            "worker_id": self.worker_id, "lease_seconds": lease_seconds,
-        })
+        rows = await self.db.fetch_all(
+            "claim_batch",
+            {
+                "account_id": account_id,
+                "pool": pool,
+                "domain": domain,
+                "limit": limit,
+                "worker_id": self.worker_id,
+                "lease_seconds": lease_seconds,
+            },
+        )
         emails = [QueuedEmail.from_row(r) for r in rows]
         emails.sort(key=lambda e: (-e.priority, e.due_at, e.id))
         return emails
 
-    async def record_results(self, account_id: int, results: list[AttemptResult],
-                             in_flight_id: int | None = None) -> Mark:
+    async def record_results(
+        self, account_id: int, results: list[AttemptResult], in_flight_id: int | None = None
+    ) -> Mark:
         """Write a batch of outcomes in one statement and, when ``in_flight_id`` is given,
         mark that row in flight (one attempt used) before it is sent; see :class:`Mark`."""
         if not results and in_flight_id is None:
             return Mark(False, None)
         payload = [asdict(r) | {"attempted_at": r.attempted_at.isoformat()} for r in results]
-        row = await self.db.fetch_one("record_results", {
-            "results": Jsonb(payload), "account_id": account_id, "worker_id": self.worker_id,
-            "in_flight_id": in_flight_id,
-        })
+        row = await self.db.fetch_one(
+            "record_results",
+            {
+                "results": Jsonb(payload),
+                "account_id": account_id,
+                "worker_id": self.worker_id,
+                "in_flight_id": in_flight_id,
+            },
+        )
         if row is None:
             return Mark(False, None)
         return Mark(bool(row["marked"]), row["suppression_reason"])
@@ -101,8 +115,9 @@ class QueueManager:
 
     async def recover_account_rows(self, account_id: int) -> Recovery:
         """Requeue rows other workers of this account left leased (call holding its lock)."""
-        row = await self.db.fetch_one("recover_account_rows",
-                                      {"account_id": account_id, "worker_id": self.worker_id})
+        row = await self.db.fetch_one(
+            "recover_account_rows", {"account_id": account_id, "worker_id": self.worker_id}
+        )
         return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
 
     async def recover_expired_leases(self) -> Recovery:

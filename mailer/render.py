@@ -34,8 +34,20 @@ from mailer.models import QueuedEmail, SenderAccount
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,900}")
 #: Headers Mailer owns; a row may not set them through ``headers``.
 RESERVED_HEADERS = frozenset(
-    {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version",
-     "content-type", "content-transfer-encoding", "sender", "return-path"}
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "sender",
+        "return-path",
+    }
 )
 
 
@@ -85,8 +97,13 @@ Variables = Callable[[QueuedEmail, SenderAccount], dict[str, str]]
 class Renderer:
     """Renders rows; one per worker so compiled templates are cached across rows."""
 
-    def __init__(self, *, max_message_bytes: int, post_render: Iterable[PostRender] = (),
-                 variables: Iterable[Variables] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        post_render: Iterable[PostRender] = (),
+        variables: Iterable[Variables] = (),
+    ) -> None:
         self.max_message_bytes = max_message_bytes
         self.post_render = tuple(post_render)
         self.variables = tuple(variables)
@@ -124,8 +141,9 @@ class Renderer:
             )
         return RenderedMessage(account.email, recipient, data)
 
-    def _bodies(self, row: QueuedEmail,
-                extra: dict[str, str]) -> tuple[str, str | None, str | None]:
+    def _bodies(
+        self, row: QueuedEmail, extra: dict[str, str]
+    ) -> tuple[str, str | None, str | None]:
         subject = row.subject if row.template_id is None else row.template_subject
         html = row.html_body if row.template_id is None else row.template_html_body
         text = row.text_body if row.template_id is None else row.template_text_body
@@ -142,8 +160,9 @@ class Renderer:
     def _compile_uncached(self, env: SandboxedEnvironment, source: str) -> jinja2.Template:
         return env.from_string(source)
 
-    def _run(self, env: SandboxedEnvironment, part: str, source: str,
-             context: dict[str, Any]) -> str:
+    def _run(
+        self, env: SandboxedEnvironment, part: str, source: str, context: dict[str, Any]
+    ) -> str:
         try:
             return self._compile(env, source).render(context)
         except jinja2.TemplateError as exc:
@@ -165,8 +184,7 @@ def validated_address(address: str) -> str:
     if "\r" in address or "\n" in address:
         raise InvalidMessageError("to_address contains CR/LF")
     try:
-        result = validate_email(address.strip(), check_deliverability=False,
-                                allow_smtputf8=False)
+        result = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidMessageError(f"invalid to_address {address!r}: {exc}") from None
     return result.ascii_email or result.normalized

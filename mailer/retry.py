@@ -55,9 +55,7 @@ def decide(
         return Decision(status="queued", outcome="account", counted=False, refund=True)
     if isinstance(error, PermanentDeliveryError):
         reason = "hard_bounce" if error.hard_bounce else None
-        return Decision(
-            status="failed", outcome="permanent", counted=True, suppress_reason=reason
-        )
+        return Decision(status="failed", outcome="permanent", counted=True, suppress_reason=reason)
     counted = isinstance(error, DeliveryError) and error.reached_provider
     if attempts >= max_attempts:
         return Decision(status="failed", outcome="transient", counted=counted)

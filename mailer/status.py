@@ -20,10 +20,23 @@ async def collect_status(db: Database) -> dict[str, Any]:
 
 
 def _account_report(row: dict[str, Any]) -> dict[str, Any]:
-    report = {k: row[k] for k in ("id", "email", "status", "pool", "daily_limit",
-                                  "hourly_limit", "min_delay_ms", "sent_last_hour",
-                                  "sent_last_day", "live_workers", "last_error",
-                                  "backoff_until")}
+    report = {
+        k: row[k]
+        for k in (
+            "id",
+            "email",
+            "status",
+            "pool",
+            "daily_limit",
+            "hourly_limit",
+            "min_delay_ms",
+            "sent_last_hour",
+            "sent_last_day",
+            "live_workers",
+            "last_error",
+            "backoff_until",
+        )
+    }
     report["frees_at"] = _frees_at(row)
     return report
 
@@ -43,9 +56,12 @@ def _frees_at(row: dict[str, Any]) -> datetime | None:
 def format_status(report: dict[str, Any]) -> str:
     """The report as text tables."""
     queue = report["queue"]
-    lines = ["queue:  " + "  ".join(f"{k} {v}" for k, v in queue.items()), "",
-             f"{'id':>4}  {'email':<30} {'status':<10} {'pool':<9} {'last hour':>12} "
-             f"{'last 24 h':>12} {'workers':>7}  note"]
+    lines = [
+        "queue:  " + "  ".join(f"{k} {v}" for k, v in queue.items()),
+        "",
+        f"{'id':>4}  {'email':<30} {'status':<10} {'pool':<9} {'last hour':>12} "
+        f"{'last 24 h':>12} {'workers':>7}  note",
+    ]
     for a in report["accounts"]:
         hourly = a["hourly_limit"] if a["hourly_limit"] is not None else "-"
         note = ""
@@ -57,5 +73,6 @@ def format_status(report: dict[str, Any]) -> str:
         day = f"{a['sent_last_day']}/{a['daily_limit']}"
         lines.append(
             f"{a['id']:>4}  {a['email']:<30} {a['status']:<10} {a['pool']:<9} "
-            f"{hour:>12} {day:>12} {a['live_workers']:>7}  {note}")
+            f"{hour:>12} {day:>12} {a['live_workers']:>7}  {note}"
+        )
     return "\n".join(lines)

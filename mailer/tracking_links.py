@@ -79,7 +79,8 @@ def rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) 
 
 
 # html.parser's (Python 3.11) expressions, verbatim: they decide where a tag ends.
-_START_TAG_END = re.compile(r"""
+_START_TAG_END = re.compile(
+    r"""
   <[a-zA-Z][^\t\n\r\f />\x00]*       # tag name
   (?:[\s/]*                          # optional whitespace before attribute name
     (?:(?<=['"\s/])[^\s/>][^\s/=>]*  # attribute name
@@ -93,11 +94,14 @@ _START_TAG_END = re.compile(r"""
      )*
    )?
   \s*                                # trailing whitespace
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _TAG_NAME = re.compile(r"([a-zA-Z][^\t\n\r\f />\x00]*)(?:\s|/(?!>))*")
 _ATTRIBUTE = re.compile(
     r'((?<=[\'"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*'
-    r'(\'[^\']*\'|"[^"]*"|(?![\'"])[^>\s]*))?(?:\s|/(?!>))*')
+    r'(\'[^\']*\'|"[^"]*"|(?![\'"])[^>\s]*))?(?:\s|/(?!>))*'
+)
 _END_TAG = re.compile(r"</\s*([a-zA-Z][-.a-zA-Z0-9:_]*)\s*>")
 _COMMENT_END = re.compile(r"--\s*>")
 _DECLARATION_NAME = re.compile(r"[a-zA-Z][-_.a-zA-Z0-9]*\s*")
@@ -108,13 +112,16 @@ _MS_MARKED_SECTION_END = re.compile(r"]\s*>")
 #: a/area/script/style whose attributes are all plain (ASCII whitespace, simple names,
 #: quoted values: html.parser ends them at the same ">"), end tags other than </body>.
 #: ASCII-only matching: under Unicode IGNORECASE, [a-z] would also take U+017F and U+212A.
-_SKIP = re.compile(r"""
+_SKIP = re.compile(
+    r"""
     (?: [^<]+
       | <(?![a-zA-Z/!?])
       | <(?!(?:a|area|script|style)[\s/>])[a-zA-Z][a-zA-Z0-9]*
         (?:[ \t\n\r\f]+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:="[^"]*"|='[^']*')?)*[ \t\n\r\f]*>
       | </(?!body[\s>])[a-zA-Z][a-zA-Z0-9]*[ \t\n\r\f]*>
-    )*""", re.VERBOSE | re.IGNORECASE | re.ASCII)
+    )*""",
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
+)
 #: The next character after a start tag that makes html.parser wait for more input.
 _INCOMPLETE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ=/")
 _RAW_TEXT_END = {
@@ -199,7 +206,7 @@ class _Scan:
         match = _START_TAG_END.match(doc, i)
         assert match is not None
         j = match.end()
-        next_char = doc[j:j + 1]
+        next_char = doc[j : j + 1]
         if next_char == ">":
             return j + 1
         if next_char == "/":
@@ -243,7 +250,7 @@ class _Scan:
             return match.end() if match is not None else -1
         if doc.startswith("<![", i):
             return self._marked_section(i)
-        if doc[i:i + 9].lower() == "<!doctype":
+        if doc[i : i + 9].lower() == "<!doctype":
             return _after(doc, ">", i + 9)
         return _after(doc, ">", i + 2)
 

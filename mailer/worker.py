@@ -59,9 +59,15 @@ SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
 class Worker:
     """Sends for one account. ``await run()`` returns the process exit code."""
 
-    def __init__(self, settings: Settings, database_url: str, account_id: int, *,
-                 sender_factory: SenderFactory = make_sender,
-                 post_render: Iterable[PostRender] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        account_id: int,
+        *,
+        sender_factory: SenderFactory = make_sender,
+        post_render: Iterable[PostRender] | None = None,
+    ) -> None:
         """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)."""
         self.settings = settings
         self.url = database_url
@@ -71,8 +77,10 @@ class Worker:
         secret = secret_key(settings)
         tracking = TrackingHooks(settings, TokenCodec(secret))
         self.renderer = Renderer(
-            max_message_bytes=settings.max_message_bytes, variables=[tracking.variables],
-            post_render=[tracking.post_render] if post_render is None else post_render)
+            max_message_bytes=settings.max_message_bytes,
+            variables=[tracking.variables],
+            post_render=[tracking.post_render] if post_render is None else post_render,
+        )
         self.box = CredentialBox(secret)
         self.next_reputation_check = 0.0
         self.wake = asyncio.Event()
@@ -125,11 +133,13 @@ class Worker:
         row = await cur.fetchone()
         if row and row["locked"]:
             return True
-        cur = await listener.execute(query("account_lock_holder"),
-                                     {"account_id": self.account_id})
+        cur = await listener.execute(query("account_lock_holder"), {"account_id": self.account_id})
         holder = await cur.fetchone()
-        log.error("account %s is already being sent by another worker (database backend pid "
-                  "%s); exiting", self.account_id, holder["pid"] if holder else "?")
+        log.error(
+            "account %s is already being sent by another worker (database backend pid %s); exiting",
+            self.account_id,
+            holder["pid"] if holder else "?",
+        )
         return False
 
     async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection) -> int:
@@ -146,16 +156,29 @@ class Worker:
         await self._sync_clock()
         window = await self.queue.account_window(self.account_id)
         self.window = SendWindow(t.timestamp() for t in window)
-        await db.execute("register_worker", {
-            "worker_id": self.worker_id, "account_id": self.account_id,
-            "hostname": socket.gethostname(), "pid": os.getpid()})
-        log.info("worker %s sending for account %s <%s> (pool %s)", self.worker_id,
-                 account.id, account.email, account.pool)
+        await db.execute(
+            "register_worker",
+            {
+                "worker_id": self.worker_id,
+                "account_id": self.account_id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+        log.info(
+            "worker %s sending for account %s <%s> (pool %s)",
+            self.worker_id,
+            account.id,
+            account.email,
+            account.pool,
+        )
         return await self._serve(listener)
 
     async def _serve(self, listener: psycopg.AsyncConnection) -> int:
-        background = [asyncio.create_task(self._listen(listener)),
-                      asyncio.create_task(self._heartbeat())]
+        background = [
+            asyncio.create_task(self._listen(listener)),
+            asyncio.create_task(self._heartbeat()),
+        ]
         try:
             await self._send_loop()
         finally:
@@ -192,8 +215,9 @@ class Worker:
         out: it stays leased so recovery counts it against the limits)."""
         if not keep:
             return await self.queue.release_all()
-        rows = await self.db.fetch_all("release_worker_rows_except",
-                                       {"worker_id": self.worker_id, "keep": keep})
+        rows = await self.db.fetch_all(
+            "release_worker_rows_except", {"worker_id": self.worker_id, "keep": keep}
+        )
         return len(rows)
 
     # -- background tasks ----------------------------------------------------------------
@@ -227,8 +251,10 @@ class Worker:
     def _heartbeat_interval(self) -> float:
         if self.leased:
             return self.settings.heartbeat_seconds
-        return max(self.settings.heartbeat_seconds,
-                   min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4))
+        return max(
+            self.settings.heartbeat_seconds,
+            min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4),
+        )
 
     async def _beat(self, ticks: int) -> None:
         if os.getppid() != self.parent_pid:
@@ -238,24 +264,32 @@ class Worker:
         await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
         if time.monotonic() >= self.next_reputation_check:
             self.next_reputation_check = time.monotonic() + self.settings.reputation_check_seconds
-            await enforce_reputation(self.db, self.account_id,
-                                     Thresholds.from_settings(self.settings))
+            await enforce_reputation(
+                self.db, self.account_id, Thresholds.from_settings(self.settings)
+            )
         await self._refresh_account()
         if ticks % 5 == 0:
             await self._sync_clock()
             await self._recover_own_rows()
             recovered = await self.queue.recover_expired_leases()
             if recovered.requeued:
-                log.warning("requeued %d rows whose worker's lease expired (%d in flight)",
-                            recovered.requeued, recovered.in_flight)
+                log.warning(
+                    "requeued %d rows whose worker's lease expired (%d in flight)",
+                    recovered.requeued,
+                    recovered.in_flight,
+                )
 
     async def _recover_own_rows(self) -> None:
         """Requeue what a previous worker of this account left leased."""
         recovered = await self.queue.recover_account_rows(self.account_id)
         if recovered.requeued:
-            log.warning("requeued %d rows a previous worker of account %s left leased "
-                        "(%d in flight, counted as sent)", recovered.requeued,
-                        self.account_id, recovered.in_flight)
+            log.warning(
+                "requeued %d rows a previous worker of account %s left leased "
+                "(%d in flight, counted as sent)",
+                recovered.requeued,
+                self.account_id,
+                recovered.in_flight,
+            )
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
@@ -293,8 +327,12 @@ class Worker:
                 continue
             self.wake.clear()
             rows = await self.queue.claim_batch(
-                account_id=self.account_id, pool=self.account.pool, domain=self.account.domain,
-                limit=self._claim_size(), lease_seconds=self.settings.lease_seconds)
+                account_id=self.account_id,
+                pool=self.account.pool,
+                domain=self.account.domain,
+                limit=self._claim_size(),
+                lease_seconds=self.settings.lease_seconds,
+            )
             if rows:
                 self.leased = True
                 try:
@@ -375,14 +413,19 @@ class Worker:
         """Handle one row; False means the account cannot go on (rest goes back)."""
         started = self.now()
         if row.suppression_reason:
-            self._record(row, started, status="suppressed",
-                         error=f"address is suppressed ({row.suppression_reason})")
+            self._record(
+                row,
+                started,
+                status="suppressed",
+                error=f"address is suppressed ({row.suppression_reason})",
+            )
             return True
         if not await self._account_sendable(row):
             return False
         if row.to_address.strip().lower() in self.bounced:
-            self._record(row, started, status="suppressed",
-                         error="address is suppressed (hard_bounce)")
+            self._record(
+                row, started, status="suppressed", error="address is suppressed (hard_bounce)"
+            )
             return True
         try:
             message = self.renderer.render(row, self.account)
@@ -391,8 +434,13 @@ class Worker:
             return True
         except Exception as exc:  # a template that raises (1/0, bad %) must not kill us
             log.warning("row %s could not be rendered", row.id, exc_info=True)
-            self._record(row, started, status="failed", outcome="invalid",
-                         error=f"cannot render: {type(exc).__name__}: {exc}")
+            self._record(
+                row,
+                started,
+                status="failed",
+                outcome="invalid",
+                error=f"cannot render: {type(exc).__name__}: {exc}",
+            )
             return True
         return await self._deliver(row, message, started)
 
@@ -405,8 +453,7 @@ class Worker:
             validated_address(self.account.email)
         except InvalidMessageError as exc:
             await self.queue.release([row.id])
-            await self._account_failed(AccountError(f"invalid account email: {exc}",
-                                                    kind="config"))
+            await self._account_failed(AccountError(f"invalid account email: {exc}", kind="config"))
             return False
         self.checked_email = self.account.email
         return True
@@ -414,8 +461,12 @@ class Worker:
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
         mark = await self._begin_attempt(row)
         if mark.suppression_reason is not None:
-            self._record(row, started, status="suppressed",
-                         error=f"address is suppressed ({mark.suppression_reason})")
+            self._record(
+                row,
+                started,
+                status="suppressed",
+                error=f"address is suppressed ({mark.suppression_reason})",
+            )
             return True
         if not mark.marked:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
@@ -431,8 +482,15 @@ class Worker:
         self.in_flight = None
         self.window.record(started)
         self.window.prune(started)
-        self._record(row, started, status="sent", outcome="sent", counted=True,
-                     code=result.code, response=result.response)
+        self._record(
+            row,
+            started,
+            status="sent",
+            outcome="sent",
+            counted=True,
+            code=result.code,
+            response=result.response,
+        )
         if self.account.backoff_until is not None:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
@@ -461,17 +519,30 @@ class Worker:
         return self.sender
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
-        decision = decide(exc, attempts=row.attempts + 1, max_attempts=row.max_attempts,
-                          base=self.settings.retry_base_seconds,
-                          cap=self.settings.retry_max_seconds)
+        decision = decide(
+            exc,
+            attempts=row.attempts + 1,
+            max_attempts=row.max_attempts,
+            base=self.settings.retry_base_seconds,
+            cap=self.settings.retry_max_seconds,
+        )
         if decision.counted:
             self.window.record(started)
         if decision.suppress_reason:
             self.bounced.add(row.to_address.strip().lower())
-        self._record(row, started, status=decision.status, outcome=decision.outcome,
-                     counted=decision.counted, code=exc.code, response=exc.message,
-                     error=str(exc), retry_seconds=decision.retry_seconds,
-                     refund=decision.refund, suppress_reason=decision.suppress_reason)
+        self._record(
+            row,
+            started,
+            status=decision.status,
+            outcome=decision.outcome,
+            counted=decision.counted,
+            code=exc.code,
+            response=exc.message,
+            error=str(exc),
+            retry_seconds=decision.retry_seconds,
+            refund=decision.refund,
+            suppress_reason=decision.suppress_reason,
+        )
         log.info("row %s to %s: %s (%s)", row.id, row.to_address, decision.outcome, exc)
         if isinstance(exc, AccountError):
             await self._account_failed(exc)
@@ -487,18 +558,25 @@ class Worker:
             self.request_stop(f"account suspended ({exc.kind})")
             return
         until = await self.accounts.back_off(
-            self.account_id, f"backing off: {exc}",
+            self.account_id,
+            f"backing off: {exc}",
             base_seconds=self.settings.account_backoff_base_seconds,
-            max_seconds=self.settings.account_backoff_max_seconds)
-        log.warning("account %s backing off until %s: %s", self.account_id,
-                    until.isoformat(), exc)
+            max_seconds=self.settings.account_backoff_max_seconds,
+        )
+        log.warning("account %s backing off until %s: %s", self.account_id, until.isoformat(), exc)
         self.account = await self.accounts.get(self.account_id)
 
     def _record(self, row: QueuedEmail, started: float, *, status: str, **fields: object) -> None:
-        self.results.append(AttemptResult(
-            id=row.id, status=status, to_address=row.to_address,
-            attempted_at=datetime.fromtimestamp(started, UTC),
-            duration_ms=int((self.now() - started) * 1000), **fields))  # type: ignore[arg-type]
+        self.results.append(
+            AttemptResult(
+                id=row.id,
+                status=status,
+                to_address=row.to_address,
+                attempted_at=datetime.fromtimestamp(started, UTC),
+                duration_ms=int((self.now() - started) * 1000),
+                **fields,
+            )
+        )  # type: ignore[arg-type]
 
     async def _flush(self) -> None:
         """Write buffered results; on a database outage keep them and retry."""
@@ -511,15 +589,17 @@ class Worker:
             self.results = batch + self.results
             raise
 
-    async def _write_with_retry(self, batch: list[AttemptResult],
-                                in_flight_id: int | None = None) -> Mark:
+    async def _write_with_retry(
+        self, batch: list[AttemptResult], in_flight_id: int | None = None
+    ) -> Mark:
         """``record_results``, retried through a database outage (or a failover's read-only
         moment) of up to a minute."""
         for delay in (0.5, 1, 2, 4, 8, 15, 30):
             try:
                 return await self.queue.record_results(self.account_id, batch, in_flight_id)
             except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
-                log.warning("writing %d results failed (%s); retrying in %ss",
-                            len(batch), exc, delay)
+                log.warning(
+                    "writing %d results failed (%s); retrying in %ss", len(batch), exc, delay
+                )
                 await asyncio.sleep(delay)
         return await self.queue.record_results(self.account_id, batch, in_flight_id)

@@ -485,5 +485,8 @@ class Orchestrator:
             # otherwise stay 'sending' until some worker of their pool comes by.
             recovered = await QueueManager(db, "orchestrator").recover_expired_leases()
             if recovered.requeued:
-                log.warning("requeued %d rows whose worker's lease expired (%d in flight)",
-                            recovered.requeued, recovered.in_flight)
+                log.warning(
+                    "requeued %d rows whose worker's lease expired (%d in flight)",
+                    recovered.requeued,
+                    recovered.in_flight,
+                )

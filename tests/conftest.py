@@ -132,5 +132,3 @@ def mailer(db_url: str, tmp_path: Path) -> Iterator[Any]:
 
     yield run
     root.handlers[:], root.level = saved[0], saved[1]
-
-

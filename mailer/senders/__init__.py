@@ -43,5 +43,6 @@ def make_sender(account: SenderAccount, settings: Settings, box: CredentialBox) 
         from mailer.senders.smtp import SmtpSender
 
         return SmtpSender(account, settings, box)
-    raise AccountError(f"backend {account.backend!r} is not available in this version",
-                       kind="config")
+    raise AccountError(
+        f"backend {account.backend!r} is not available in this version", kind="config"
+    )

@@ -36,16 +36,18 @@ _UNKNOWN_USER = re.compile(
 )
 
 
-def classify_response(code: int, message: str, *, recipient: str | None = None,
-                      stage: str = "rcpt") -> DeliveryError:
+def classify_response(
+    code: int, message: str, *, recipient: str | None = None, stage: str = "rcpt"
+) -> DeliveryError:
     """The DeliveryError an SMTP reply means (pure; ``stage`` is mail/rcpt/data/auth)."""
     kwargs = {"code": code, "recipient": recipient}
     if code in (530, 534, 535, 538) or stage == "auth":
         return AccountError(f"authentication failed: {message}", kind="auth", **kwargs)
     if stage == "mail":  # the sender, not the recipient, was refused: an account matter
         kind = "throttle" if code < 500 or _THROTTLE_TEXT.search(message) else "config"
-        return AccountError(f"sender refused: {message}", kind=kind, reached_provider=True,
-                            **kwargs)
+        return AccountError(
+            f"sender refused: {message}", kind=kind, reached_provider=True, **kwargs
+        )
     if code in (421, 454) or (code in (450, 451, 452) and _THROTTLE_TEXT.search(message)):
         return AccountError(message, kind="throttle", reached_provider=True, **kwargs)
     if 400 <= code < 500:
@@ -68,13 +70,21 @@ def classify(exc: Exception, recipient: str) -> DeliveryError:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         stage = "mail" if isinstance(exc, aiosmtplib.SMTPSenderRefused) else "data"
         return classify_response(exc.code, exc.message, recipient=recipient, stage=stage)
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError |
-                  ConnectionError | TimeoutError | OSError):
-        return TransientDeliveryError(f"connection lost: {exc or type(exc).__name__}",
-                                      recipient=recipient)
+    if isinstance(
+        exc,
+        aiosmtplib.SMTPServerDisconnected
+        | aiosmtplib.SMTPTimeoutError
+        | ConnectionError
+        | TimeoutError
+        | OSError,
+    ):
+        return TransientDeliveryError(
+            f"connection lost: {exc or type(exc).__name__}", recipient=recipient
+        )
     if isinstance(exc, aiosmtplib.SMTPNotSupported | ValueError):
-        return PermanentDeliveryError(f"cannot send: {exc}", recipient=recipient,
-                                      reached_provider=False)
+        return PermanentDeliveryError(
+            f"cannot send: {exc}", recipient=recipient, reached_provider=False
+        )
     return TransientDeliveryError(f"{type(exc).__name__}: {exc}", recipient=recipient)
 
 
@@ -137,8 +147,9 @@ class SmtpSender:
             error = classify(exc, "")
             if isinstance(error, AccountError):
                 raise error from exc
-            raise AccountError(f"cannot connect: {error}", kind="unavailable",
-                               code=error.code) from exc
+            raise AccountError(
+                f"cannot connect: {error}", kind="unavailable", code=error.code
+            ) from exc
         return client
 
     def _password(self) -> str:

@@ -12,10 +12,26 @@ def test_migrate_twice_is_a_no_op(mailer):
 
 
 def test_accounts_add_stores_the_password_encrypted_and_never_prints_it(mailer, sql):
-    out = mailer("accounts", "add", "--email", "news@shop.example", "--smtp-host",
-                 "smtp.shop.example", "--smtp-username", "news", "--smtp-password",
-                 "hunter2-secret", "--daily-limit", "300", "--hourly-limit", "40",
-                 "--min-delay-ms", "1500", "--pool", "marketing")
+    out = mailer(
+        "accounts",
+        "add",
+        "--email",
+        "news@shop.example",
+        "--smtp-host",
+        "smtp.shop.example",
+        "--smtp-username",
+        "news",
+        "--smtp-password",
+        "hunter2-secret",
+        "--daily-limit",
+        "300",
+        "--hourly-limit",
+        "40",
+        "--min-delay-ms",
+        "1500",
+        "--pool",
+        "marketing",
+    )
     assert out == "added account 1 <news@shop.example> (active, pool marketing)\n"
     row = sql.execute("SELECT * FROM sender_accounts").fetchone()
     assert (row["daily_limit"], row["hourly_limit"], row["min_delay_ms"]) == (300, 40, 1500)
@@ -29,11 +45,22 @@ def test_accounts_add_stores_the_password_encrypted_and_never_prints_it(mailer, 
 
 
 def test_password_can_come_from_the_prompt(mailer, sql):
-    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h",
-           "--smtp-username", "a", "--prompt-password", input="from-prompt\n")
+    mailer(
+        "accounts",
+        "add",
+        "--email",
+        "a@shop.example",
+        "--smtp-host",
+        "h",
+        "--smtp-username",
+        "a",
+        "--prompt-password",
+        input="from-prompt\n",
+    )
     token = sql.execute("SELECT smtp_password_encrypted FROM sender_accounts").fetchone()
     assert CredentialBox("test-secret-key").decrypt(token["smtp_password_encrypted"]) == (
-        "from-prompt")
+        "from-prompt"
+    )
 
 
 def test_pause_resume_and_set_limits(mailer, sql):
@@ -46,8 +73,9 @@ def test_pause_resume_and_set_limits(mailer, sql):
     assert row == {"status": "active", "last_error": None}
     mailer("accounts", "set-limits", "1", "--daily-limit", "10", "--hourly-limit", "2")
     mailer("accounts", "set-limits", "1", "--min-delay-ms", "0")
-    row = sql.execute("SELECT daily_limit, hourly_limit, min_delay_ms FROM sender_accounts"
-                      ).fetchone()
+    row = sql.execute(
+        "SELECT daily_limit, hourly_limit, min_delay_ms FROM sender_accounts"
+    ).fetchone()
     assert row == {"daily_limit": 10, "hourly_limit": 2, "min_delay_ms": 0}
     mailer("accounts", "set-limits", "1", "--no-hourly-limit")
     row = sql.execute("SELECT hourly_limit FROM sender_accounts").fetchone()
@@ -62,14 +90,31 @@ def test_unknown_account_and_bad_limits_are_clear_errors(mailer):
 
 
 def test_status_counts_and_limits(mailer, sql):
-    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h",
-           "--daily-limit", "2", "--hourly-limit", "1")
-    sql.execute("INSERT INTO email_queue (to_address, subject, html_body) "
-                "VALUES ('x@example.org', 's', 'b'), ('y@example.org', 's', 'b')")
-    sent = sql.execute("UPDATE email_queue SET status = 'sent', sent_at = now() "
-                       "WHERE to_address = 'x@example.org' RETURNING id").fetchone()["id"]
-    sql.execute("INSERT INTO send_logs (queue_id, account_id, outcome, counted, created_at) "
-                "VALUES (%s, 1, 'sent', true, now() - interval '10 minutes')", [sent])
+    mailer(
+        "accounts",
+        "add",
+        "--email",
+        "a@shop.example",
+        "--smtp-host",
+        "h",
+        "--daily-limit",
+        "2",
+        "--hourly-limit",
+        "1",
+    )
+    sql.execute(
+        "INSERT INTO email_queue (to_address, subject, html_body) "
+        "VALUES ('x@example.org', 's', 'b'), ('y@example.org', 's', 'b')"
+    )
+    sent = sql.execute(
+        "UPDATE email_queue SET status = 'sent', sent_at = now() "
+        "WHERE to_address = 'x@example.org' RETURNING id"
+    ).fetchone()["id"]
+    sql.execute(
+        "INSERT INTO send_logs (queue_id, account_id, outcome, counted, created_at) "
+        "VALUES (%s, 1, 'sent', true, now() - interval '10 minutes')",
+        [sent],
+    )
     report = json.loads(mailer("status", "--json"))
     assert report["queue"]["queued"] == 1 and report["queue"]["sent"] == 1
     [account] = report["accounts"]

@@ -38,15 +38,15 @@ async def test_a_template_that_raises_fails_its_row_and_the_worker_carries_on(
 async def test_an_address_suppressed_after_the_claim_is_not_sent_to(sql, db_url, settings):
     with ScriptedSMTPServer() as smtp:
         account = add_account(sql, smtp, min_delay_ms=600)
-        _first, second = insert_emails(
-            sql, 2, to_address=lambda i: f"reader{i}@example.org"
-        )
+        _first, second = insert_emails(sql, 2, to_address=lambda i: f"reader{i}@example.org")
         async with running_worker(settings, db_url, account):
             await wait_until(lambda: count_sent(sql) == 1, message="first row sent")
             # the second row is already claimed, waiting for its slot
             assert rows_by_id(sql)[second]["status"] == "sending"
-            sql.execute("INSERT INTO suppressions (email, reason) "
-                        "VALUES ('READER1@example.org', 'unsubscribe')")
+            sql.execute(
+                "INSERT INTO suppressions (email, reason) "
+                "VALUES ('READER1@example.org', 'unsubscribe')"
+            )
             await wait_until(lambda: statuses(sql) == {"sent": 1, "suppressed": 1})
         assert [m.rcpt_tos for m in smtp.received] == [["reader0@example.org"]]
     row = rows_by_id(sql)[second]
@@ -54,12 +54,13 @@ async def test_an_address_suppressed_after_the_claim_is_not_sent_to(sql, db_url,
 
 
 async def test_a_hard_bounce_replaces_a_lapsed_soft_bounce(sql, db_url, settings):
-    sql.execute("INSERT INTO suppressions (email, reason, expires_at) "
-                "VALUES ('gone@example.org', 'soft_bounce', now() - interval '1 hour')")
+    sql.execute(
+        "INSERT INTO suppressions (email, reason, expires_at) "
+        "VALUES ('gone@example.org', 'soft_bounce', now() - interval '1 hour')"
+    )
     with ScriptedSMTPServer() as smtp:
         account = add_account(sql, smtp)
-        smtp.reply_rcpt("550 5.1.1 <gone@example.org>: Recipient address rejected: "
-                        "User unknown")
+        smtp.reply_rcpt("550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown")
         insert_emails(sql, 1, to_address="gone@example.org")
         async with running_worker(settings, db_url, account):
             await wait_until(lambda: statuses(sql) == {"failed": 1})
@@ -74,8 +75,10 @@ async def test_expired_leases_of_a_live_worker_are_not_taken(sql, db_url, settin
         async with running_worker(settings, db_url, account):
             await wait_until(lambda: count_sent(sql) == 1, message="first row sent")
             # its heartbeat stalls (as on a blocked event loop): the leases run out
-            sql.execute("UPDATE email_queue SET locked_until = now() - interval '1 minute' "
-                        "WHERE status = 'sending'")
+            sql.execute(
+                "UPDATE email_queue SET locked_until = now() - interval '1 minute' "
+                "WHERE status = 'sending'"
+            )
             async with Database(db_url) as db:
                 recovered = await QueueManager(db, "other-worker").recover_expired_leases()
             assert (recovered.requeued, recovered.in_flight) == (0, 0)
@@ -89,15 +92,14 @@ async def test_a_backoff_repeated_for_days_does_not_overflow(sql, db_url, settin
     async with Database(db_url) as db:
         from mailer.accounts import AccountManager
 
-        until = await AccountManager(db).back_off(account, "backing off: down",
-                                                  base_seconds=30, max_seconds=900)
+        until = await AccountManager(db).back_off(
+            account, "backing off: down", base_seconds=30, max_seconds=900
+        )
     row = sql.execute("SELECT backoff_until - now() AS wait FROM sender_accounts").fetchone()
     assert until is not None and row["wait"].total_seconds() <= 900
 
 
-async def test_an_unusable_account_email_suspends_the_account_not_the_rows(
-    sql, db_url, settings
-):
+async def test_an_unusable_account_email_suspends_the_account_not_the_rows(sql, db_url, settings):
     with ScriptedSMTPServer() as smtp:
         account = add_account(sql, smtp, email="news@@shop.example")
         ids = insert_emails(sql, 3)

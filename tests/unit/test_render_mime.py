@@ -34,22 +34,52 @@ from mailer.tracking_hooks import TrackingHooks
 
 # HYPOTHESIS_PROFILE=thorough draws twenty times as many rows.
 for _name, _examples in (("mailer", 150), ("thorough", 3000)):
-    settings.register_profile(_name, database=None, deadline=None, max_examples=_examples,
-                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile(
+        _name,
+        database=None,
+        deadline=None,
+        max_examples=_examples,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mailer"))
 
 ACCOUNT = SenderAccount(
-    id=1, email="news@shop.example", display_name="Shop News", backend="smtp",
-    status="active", daily_limit=100, hourly_limit=None, min_delay_ms=0, pool="default",
-    smtp_host="localhost", smtp_port=25, smtp_username=None, smtp_security="none",
-    smtp_password_encrypted=None, last_error=None, backoff_until=None,
+    id=1,
+    email="news@shop.example",
+    display_name="Shop News",
+    backend="smtp",
+    status="active",
+    daily_limit=100,
+    hourly_limit=None,
+    min_delay_ms=0,
+    pool="default",
+    smtp_host="localhost",
+    smtp_port=25,
+    smtp_username=None,
+    smtp_security="none",
+    smtp_password_encrypted=None,
+    last_error=None,
+    backoff_until=None,
     updated_at=datetime.now(UTC),
 )
 ROW = QueuedEmail(
-    id=7, to_address="bob@example.org", to_name=None, subject="Hi", html_body="<p>Hi</p>",
-    text_body=None, template_id=None, variables=None, headers=None, pool="default",
-    campaign=None, priority=0, attempts=1, max_attempts=5,
-    message_id="<7.abc@shop.example>", metadata={}, due_at=datetime.now(UTC),
+    id=7,
+    to_address="bob@example.org",
+    to_name=None,
+    subject="Hi",
+    html_body="<p>Hi</p>",
+    text_body=None,
+    template_id=None,
+    variables=None,
+    headers=None,
+    pool="default",
+    campaign=None,
+    priority=0,
+    attempts=1,
+    max_attempts=5,
+    message_id="<7.abc@shop.example>",
+    metadata={},
+    due_at=datetime.now(UTC),
 )
 #: What str.splitlines() (so the old renderer) took for line breaks, besides CR and LF.
 SPLITLINES_EXTRA = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -59,8 +89,15 @@ def parse(data: bytes) -> EmailMessage:
     return BytesParser(policy=policy.default).parsebytes(data)
 
 
-def old_bytes(row: QueuedEmail, account: SenderAccount, date: str, *,
-              subject: str, html: str | None, text: str | None) -> bytes:
+def old_bytes(
+    row: QueuedEmail,
+    account: SenderAccount,
+    date: str,
+    *,
+    subject: str,
+    html: str | None,
+    text: str | None,
+) -> bytes:
     """What the EmailMessage-based renderer built for these (already rendered) parts."""
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = Address(display_name=account.display_name or "", addr_spec=account.email)
@@ -80,8 +117,11 @@ def old_bytes(row: QueuedEmail, account: SenderAccount, date: str, *,
 
 
 def old_cte(body: str) -> str:
-    return "7bit" if body.isascii() and all(len(ln) < 990 for ln in body.splitlines()) \
+    return (
+        "7bit"
+        if body.isascii() and all(len(ln) < 990 for ln in body.splitlines())
         else "quoted-printable"
+    )
 
 
 def body_text(body: str) -> str:
@@ -96,8 +136,9 @@ def decoded_body(part: EmailMessage) -> str:
 
 def raw_header(data: bytes, name: str) -> str:
     """The unfolded source of header ``name`` in ``data``."""
-    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii").replace("\r\n ", " ").replace(
-        "\r\n\t", "\t")
+    head = (
+        data.split(b"\r\n\r\n", 1)[0].decode("ascii").replace("\r\n ", " ").replace("\r\n\t", "\t")
+    )
     for line in head.split("\r\n"):
         key, _, value = line.partition(":")
         if key.lower() == name.lower():
@@ -156,8 +197,7 @@ def check(row: QueuedEmail, account: SenderAccount = ACCOUNT) -> EmailMessage:
     for name in row.headers or {}:
         values = [v for k, v in (row.headers or {}).items() if k.lower() == name.lower()]
         if not any("=?" in str(v) for v in values):
-            assert [unstructured(v) for v in msg.get_all(name)] == [
-                unstructured(v) for v in values]
+            assert [unstructured(v) for v in msg.get_all(name)] == [unstructured(v) for v in values]
     check_bodies(msg, row.html_body, row.text_body)
     compare_with_old(row, account, data)
     return msg
@@ -169,12 +209,20 @@ def compare_with_old(row: QueuedEmail, account: SenderAccount, data: bytes) -> N
     breaks at str.splitlines() separators in bodies, and ValueError for them in headers."""
     msg = parse(data)
     try:
-        old_data = old_bytes(row, account, msg["Date"], subject=row.subject or "",
-                             html=row.html_body, text=row.text_body)
+        old_data = old_bytes(
+            row,
+            account,
+            msg["Date"],
+            subject=row.subject or "",
+            html=row.html_body,
+            text=row.text_body,
+        )
     except ValueError:
-        assert any(c in str(v) for v in [row.subject, row.to_name, account.display_name,
-                                         *(row.headers or {}).values()]
-                   for c in SPLITLINES_EXTRA)
+        assert any(
+            c in str(v)
+            for v in [row.subject, row.to_name, account.display_name, *(row.headers or {}).values()]
+            for c in SPLITLINES_EXTRA
+        )
         return
     old = parse(old_data)
     assert squeezed(old["Subject"]) == squeezed(msg["Subject"])
@@ -182,10 +230,10 @@ def compare_with_old(row: QueuedEmail, account: SenderAccount, data: bytes) -> N
         # The old renderer could drop a long quoted name's quotes: a broken header.
         if "=?" not in display_name and not format_defects(old[name]):
             assert [squeezed(x) for x in address_reading(old_data, name)] == [
-                squeezed(x) for x in address_reading(data, name)]
+                squeezed(x) for x in address_reading(data, name)
+            ]
     for name in row.headers or {}:
-        assert [squeezed(v) for v in old.get_all(name)] == [
-            squeezed(v) for v in msg.get_all(name)]
+        assert [squeezed(v) for v in old.get_all(name)] == [squeezed(v) for v in msg.get_all(name)]
     assert old.get_content_type() == msg.get_content_type()
     bodies = (row.html_body or "") + (row.text_body or "")
     if not any(c in bodies for c in SPLITLINES_EXTRA):
@@ -199,14 +247,17 @@ def compare_with_old(row: QueuedEmail, account: SenderAccount, data: bytes) -> N
 def format_defects(header: object) -> list[object]:
     """A parsed header's defects but NonPrintableDefect (control characters in the text
     that was meant: a remark on the content, not on how it was written)."""
-    return [d for d in getattr(header, "defects", ())
-            if not isinstance(d, errors.NonPrintableDefect)]
+    return [
+        d for d in getattr(header, "defects", ()) if not isinstance(d, errors.NonPrintableDefect)
+    ]
 
 
 def addresses(row: QueuedEmail, account: SenderAccount) -> dict[str, tuple[str, str]]:
     """The (display name, address) meant for From and To."""
-    return {"From": (account.display_name or "", account.email),
-            "To": (row.to_name or "", row.to_address)}
+    return {
+        "From": (account.display_name or "", account.email),
+        "To": (row.to_name or "", row.to_address),
+    }
 
 
 def squeezed(value: object) -> str:
@@ -228,8 +279,10 @@ def check_bodies(msg: EmailMessage, html: str | None, text: str | None) -> None:
         assert part is not None and part.get_content_charset() == "utf-8"
         assert decoded_body(part) == body_text(body)
         cte = part["Content-Transfer-Encoding"]
-        if body.isascii() and "\0" not in body and all(
-            len(line) < 990 for line in re.split(r"\r\n|\r|\n", body)
+        if (
+            body.isascii()
+            and "\0" not in body
+            and all(len(line) < 990 for line in re.split(r"\r\n|\r|\n", body))
         ):
             assert cte == "7bit"
         else:
@@ -247,9 +300,12 @@ _header_chars = st.one_of(
 header_text = st.one_of(
     st.text(_header_chars, max_size=40),
     st.text(_header_chars, max_size=300),
-    st.builds(lambda word, n, sep: sep.join([word] * n),
-              st.text(_header_chars, min_size=1, max_size=12), st.integers(1, 120),
-              st.sampled_from([" ", "", "  ", "\t"])),
+    st.builds(
+        lambda word, n, sep: sep.join([word] * n),
+        st.text(_header_chars, min_size=1, max_size=12),
+        st.integers(1, 120),
+        st.sampled_from([" ", "", "  ", "\t"]),
+    ),
 )
 _body_chars = st.one_of(
     st.characters(min_codepoint=1, max_codepoint=0x7F),
@@ -260,10 +316,29 @@ body = st.builds(
     st.lists(
         st.one_of(
             st.text(_body_chars, max_size=60),
-            st.sampled_from(["\r\n", "\n", "\r", " ", "=", ".", "From ", "--", "=_", "é",
-                             "😀", "👍🏽", "\t\n", " \r\n"]),
-            st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", " ", "x=", "😀", "\t"]),
-                      st.integers(0, 1200)),
+            st.sampled_from(
+                [
+                    "\r\n",
+                    "\n",
+                    "\r",
+                    " ",
+                    "=",
+                    ".",
+                    "From ",
+                    "--",
+                    "=_",
+                    "é",
+                    "😀",
+                    "👍🏽",
+                    "\t\n",
+                    " \r\n",
+                ]
+            ),
+            st.builds(
+                lambda c, n: c * n,
+                st.sampled_from(["a", "é", " ", "x=", "😀", "\t"]),
+                st.integers(0, 1200),
+            ),
         ),
         max_size=6,
     ),
@@ -316,7 +391,10 @@ LONG_SUBJECT = "Your weekly digest: " + " ".join(f"item-{i}" for i in range(60))
 CORPUS = {
     "ascii": {},
     "non-ascii names and subject": {
-        "to_name": "Léa Zoë", "subject": "Grüße ✓", "headers": {"X-Campaign": "été"}},
+        "to_name": "Léa Zoë",
+        "subject": "Grüße ✓",
+        "headers": {"X-Campaign": "été"},
+    },
     "emoji": {"subject": "Sale 😀👍🏽 now", "to_name": "😀", "html_body": "<p>😀</p>"},
     "long subject": {"subject": LONG_SUBJECT},
     "long non-ascii subject": {"subject": "Überraschung! " * 20},
@@ -326,8 +404,7 @@ CORPUS = {
     "quoted name": {"to_name": 'Smith, John "JJ" \\ Jr.'},
     "long name": {"to_name": "Jean-François Müller-Lüdenscheidt von und zu " * 3},
     "control characters": {"subject": "bell\x07 and tab\t", "to_name": "a\x1fb"},
-    "very long lines": {"html_body": "<p>" + "word " * 1000 + "</p>",
-                        "text_body": "x" * 5000},
+    "very long lines": {"html_body": "<p>" + "word " * 1000 + "</p>", "text_body": "x" * 5000},
     "non-ascii long lines": {"html_body": "<p>" + "Grüße " * 500 + "</p>"},
     "cjk": {"html_body": "<p>" + "日本語のテキスト" * 300 + "</p>", "subject": "日本語"},
     "text only": {"html_body": None, "text_body": "Hello\nthere\r\nand\rhere"},
@@ -335,8 +412,15 @@ CORPUS = {
     "both": {"text_body": "Hi\n", "html_body": "<p>Hi</p>\n"},
     "nul in body": {"text_body": "a\0b"},
     "dots and From": {"text_body": ".\nFrom me\n..\n.", "html_body": "=3D =\n"},
-    "custom headers": {"headers": {"X-Num": 5, "X-Long": "v " * 100, "X-Empty": "",
-                                   "X-Unbreakable": "u" * 1200, "X-Tag": "spring"}},
+    "custom headers": {
+        "headers": {
+            "X-Num": 5,
+            "X-Long": "v " * 100,
+            "X-Empty": "",
+            "X-Unbreakable": "u" * 1200,
+            "X-Tag": "spring",
+        }
+    },
     "trailing and leading spaces": {"subject": "  padded  ", "to_name": " x "},
 }
 
@@ -366,8 +450,9 @@ def test_structured_custom_headers_keep_their_structure(reply_to, expected):
 def test_encoded_word_lookalikes_read_as_before():
     """ASCII values are sent as they are, so a value that is already RFC 2047 encoded
     (or looks it) is decoded by readers, as it was with the old renderer."""
-    row = replace(ROW, subject="=?utf-8?q?Caf=C3=A9?= open",
-                  headers={"X-Note": "=?utf-8?b?w6l0w6k=?="})
+    row = replace(
+        ROW, subject="=?utf-8?q?Caf=C3=A9?= open", headers={"X-Note": "=?utf-8?b?w6l0w6k=?="}
+    )
     data = Renderer(max_message_bytes=10**6).render(row, ACCOUNT).data
     msg = parse(data)
     assert msg["Subject"] == "Café open" and msg["X-Note"] == "été"
@@ -375,9 +460,16 @@ def test_encoded_word_lookalikes_read_as_before():
 
 
 def test_template_rows_render_through_the_fast_path():
-    row = replace(ROW, template_id=3, subject=None, html_body=None, variables={"n": "Zoë 😀"},
-                  template_subject="Order {{ n }}", template_html_body="<p>#{{ n }}</p>",
-                  template_text_body="Order {{ n }}\n" + "long line " * 200)
+    row = replace(
+        ROW,
+        template_id=3,
+        subject=None,
+        html_body=None,
+        variables={"n": "Zoë 😀"},
+        template_subject="Order {{ n }}",
+        template_html_body="<p>#{{ n }}</p>",
+        template_text_body="Order {{ n }}\n" + "long line " * 200,
+    )
     msg = parse(Renderer(max_message_bytes=10**6).render(row, ACCOUNT).data)
     assert msg["Subject"] == "Order Zoë 😀"
     assert msg.get_body(("html",)).get_content().strip() == "<p>#Zoë 😀</p>"
@@ -385,19 +477,24 @@ def test_template_rows_render_through_the_fast_path():
 
 
 def test_tracked_message_reads_back():
-    hooks = TrackingHooks(Settings(secret_key="k", base_url="https://t.example"),
-                          TokenCodec("k"))
-    renderer = Renderer(max_message_bytes=10**6, variables=[hooks.variables],
-                        post_render=[hooks.post_render])
-    row = replace(ROW, text_body="Hi", to_name="Zoë",
-                  html_body='<p>Grüße <a href="https://shop.example/">x</a></p>')
+    hooks = TrackingHooks(Settings(secret_key="k", base_url="https://t.example"), TokenCodec("k"))
+    renderer = Renderer(
+        max_message_bytes=10**6, variables=[hooks.variables], post_render=[hooks.post_render]
+    )
+    row = replace(
+        ROW,
+        text_body="Hi",
+        to_name="Zoë",
+        html_body='<p>Grüße <a href="https://shop.example/">x</a></p>',
+    )
     data = renderer.render(row, ACCOUNT).data
     check_wire_format(data)
     msg = parse(data)
     assert not msg.defects
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert re.fullmatch(r"<https://t\.example/unsubscribe/[\w-]+>, <mailto:[^>]+>",
-                        str(msg["List-Unsubscribe"]))
+    assert re.fullmatch(
+        r"<https://t\.example/unsubscribe/[\w-]+>, <mailto:[^>]+>", str(msg["List-Unsubscribe"])
+    )
     assert "/track/click/" in msg.get_body(("html",)).get_content()
 
 

@@ -66,12 +66,14 @@ def test_aiosmtplib_exceptions():
     assert isinstance(refused_conn, AccountError) and refused_conn.kind == "unavailable"
 
 
-@pytest.mark.parametrize(("code", "text", "kind"), [
-    (550, "5.4.5 Daily user sending limit exceeded", "throttle"),
-    (451, "4.3.0 Sender temporarily rejected", "throttle"),
-    (553, "5.7.1 Sender address rejected: not owned by user", "config"),
-])
+@pytest.mark.parametrize(
+    ("code", "text", "kind"),
+    [
+        (550, "5.4.5 Daily user sending limit exceeded", "throttle"),
+        (451, "4.3.0 Sender temporarily rejected", "throttle"),
+        (553, "5.7.1 Sender address rejected: not owned by user", "config"),
+    ],
+)
 def test_refused_sender_is_the_account_not_the_row(code, text, kind):
-    error = classify(aiosmtplib.SMTPSenderRefused(code, text, "news@shop.example"),
-                     "a@example.org")
+    error = classify(aiosmtplib.SMTPSenderRefused(code, text, "news@shop.example"), "a@example.org")
     assert isinstance(error, AccountError) and error.kind == kind and error.code == code

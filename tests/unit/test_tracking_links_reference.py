@@ -38,6 +38,7 @@ pytestmark = pytest.mark.skipif(not SAME_RULES, reason="html.parser's rules diff
 
 # -- the reference: the html.parser-based implementation ------------------------------
 
+
 def reference_rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) -> str:
     scanner = _LinkScanner(document, rewrite)
     scanner.feed(document)
@@ -106,19 +107,46 @@ def _start_tag(raw: str, attrs: list[tuple[str, str | None]], href: str) -> str:
 
 # -- documents ---------------------------------------------------------------------------
 
-_space = st.sampled_from(["", " ", "  ", "\n", "\t", "\r\n", "/", " / ", "\f", "\xa0", "\x0b",
-                         " \u3000"])
+_space = st.sampled_from(
+    ["", " ", "  ", "\n", "\t", "\r\n", "/", " / ", "\f", "\xa0", "\x0b", " \u3000"]
+)
 _url = st.one_of(
-    st.sampled_from([
-        "https://shop.example/a?x=1&amp;y=2", "HTTP://X.EXAMPLE/", "mailto:a@b.example",
-        "#top", "/rel", "  https://sp.example/  ", "https://e.example/?a=&lt;b&gt;&#38;c",
-        "https://q.example/\"quoted\"", "https://g.example/>gt", "", "javascript:x()",
-        "https://t.example/track/click/abc", "https://u.example/a\nb",
-    ]),
+    st.sampled_from(
+        [
+            "https://shop.example/a?x=1&amp;y=2",
+            "HTTP://X.EXAMPLE/",
+            "mailto:a@b.example",
+            "#top",
+            "/rel",
+            "  https://sp.example/  ",
+            "https://e.example/?a=&lt;b&gt;&#38;c",
+            'https://q.example/"quoted"',
+            "https://g.example/>gt",
+            "",
+            "javascript:x()",
+            "https://t.example/track/click/abc",
+            "https://u.example/a\nb",
+        ]
+    ),
     st.text(st.sampled_from("ab/:.?=&;#<>\"' \n"), max_size=20),
 )
-_attr_name = st.sampled_from(["href", "HREF", "Href", "title", "style", "data-x", "target",
-                              "download", "alt", "src", "x=y", "'q", "/"])
+_attr_name = st.sampled_from(
+    [
+        "href",
+        "HREF",
+        "Href",
+        "title",
+        "style",
+        "data-x",
+        "target",
+        "download",
+        "alt",
+        "src",
+        "x=y",
+        "'q",
+        "/",
+    ]
+)
 
 
 @st.composite
@@ -137,29 +165,95 @@ def _attribute(draw: st.DrawFn) -> str:
 
 @st.composite
 def _start_tag_text(draw: st.DrawFn) -> str:
-    name = draw(st.sampled_from(["a", "A", "area", "AREA", "p", "div", "img", "body", "b",
-                                 "v:roundrect", "script", "SCRIPT", "style", "textarea",
-                                 "a1", "title"]))
+    name = draw(
+        st.sampled_from(
+            [
+                "a",
+                "A",
+                "area",
+                "AREA",
+                "p",
+                "div",
+                "img",
+                "body",
+                "b",
+                "v:roundrect",
+                "script",
+                "SCRIPT",
+                "style",
+                "textarea",
+                "a1",
+                "title",
+            ]
+        )
+    )
     attrs = draw(st.lists(st.tuples(_space, _attribute()), max_size=4))
     closing = draw(st.sampled_from([">", "/>", " >", " />", "", "<", "=>", "/"]))
-    return "<" + name + "".join(" " + s + a if not s.strip() else s + a
-                                for s, a in attrs) + closing
+    return "<" + name + "".join(" " + s + a if not s.strip() else s + a for s, a in attrs) + closing
 
 
 _piece = st.one_of(
     _start_tag_text(),
-    st.sampled_from([
-        "</a>", "</A >", "</body>", "</BODY>", "</ body>", "</body foo=x>", "</body/>",
-        "</script>", "</SCRIPT >", "</style>", "</p>", "</>", "</ 3>", "</", "<",
-        "<!-- <a href='https://c.example/'> -->", "<!--[if mso]><a href=x><![endif]-->",
-        "<!--", "-->", "-- >", "<!DOCTYPE html>", "<!doctype", "<!x>", "<!>",
-        "<![CDATA[ <a href=y> ]]>", "<![if !mso]>", "<![endif]>", "<![if", "<?xml x?>",
-        "<?", "&amp;", "&#38;", "&", ">", "\n", "\r\n", " text ", "Grüße", "'", '"', "=",
-        "<script><a href=z></script>", "<style>/* <a href=w> */</style>",
-        "<a href=\"https://x.example/\">x</a>", "<p\xa0title=\"a>", "</body\xa0>", "<h1>",
-        "</h1 >", "<td class=\"x\" valign='top'>", "<br/>", "<p title=\"<a href=q>\">",
-        "<\u017f title=\"", "<\u212a>", "</\u017fcript>", "<\u017fcript>", "</bod\u0130>",
-    ]),
+    st.sampled_from(
+        [
+            "</a>",
+            "</A >",
+            "</body>",
+            "</BODY>",
+            "</ body>",
+            "</body foo=x>",
+            "</body/>",
+            "</script>",
+            "</SCRIPT >",
+            "</style>",
+            "</p>",
+            "</>",
+            "</ 3>",
+            "</",
+            "<",
+            "<!-- <a href='https://c.example/'> -->",
+            "<!--[if mso]><a href=x><![endif]-->",
+            "<!--",
+            "-->",
+            "-- >",
+            "<!DOCTYPE html>",
+            "<!doctype",
+            "<!x>",
+            "<!>",
+            "<![CDATA[ <a href=y> ]]>",
+            "<![if !mso]>",
+            "<![endif]>",
+            "<![if",
+            "<?xml x?>",
+            "<?",
+            "&amp;",
+            "&#38;",
+            "&",
+            ">",
+            "\n",
+            "\r\n",
+            " text ",
+            "Grüße",
+            "'",
+            '"',
+            "=",
+            "<script><a href=z></script>",
+            "<style>/* <a href=w> */</style>",
+            '<a href="https://x.example/">x</a>',
+            '<p\xa0title="a>',
+            "</body\xa0>",
+            "<h1>",
+            "</h1 >",
+            "<td class=\"x\" valign='top'>",
+            "<br/>",
+            '<p title="<a href=q>">',
+            '<\u017f title="',
+            "<\u212a>",
+            "</\u017fcript>",
+            "<\u017fcript>",
+            "</bod\u0130>",
+        ]
+    ),
     st.text(st.sampled_from("<>/!?-=\"' abAB&;#\n[]\xa0\x0b\u017f\u212a\u0130"), max_size=12),
 )
 documents = st.builds("".join, st.lists(_piece, max_size=25))
@@ -168,12 +262,14 @@ documents = st.builds("".join, st.lists(_piece, max_size=25))
 def _recording(log: list[tuple[int, str]]) -> Rewrite:
     def rewrite(link: int, url: str) -> str | None:
         log.append((link, url))
-        return None if len(url) % 3 == 0 else f"https://t.example/c/{link}?u=\"{url[:4]}\""
+        return None if len(url) % 3 == 0 else f'https://t.example/c/{link}?u="{url[:4]}"'
+
     return rewrite
 
 
-@settings(database=None, deadline=None, max_examples=1500,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    database=None, deadline=None, max_examples=1500, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(documents, st.sampled_from([None, "<PIXEL>"]))
 def test_same_edits_and_links_as_html_parser(document: str, pixel: str | None):
     expected_links: list[tuple[int, str]] = []
@@ -214,6 +310,7 @@ def test_tricky_documents(document: str):
 
 
 def test_unknown_marked_section_is_a_bogus_comment_not_a_crash():
-    out = rewrite_links("<![foo[ x ]]><a href='https://x.example/'>", lambda n, u: "https://t/",
-                        pixel=None)
+    out = rewrite_links(
+        "<![foo[ x ]]><a href='https://x.example/'>", lambda n, u: "https://t/", pixel=None
+    )
     assert out == '<![foo[ x ]]><a href="https://t/">'
