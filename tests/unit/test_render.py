@@ -2,58 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 
 import pytest
 
 from mailer.errors import InvalidMessageError
-from mailer.models import QueuedEmail, SenderAccount
+from mailer.models import QueuedEmail
 from mailer.render import Renderer
+from tests.support.rows import sample_account, sample_row
 
-ACCOUNT = SenderAccount(
-    id=1,
-    email="news@shop.example",
-    display_name="Shop News",
-    backend="smtp",
-    status="active",
-    daily_limit=100,
-    hourly_limit=None,
-    min_delay_ms=0,
-    pool="default",
-    smtp_host="localhost",
-    smtp_port=25,
-    smtp_username=None,
-    smtp_security="none",
-    smtp_password_encrypted=None,
-    last_error=None,
-    backoff_until=None,
-    updated_at=datetime.now(UTC),
-)
+ACCOUNT = sample_account()
 
 
 def row(**fields) -> QueuedEmail:
-    base = dict(
-        id=7,
-        to_address="bob@example.org",
-        to_name=None,
-        subject="Hi",
-        html_body="<p>Hi</p>",
-        text_body=None,
-        template_id=None,
-        variables=None,
-        headers=None,
-        pool="default",
-        campaign=None,
-        priority=0,
-        attempts=1,
-        max_attempts=5,
-        message_id="<7.abc@shop.example>",
-        metadata={},
-        due_at=datetime.now(UTC),
-    )
-    return QueuedEmail(**(base | fields))
+    return sample_row(**fields)
 
 
 def render(**fields):

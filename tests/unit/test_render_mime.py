@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
 from email import errors, policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
@@ -31,6 +30,7 @@ from mailer.models import QueuedEmail, SenderAccount
 from mailer.render import RESERVED_HEADERS, Renderer
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
+from tests.support.rows import sample_account, sample_row
 
 # HYPOTHESIS_PROFILE=thorough draws twenty times as many rows.
 for _name, _examples in (("mailer", 150), ("thorough", 3000)):
@@ -43,44 +43,8 @@ for _name, _examples in (("mailer", 150), ("thorough", 3000)):
     )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mailer"))
 
-ACCOUNT = SenderAccount(
-    id=1,
-    email="news@shop.example",
-    display_name="Shop News",
-    backend="smtp",
-    status="active",
-    daily_limit=100,
-    hourly_limit=None,
-    min_delay_ms=0,
-    pool="default",
-    smtp_host="localhost",
-    smtp_port=25,
-    smtp_username=None,
-    smtp_security="none",
-    smtp_password_encrypted=None,
-    last_error=None,
-    backoff_until=None,
-    updated_at=datetime.now(UTC),
-)
-ROW = QueuedEmail(
-    id=7,
-    to_address="bob@example.org",
-    to_name=None,
-    subject="Hi",
-    html_body="<p>Hi</p>",
-    text_body=None,
-    template_id=None,
-    variables=None,
-    headers=None,
-    pool="default",
-    campaign=None,
-    priority=0,
-    attempts=1,
-    max_attempts=5,
-    message_id="<7.abc@shop.example>",
-    metadata={},
-    due_at=datetime.now(UTC),
-)
+ACCOUNT = sample_account()
+ROW = sample_row()
 #: What str.splitlines() (so the old renderer) took for line breaks, besides CR and LF.
 SPLITLINES_EXTRA = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 

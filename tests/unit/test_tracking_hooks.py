@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 
@@ -11,56 +10,21 @@ import pytest
 
 from mailer.config import Settings
 from mailer.errors import InvalidMessageError
-from mailer.models import QueuedEmail, SenderAccount
+from mailer.models import QueuedEmail
 from mailer.render import Renderer
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks, TrackingPolicy, tracking_policy
+from tests.support.rows import sample_account, sample_row
 
 BASE = "https://t.shop.example"
 SETTINGS = Settings(secret_key="s3cret", base_url=BASE + "/")
 CODEC = TokenCodec("s3cret")
-ACCOUNT = SenderAccount(
-    id=1,
-    email="news@shop.example",
-    display_name="Shop News",
-    backend="smtp",
-    status="active",
-    daily_limit=100,
-    hourly_limit=None,
-    min_delay_ms=0,
-    pool="default",
-    smtp_host="localhost",
-    smtp_port=25,
-    smtp_username=None,
-    smtp_security="none",
-    smtp_password_encrypted=None,
-    last_error=None,
-    backoff_until=None,
-    updated_at=datetime.now(UTC),
-)
+ACCOUNT = sample_account()
 
 
 def row(**fields) -> QueuedEmail:
-    base = dict(
-        id=7,
-        to_address="bob@example.org",
-        to_name=None,
-        subject="Hi",
-        html_body='<p>Hi <a href="https://shop.example/sale?a=1&amp;b=2">sale</a></p>',
-        text_body=None,
-        template_id=None,
-        variables=None,
-        headers=None,
-        pool="default",
-        campaign=None,
-        priority=0,
-        attempts=1,
-        max_attempts=5,
-        message_id="<7.abc@shop.example>",
-        metadata={},
-        due_at=datetime.now(UTC),
-    )
-    return QueuedEmail(**(base | fields))
+    html = '<p>Hi <a href="https://shop.example/sale?a=1&amp;b=2">sale</a></p>'
+    return sample_row(**({"html_body": html} | fields))
 
 
 def render(settings=SETTINGS, **fields):
