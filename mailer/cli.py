@@ -59,6 +59,18 @@ def db_migrate(ctx: Context) -> None:
     click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
+@db.command("stop")
+@pass_ctx
+def db_stop(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL under MAILER_HOME (it outlives the commands using it)."""
+    from mailer.db import stop_embedded_database
+
+    if ctx.settings.database_url:
+        raise click.ClickException("DATABASE_URL is set: Mailer does not manage that server")
+    stopped = stop_embedded_database(ctx.settings.home)
+    click.echo("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
+
+
 @db.command("url")
 @pass_ctx
 def db_url(ctx: Context) -> None:

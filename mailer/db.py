@@ -43,6 +43,19 @@ def embedded_database_url(home: Path) -> str:
     return str(server.get_uri())
 
 
+def stop_embedded_database(home: Path) -> bool:
+    """Stop the embedded PostgreSQL under ``home/pgdata``; False when none was running."""
+    data_dir = (home / "pgdata").resolve()
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        pgserver.get_server(data_dir, cleanup_mode="stop").cleanup()
+    return True
+
+
 def resolve_database_url(settings: Settings) -> str:
     """``DATABASE_URL`` when set, else the embedded server's URL."""
     return settings.database_url or embedded_database_url(settings.home)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from mailer.credentials import CredentialBox
 
@@ -122,3 +125,29 @@ def test_status_counts_and_limits(mailer, sql):
     assert account["frees_at"] is not None  # hourly limit of 1 reached
     text = mailer("status")
     assert "1/1" in text and "1/2" in text and "at limit, frees at" in text
+
+
+def test_db_stop_stops_the_embedded_server(tmp_path):
+    home = tmp_path / "h"
+    env = os.environ | {"DATABASE_URL": "", "MAILER_HOME": str(home), "MAILER_SECRET_KEY": "k"}
+
+    def mailer_cmd(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailer", *args],
+            env=env,
+            timeout=60,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    assert "host=" in mailer_cmd("db", "url")  # starts the embedded server, which stays up
+    assert (home / "pgdata" / "postmaster.pid").exists()
+    assert mailer_cmd("db", "stop") == "embedded PostgreSQL stopped\n"
+    assert not (home / "pgdata" / "postmaster.pid").exists()
+    assert mailer_cmd("db", "stop") == "no embedded PostgreSQL running\n"
+
+
+def test_db_stop_leaves_an_external_server_alone(mailer):
+    assert "DATABASE_URL is set" in mailer("db", "stop", code=1)
