@@ -143,10 +143,15 @@ def test_db_stop_stops_the_embedded_server(tmp_path):
         return done.stdout
 
     assert "host=" in mailer_cmd("db", "url")  # starts the embedded server, which stays up
-    assert (home / "pgdata" / "postmaster.pid").exists()
-    assert mailer_cmd("db", "stop") == "embedded PostgreSQL stopped\n"
-    assert not (home / "pgdata" / "postmaster.pid").exists()
-    assert mailer_cmd("db", "stop") == "no embedded PostgreSQL running\n"
+    try:
+        assert (home / "pgdata" / "postmaster.pid").exists()
+        assert mailer_cmd("db", "stop") == "embedded PostgreSQL stopped\n"
+        assert not (home / "pgdata" / "postmaster.pid").exists()
+        assert mailer_cmd("db", "stop") == "no embedded PostgreSQL running\n"
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "mailer", "db", "stop"], env=env, timeout=60, capture_output=True
+        )
 
 
 def test_db_stop_leaves_an_external_server_alone(mailer):
