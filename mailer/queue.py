@@ -6,6 +6,7 @@ result writes, never a transaction per row.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from psycopg.types.json import Jsonb
 
 from mailer.db import Database
 from mailer.models import QueuedEmail
+
+log = logging.getLogger("mailer.queue")
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,12 @@ class QueueManager:
             return 0
         return await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
 
-    async def release_all(self) -> int:
-        """Return every row this worker still leases."""
-        return len(await self.db.fetch_all("release_worker_rows", {"worker_id": self.worker_id}))
+    async def release_all(self, keep: list[int] | None = None) -> int:
+        """Return every row this worker still leases, except the ids in ``keep``."""
+        rows = await self.db.fetch_all(
+            "release_worker_rows_except", {"worker_id": self.worker_id, "keep": keep or []}
+        )
+        return len(rows)
 
     async def renew_leases(self, lease_seconds: float) -> int:
         return await self.db.execute(
@@ -121,9 +127,16 @@ class QueueManager:
         return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
 
     async def recover_expired_leases(self) -> Recovery:
-        """Requeue rows of any account whose lease ran out."""
+        """Requeue rows of any account whose lease ran out (logged when there were any)."""
         row = await self.db.fetch_one("recover_expired_leases")
-        return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
+        recovered = Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
+        if recovered.requeued:
+            log.warning(
+                "requeued %d rows whose worker's lease expired (%d in flight)",
+                recovered.requeued,
+                recovered.in_flight,
+            )
+        return recovered
 
     async def next_due_at(self, account_id: int, pool: str) -> datetime | None:
         row = await self.db.fetch_one("next_due_at", {"account_id": account_id, "pool": pool})

@@ -3,7 +3,9 @@
 Life of a worker: take the account's cluster-wide advisory lock (or exit
 :data:`EXIT_LOCKED`), requeue what a dead predecessor left leased, load the account's
 24-hour send window, then loop: claim a batch (``FOR UPDATE SKIP LOCKED``), render and
-send each row paced by the limits, write results in batches. A heartbeat renews leases and
+send each row paced by the limits. Before each send one statement writes the results so
+far and marks that row in flight, so a crash can re-send at most that one message. A
+heartbeat renews leases and
 re-reads the account so an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes
 an idle worker when rows arrive. SIGTERM stops claiming, lets the message in flight finish
 (up to ``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
@@ -213,12 +215,7 @@ class Worker:
     async def _release_unsent(self, keep: list[int]) -> int:
         """Return leased rows, except ``keep`` (a send cut off mid-flight may have gone
         out: it stays leased so recovery counts it against the limits)."""
-        if not keep:
-            return await self.queue.release_all()
-        rows = await self.db.fetch_all(
-            "release_worker_rows_except", {"worker_id": self.worker_id, "keep": keep}
-        )
-        return len(rows)
+        return await self.queue.release_all(keep=keep)
 
     # -- background tasks ----------------------------------------------------------------
 
@@ -271,13 +268,7 @@ class Worker:
         if ticks % 5 == 0:
             await self._sync_clock()
             await self._recover_own_rows()
-            recovered = await self.queue.recover_expired_leases()
-            if recovered.requeued:
-                log.warning(
-                    "requeued %d rows whose worker's lease expired (%d in flight)",
-                    recovered.requeued,
-                    recovered.in_flight,
-                )
+            await self.queue.recover_expired_leases()
 
     async def _recover_own_rows(self) -> None:
         """Requeue what a previous worker of this account left leased."""
@@ -413,19 +404,12 @@ class Worker:
         """Handle one row; False means the account cannot go on (rest goes back)."""
         started = self.now()
         if row.suppression_reason:
-            self._record(
-                row,
-                started,
-                status="suppressed",
-                error=f"address is suppressed ({row.suppression_reason})",
-            )
+            self._record_suppressed(row, started, row.suppression_reason)
             return True
         if not await self._account_sendable(row):
             return False
         if row.to_address.strip().lower() in self.bounced:
-            self._record(
-                row, started, status="suppressed", error="address is suppressed (hard_bounce)"
-            )
+            self._record_suppressed(row, started, "hard_bounce")
             return True
         try:
             message = self.renderer.render(row, self.account)
@@ -459,14 +443,9 @@ class Worker:
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
-        mark = await self._begin_attempt(row)
+        mark = await self._write_results(in_flight_id=row.id)
         if mark.suppression_reason is not None:
-            self._record(
-                row,
-                started,
-                status="suppressed",
-                error=f"address is suppressed ({mark.suppression_reason})",
-            )
+            self._record_suppressed(row, started, mark.suppression_reason)
             return True
         if not mark.marked:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
@@ -495,17 +474,6 @@ class Worker:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
         return True
-
-    async def _begin_attempt(self, row: QueuedEmail) -> Mark:
-        """Durably mark ``row`` in flight, writing the results so far in the same
-        statement: a crash can then re-send at most this one message. False: the row's
-        lease was lost (another worker recovered it) and it must not be sent."""
-        batch, self.results = self.results, []
-        try:
-            return await self._write_with_retry(batch, in_flight_id=row.id)
-        except BaseException:
-            self.results = batch + self.results
-            raise
 
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
@@ -578,13 +546,23 @@ class Worker:
             )
         )  # type: ignore[arg-type]
 
+    def _record_suppressed(self, row: QueuedEmail, started: float, reason: str) -> None:
+        self._record(row, started, status="suppressed", error=f"address is suppressed ({reason})")
+
     async def _flush(self) -> None:
-        """Write buffered results; on a database outage keep them and retry."""
-        if not self.results:
-            return
+        """Write buffered results (nothing to mark)."""
+        await self._write_results()
+
+    async def _write_results(self, in_flight_id: int | None = None) -> Mark:
+        """Write buffered results and, with ``in_flight_id``, durably mark that row in
+        flight in the same statement, so a crash can re-send at most that one message.
+        An unmarked row must not be sent (see :class:`~mailer.queue.Mark`). Results that
+        could not be written stay buffered."""
+        if not self.results and in_flight_id is None:
+            return Mark(False, None)
         batch, self.results = self.results, []
         try:
-            await self._write_with_retry(batch)
+            return await self._write_with_retry(batch, in_flight_id)
         except BaseException:
             self.results = batch + self.results
             raise

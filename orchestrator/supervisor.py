@@ -483,10 +483,4 @@ class Orchestrator:
             await db.execute("forget_stale_workers")
             # Rows of accounts with no live worker (suspended, paused mid-send) would
             # otherwise stay 'sending' until some worker of their pool comes by.
-            recovered = await QueueManager(db, "orchestrator").recover_expired_leases()
-            if recovered.requeued:
-                log.warning(
-                    "requeued %d rows whose worker's lease expired (%d in flight)",
-                    recovered.requeued,
-                    recovered.in_flight,
-                )
+            await QueueManager(db, "orchestrator").recover_expired_leases()

@@ -218,13 +218,6 @@ SET status = 'queued',
     attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
 
--- release_worker_rows --
-UPDATE email_queue
-SET status = 'queued',
-    attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
-WHERE locked_by = %(worker_id)s AND status = 'sending'
-RETURNING id
-
 -- release_worker_rows_except --
 UPDATE email_queue
 SET status = 'queued',
