@@ -81,7 +81,9 @@ class _LinkScanner(HTMLParser):
         if replacement is None:
             return
         start = self._offset()
-        self.edits.append((start, start + len(raw), _start_tag(raw, attrs, replacement)))
+        self.edits.append(
+            (start, start + len(raw), tracking_links._rebuilt_tag(raw, attrs, replacement))
+        )
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -89,20 +91,6 @@ class _LinkScanner(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "body":
             self.body_end = self._offset()
-
-
-def _start_tag(raw: str, attrs: list[tuple[str, str | None]], href: str) -> str:
-    name = re.match(r"<\s*([^\s/>]+)", raw)
-    parts = [f"<{name[1] if name else 'a'}"]
-    seen_href = False
-    for key, value in attrs:
-        if key == "href":
-            if seen_href:
-                continue
-            seen_href, value = True, href
-        parts.append(f" {key}" if value is None else f' {key}="{html.escape(value)}"')
-    closing = "/>" if raw.rstrip().endswith("/>") else ">"
-    return "".join(parts) + closing
 
 
 # -- documents ---------------------------------------------------------------------------
