@@ -47,7 +47,7 @@ class Settings:
     smtp_timeout_seconds: float = 30.0
     #: Reconnect after this many messages on one SMTP connection.
     messages_per_connection: int = 100
-    #: Results are written in one statement per this many rows (or sooner when idle).
+    #: At most this many outcomes wait in memory; every send writes them first anyway.
     result_batch_size: int = 50
     #: On SIGTERM, in-flight sends get this long to finish before the rest is returned.
     shutdown_grace_seconds: float = 30.0
