@@ -49,6 +49,17 @@ class Settings:
     messages_per_connection: int = 100
     #: At most this many outcomes wait in memory; every send writes them first anyway.
     result_batch_size: int = 50
+    #: The outcome journal (MAILER_HOME/journal) is fsynced at least this often: a crash of
+    #: the whole host can lose the outcomes of this interval (a killed worker loses none).
+    journal_fsync_seconds: float = 1.0
+    #: A row fails as a poison row once this many workers died while preparing it.
+    poison_threshold: int = 3
+    #: A reply lost after the end of DATA: ``retry`` (same Message-ID; receivers
+    #: de-duplicate on it) or ``fail`` the row. Either way it counts against the limits.
+    unknown_outcome: str = "retry"
+    #: How long a worker keeps retrying to write outcomes through a database outage before
+    #: it exits (its journal keeps them; its successor replays it).
+    db_outage_seconds: float = 60.0
     #: On SIGTERM, in-flight sends get this long to finish before the rest is returned.
     shutdown_grace_seconds: float = 30.0
     #: Orchestrator: how often it re-reads sender_accounts (NOTIFY makes it sooner).
@@ -117,6 +128,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             continue
         values[field.name] = _coerce(field.name, field.default, raw)
     settings = Settings(**values)
+    if settings.unknown_outcome not in ("retry", "fail"):
+        raise ValueError(f"{env_name('unknown_outcome')} must be 'retry' or 'fail'")
     if settings.log_format not in ("text", "json"):
         raise ValueError(f"{env_name('log_format')} must be 'text' or 'json'")
     return settings

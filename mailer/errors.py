@@ -29,6 +29,9 @@ class DeliveryError(MailerError):
         self.recipient = recipient
         #: The attempt opened a transaction with the provider and counts against limits.
         self.reached_provider = reached_provider
+        #: ``time.monotonic()`` when the server answered MAIL FROM (None: no transaction
+        #: began); the limit gate paces the next send from it.
+        self.mail_from_at: float | None = None
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}" if self.code else self.message
@@ -36,6 +39,13 @@ class DeliveryError(MailerError):
 
 class TransientDeliveryError(DeliveryError):
     """The row may succeed later (SMTP 4xx, dropped connection, timeout): retry it."""
+
+
+class UnknownOutcomeError(TransientDeliveryError):
+    """The message data was sent but no reply came (timeout or dropped connection after
+    the final dot): it may have been delivered. It counts against the limits; the row is
+    retried with the same Message-ID (receivers de-duplicate on it) unless
+    ``MAILER_UNKNOWN_OUTCOME=fail``."""
 
 
 class PermanentDeliveryError(DeliveryError):

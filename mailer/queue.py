@@ -1,4 +1,4 @@
-"""The queue manager: claiming, leasing, recording and recovering ``email_queue`` rows.
+"""The queue manager: claiming ``email_queue`` rows and recording their outcomes.
 
 Each method is one statement, so a batch of 100 rows costs one claim and a handful of
 result writes, never a transaction per row.
@@ -7,12 +7,14 @@ result writes, never a transaction per row.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
 from mailer.db import Database
+from mailer.limits import Limits
 from mailer.models import QueuedEmail
 
 log = logging.getLogger("mailer.queue")
@@ -35,27 +37,25 @@ class AttemptResult:
     duration_ms: int | None = None
     refund: bool = False  # give back the attempt its in-flight mark used (account errors)
     suppress_reason: str | None = None
+    #: Identifies the attempt, so a replayed journal never logs it twice.
+    attempt_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass(frozen=True)
 class Mark:
     """Whether the row about to be sent was marked in flight. Unmarked: it was suppressed
-    since the claim (``suppression_reason``), or its lease was lost; either way, no send."""
+    since the claim (``suppression_reason``), the account changed (paused, or an admin
+    changed its limits: ``account_changed``; re-read it and ask the limits again), or the
+    lease was lost; in every case, no send."""
 
     marked: bool
-    suppression_reason: str | None
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """Rows taken back from a dead worker; ``in_flight`` of them may have gone out."""
-
-    requeued: int
-    in_flight: int
+    suppression_reason: str | None = None
+    account_changed: bool = False
 
 
 class QueueManager:
-    """Domain operations on ``email_queue`` for one worker."""
+    """Claiming and recording ``email_queue`` rows for one worker (leases and recovery
+    live in :mod:`mailer.lease`)."""
 
     def __init__(self, db: Database, worker_id: str) -> None:
         self.db = db
@@ -81,25 +81,20 @@ class QueueManager:
         return emails
 
     async def record_results(
-        self, account_id: int, results: list[AttemptResult], in_flight_id: int | None = None
+        self,
+        account_id: int,
+        results: list[AttemptResult],
+        in_flight_id: int | None = None,
+        limits: Limits | None = None,
     ) -> Mark:
         """Write a batch of outcomes in one statement and, when ``in_flight_id`` is given,
-        mark that row in flight (one attempt used) before it is sent; see :class:`Mark`."""
+        mark that row in flight (one attempt used) before it is sent, provided the account
+        is still active with exactly ``limits``; see :class:`Mark`."""
         if not results and in_flight_id is None:
-            return Mark(False, None)
-        payload = [asdict(r) | {"attempted_at": r.attempted_at.isoformat()} for r in results]
-        row = await self.db.fetch_one(
-            "record_results",
-            {
-                "results": Jsonb(payload),
-                "account_id": account_id,
-                "worker_id": self.worker_id,
-                "in_flight_id": in_flight_id,
-            },
+            return Mark(False)
+        return await write_results(
+            self.db, self.worker_id, account_id, results, in_flight_id, limits
         )
-        if row is None:
-            return Mark(False, None)
-        return Mark(bool(row["marked"]), row["suppression_reason"])
 
     async def release(self, ids: list[int]) -> int:
         """Return leased rows that were never tried to the queue, untouched."""
@@ -114,35 +109,38 @@ class QueueManager:
         )
         return len(rows)
 
-    async def renew_leases(self, lease_seconds: float) -> int:
-        return await self.db.execute(
-            "renew_leases", {"worker_id": self.worker_id, "lease_seconds": lease_seconds}
-        )
-
-    async def recover_account_rows(self, account_id: int) -> Recovery:
-        """Requeue rows other workers of this account left leased (call holding its lock)."""
-        row = await self.db.fetch_one(
-            "recover_account_rows", {"account_id": account_id, "worker_id": self.worker_id}
-        )
-        return Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
-
-    async def recover_expired_leases(self) -> Recovery:
-        """Requeue rows of any account whose lease ran out (logged when there were any)."""
-        row = await self.db.fetch_one("recover_expired_leases")
-        recovered = Recovery(row["requeued"], row["in_flight"]) if row else Recovery(0, 0)
-        if recovered.requeued:
-            log.warning(
-                "requeued %d rows whose worker's lease expired (%d in flight)",
-                recovered.requeued,
-                recovered.in_flight,
-            )
-        return recovered
-
     async def next_due_at(self, account_id: int, pool: str) -> datetime | None:
         row = await self.db.fetch_one("next_due_at", {"account_id": account_id, "pool": pool})
         return row["due_at"] if row else None
 
-    async def account_window(self, account_id: int) -> list[datetime]:
-        """Start times of the account's counted attempts in the last 24 hours."""
-        rows = await self.db.fetch_all("account_window", {"account_id": account_id})
-        return [r["created_at"] for r in rows]
+
+async def write_results(
+    db: Database,
+    worker_id: str,
+    account_id: int,
+    results: list[AttemptResult],
+    in_flight_id: int | None = None,
+    limits: Limits | None = None,
+) -> Mark:
+    """``record_results`` on behalf of ``worker_id`` (a live worker, or a dead one whose
+    journal is replayed)."""
+    payload = [asdict(r) | {"attempted_at": r.attempted_at.isoformat()} for r in results]
+    row = await db.fetch_one(
+        "record_results",
+        {
+            "results": Jsonb(payload),
+            "account_id": account_id,
+            "worker_id": worker_id,
+            "in_flight_id": in_flight_id,
+            "daily_limit": limits.daily_limit if limits else None,
+            "hourly_limit": limits.hourly_limit if limits else None,
+            "min_delay_ms": limits.min_delay_ms if limits else None,
+        },
+    )
+    if row is None:
+        return Mark(False)
+    return Mark(
+        bool(row["marked"]),
+        row["suppression_reason"],
+        bool(row["account_changed"]) and in_flight_id is not None,
+    )

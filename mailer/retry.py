@@ -15,6 +15,7 @@ from mailer.errors import (
     InvalidMessageError,
     PermanentDeliveryError,
     TransientDeliveryError,
+    UnknownOutcomeError,
 )
 
 
@@ -47,8 +48,11 @@ def decide(
     base: float,
     cap: float,
     rng: random.Random | None = None,
+    fail_unknown: bool = False,
 ) -> Decision:
-    """The row's fate after ``error`` on its ``attempts``-th attempt."""
+    """The row's fate after ``error`` on its ``attempts``-th attempt. An unknown outcome
+    (reply lost after DATA) counts and is retried like a transient failure, or fails at
+    once with ``fail_unknown``."""
     if isinstance(error, InvalidMessageError):
         return Decision(status="failed", outcome="invalid", counted=False)
     if isinstance(error, AccountError):
@@ -56,11 +60,12 @@ def decide(
     if isinstance(error, PermanentDeliveryError):
         reason = "hard_bounce" if error.hard_bounce else None
         return Decision(status="failed", outcome="permanent", counted=True, suppress_reason=reason)
+    outcome = "unknown" if isinstance(error, UnknownOutcomeError) else "transient"
     counted = isinstance(error, DeliveryError) and error.reached_provider
-    if attempts >= max_attempts:
-        return Decision(status="failed", outcome="transient", counted=counted)
+    if attempts >= max_attempts or (outcome == "unknown" and fail_unknown):
+        return Decision(status="failed", outcome=outcome, counted=counted)
     delay = retry_delay(attempts, base=base, cap=cap, rng=rng)
-    return Decision(status="queued", outcome="transient", counted=counted, retry_seconds=delay)
+    return Decision(status="queued", outcome=outcome, counted=counted, retry_seconds=delay)
 
 
 __all__ = ["Decision", "TransientDeliveryError", "decide", "retry_delay"]

@@ -1,20 +1,29 @@
 """The worker: one process sending for one account, never over its limits.
 
+It only sequences a row's path: claim (:mod:`mailer.queue`) -> render
+(:mod:`mailer.render`) -> wait for the limit gate (:mod:`mailer.gate`) -> mark in flight
+-> send (:mod:`mailer.senders`) -> record the outcome in the journal
+(:mod:`mailer.journal`) and then the database. Leases and what dead predecessors left
+are :mod:`mailer.lease`'s.
+
 Life of a worker: take the account's cluster-wide advisory lock (or exit
-:data:`EXIT_LOCKED`), requeue what a dead predecessor left leased, load the account's
-24-hour send window, then loop: claim a batch (``FOR UPDATE SKIP LOCKED``), render and
-send each row paced by the limits. Before each send one statement writes the results so
-far and marks that row in flight, so a crash can re-send at most that one message. A
-heartbeat renews leases and
-re-reads the account so an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes
-an idle worker when rows arrive. SIGTERM stops claiming, lets the message in flight finish
-(up to ``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
+:data:`EXIT_LOCKED`), settle what a dead predecessor left (journal replay, requeue), load
+the limit gate from what the database counts, then loop: claim a batch
+(``FOR UPDATE SKIP LOCKED``), and for each row: connect if needed, wait for the gate, note
+the row in the journal, render it, mark it in flight (in the same statement as the
+outcomes so far; the mark fails if the lease was lost, the address suppressed, the account
+paused or its limits changed), send, and journal the outcome before going on. A crash can
+re-send at most the row in flight. A heartbeat renews leases and re-reads the account so
+an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes an idle worker when rows
+arrive. SIGTERM stops claiming, lets the message in flight finish (up to
+``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import socket
@@ -30,7 +39,9 @@ from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
-from mailer.limits import SendWindow
+from mailer.gate import LimitGate, WindowEntry
+from mailer.journal import OutcomeJournal
+from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail, SenderAccount
 from mailer.queue import AttemptResult, Mark, QueueManager
 from mailer.render import PostRender, RenderedMessage, Renderer, validated_address
@@ -54,8 +65,18 @@ HOLD_SECONDS = 10.0
 #: Heartbeat of a worker holding no rows (capped at a quarter of the lease): it only
 #: proves liveness and re-reads the account as a fallback, NOTIFY does the rest.
 IDLE_HEARTBEAT_SECONDS = 10.0
+#: Longest pause between two tries to write outcomes while the database is away.
+WRITE_RETRY_MAX_SECONDS = 2.0
 
 SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
+
+
+class Step(enum.Enum):
+    """What became of a row handed to :meth:`Worker._process`."""
+
+    DONE = "done"  # settled (outcome recorded, or left to its new lease holder)
+    AGAIN = "again"  # not started: the account changed; ask the gate again
+    STOP = "stop"  # the account cannot go on; give the rest of the batch back
 
 
 class Worker:
@@ -84,13 +105,15 @@ class Worker:
             post_render=[tracking.post_render] if post_render is None else post_render,
         )
         self.box = CredentialBox(secret)
+        self.journal = OutcomeJournal(
+            settings.home, account_id, self.worker_id, settings.journal_fsync_seconds
+        )
         self.next_reputation_check = 0.0
         self.wake = asyncio.Event()
         self.account_changed = asyncio.Event()
         self.stopping = False
         self.exit_code = EXIT_OK
         self.clock_offset = 0.0
-        self.window = SendWindow()
         self.results: list[AttemptResult] = []
         self.in_flight: int | None = None
         #: Addresses that hard-bounced in this run: later rows of a batch claimed before
@@ -100,6 +123,7 @@ class Worker:
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.account: SenderAccount
+        self.gate: LimitGate
         self.sender: Sender | None = None
         self.sender_settings: tuple[object, ...] = ()
 
@@ -121,6 +145,7 @@ class Worker:
             log.error("database unavailable: %s", exc)
             return EXIT_DB_UNAVAILABLE
         finally:
+            self.journal.close()
             await listener.close()
 
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -147,6 +172,9 @@ class Worker:
     async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection) -> int:
         self.db = db
         self.queue = QueueManager(db, self.worker_id)
+        self.leases = LeaseKeeper(
+            db, self.worker_id, self.settings.home, self.settings.poison_threshold
+        )
         self.accounts = AccountManager(db)
         account = await self.accounts.find(self.account_id)
         if account is None or account.status != "active":
@@ -154,10 +182,9 @@ class Worker:
             log.warning("account %s %s; worker not started", self.account_id, state)
             return EXIT_OK
         self.account = account
-        await self._recover_own_rows()
-        await self._sync_clock()
-        window = await self.queue.account_window(self.account_id)
-        self.window = SendWindow(t.timestamp() for t in window)
+        self.journal.open()
+        await self.leases.recover_account_rows(self.account_id)
+        await self._load_gate()
         await db.execute(
             "register_worker",
             {
@@ -175,6 +202,16 @@ class Worker:
             account.pool,
         )
         return await self._serve(listener)
+
+    async def _load_gate(self) -> None:
+        """Start the limit gate from every attempt the database counts, including rows
+        a previous worker left in flight that nobody has recovered yet."""
+        await self._sync_clock()
+        rows = await self.db.fetch_all(
+            "account_window", {"account_id": self.account_id, "worker_id": self.worker_id}
+        )
+        self.gate = LimitGate(self.account.limits, db_now=self.now, mono=time.monotonic)
+        self.gate.load(WindowEntry(r["at"].timestamp(), r["in_flight_id"]) for r in rows)
 
     async def _serve(self, listener: psycopg.AsyncConnection) -> int:
         background = [
@@ -203,19 +240,16 @@ class Worker:
     async def _shutdown(self) -> None:
         try:
             await self._flush()
+            # A send cut off mid-flight may have gone out: it stays leased so recovery
+            # counts it against the limits.
             keep = [self.in_flight] if self.in_flight is not None else []
-            released = await self._release_unsent(keep)
+            released = await self.queue.release_all(keep=keep)
             if released:
                 log.info("returned %d unsent rows to the queue", released)
             await self.db.execute("unregister_worker", {"worker_id": self.worker_id})
         finally:
             if self.sender is not None:
                 await self.sender.close()
-
-    async def _release_unsent(self, keep: list[int]) -> int:
-        """Return leased rows, except ``keep`` (a send cut off mid-flight may have gone
-        out: it stays leased so recovery counts it against the limits)."""
-        return await self.queue.release_all(keep=keep)
 
     # -- background tasks ----------------------------------------------------------------
 
@@ -256,8 +290,9 @@ class Worker:
     async def _beat(self, ticks: int) -> None:
         if os.getppid() != self.parent_pid:
             self.request_stop("parent process exited")
+        self.journal.sync()
         if self.leased:
-            await self.queue.renew_leases(self.settings.lease_seconds)
+            await self.leases.renew(self.settings.lease_seconds)
         await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
         if time.monotonic() >= self.next_reputation_check:
             self.next_reputation_check = time.monotonic() + self.settings.reputation_check_seconds
@@ -268,19 +303,13 @@ class Worker:
         if ticks % 5 == 0:
             await self._sync_clock()
             await self._recover_own_rows()
-            await self.queue.recover_expired_leases()
+            await self.leases.recover_expired_leases()
 
     async def _recover_own_rows(self) -> None:
-        """Requeue what a previous worker of this account left leased."""
-        recovered = await self.queue.recover_account_rows(self.account_id)
-        if recovered.requeued:
-            log.warning(
-                "requeued %d rows a previous worker of account %s left leased "
-                "(%d in flight, counted as sent)",
-                recovered.requeued,
-                self.account_id,
-                recovered.in_flight,
-            )
+        """Requeue what a previous worker of this account left leased; its in-flight rows
+        count against the limits (unless the gate counted them already)."""
+        recovered = await self.leases.recover_account_rows(self.account_id)
+        self.gate.record_recovered(recovered.in_flight_ids)
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
@@ -290,8 +319,8 @@ class Worker:
         if account is None:
             self.request_stop("account deleted")
             return
-        previous, self.account = self.account, account
-        if account.limits != previous.limits:
+        self.account = account
+        if self.gate.apply(account.limits):
             log.info("account %s limits now %s", account.id, account.limits)
         if account.status != "active":
             self.request_stop(f"account is {account.status}")
@@ -304,6 +333,12 @@ class Worker:
     def now(self) -> float:
         """Seconds since the epoch on the database's clock."""
         return time.time() + self.clock_offset
+
+    def db_time_of(self, mono_at: float | None) -> float:
+        """The database-clock time of a ``time.monotonic()`` reading (None: now)."""
+        if mono_at is None:
+            return self.now()
+        return self.now() - max(time.monotonic() - mono_at, 0.0)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -339,12 +374,12 @@ class Worker:
         backoff = self.account.backoff_until
         if backoff is not None and backoff.timestamp() > now:
             return backoff.timestamp() - now
-        return self.window.wait(self.account.limits, now)
+        return self.gate.wait()
 
     def _claim_size(self) -> int:
         """Rows worth leasing now: what the limits allow within HOLD_SECONDS."""
-        limits = self.account.limits
-        size = min(self.settings.batch_size, self.window.remaining(limits, self.now()))
+        limits = self.gate.limits
+        size = min(self.settings.batch_size, self.gate.remaining())
         if limits.min_delay_ms > 0:
             size = min(size, int(HOLD_SECONDS * 1000 / limits.min_delay_ms) + 1)
         return max(size, 1)
@@ -373,16 +408,32 @@ class Worker:
     async def _send_batch(self, rows: list[QueuedEmail]) -> None:
         pending = list(rows)
         while pending:
-            if self.stopping or not await self._wait_for_slot():
+            if self.stopping or not await self._connected() or not await self._wait_for_slot():
                 break
             row = pending.pop(0)
-            if not await self._process(row):
+            step = await self._process(row)
+            if step is Step.AGAIN:
+                pending.insert(0, row)
+            elif step is Step.STOP:
                 break
             if len(self.results) >= self.settings.result_batch_size:
                 await self._flush()
         if pending:
             await self.queue.release([r.id for r in pending])
         await self._flush()
+
+    async def _connected(self) -> bool:
+        """Set up the connection before pacing (its set-up must not eat into
+        ``min_delay_ms``); False when the account cannot connect (it backs off)."""
+        try:
+            await (await self._sender()).ready()
+        except AccountError as exc:
+            await self._account_failed(exc)
+            return False
+        except DeliveryError as exc:
+            await self._account_failed(AccountError(f"cannot connect: {exc}", kind="unavailable"))
+            return False
+        return True
 
     async def _wait_for_slot(self) -> bool:
         """Wait (briefly) until the limits allow a send; False means give the batch back."""
@@ -393,29 +444,36 @@ class Worker:
             wait = self._seconds_until_sendable()
             if wait <= 0:
                 return True
-            if wait > max(HOLD_SECONDS, self.account.min_delay_ms / 1000):
+            if wait > max(HOLD_SECONDS, self.gate.limits.min_delay_ms / 1000):
                 return False
             if wait > 0.02:
                 await self._flush()
             await self._sleep(wait)
         return False
 
-    async def _process(self, row: QueuedEmail) -> bool:
-        """Handle one row; False means the account cannot go on (rest goes back)."""
+    async def _process(self, row: QueuedEmail) -> Step:
+        """Handle one row (see :class:`Step`)."""
         started = self.now()
         if row.suppression_reason:
             self._record_suppressed(row, started, row.suppression_reason)
-            return True
+            return Step.DONE
         if not await self._account_sendable(row):
-            return False
+            return Step.STOP
         if row.to_address.strip().lower() in self.bounced:
             self._record_suppressed(row, started, "hard_bounce")
-            return True
+            return Step.DONE
+        self.journal.preparing(row.id)
+        message = self._render(row, started)
+        if message is None:
+            return Step.DONE
+        return await self._deliver(row, message)
+
+    def _render(self, row: QueuedEmail, started: float) -> RenderedMessage | None:
+        """The message, or None when the row failed (its outcome is recorded)."""
         try:
-            message = self.renderer.render(row, self.account)
+            return self.renderer.render(row, self.account)
         except InvalidMessageError as exc:
             self._record(row, started, status="failed", outcome="invalid", error=str(exc))
-            return True
         except Exception as exc:  # a template that raises (1/0, bad %) must not kill us
             log.warning("row %s could not be rendered", row.id, exc_info=True)
             self._record(
@@ -425,8 +483,7 @@ class Worker:
                 outcome="invalid",
                 error=f"cannot render: {type(exc).__name__}: {exc}",
             )
-            return True
-        return await self._deliver(row, message, started)
+        return None
 
     async def _account_sendable(self, row: QueuedEmail) -> bool:
         """False (account suspended, ``row`` given back) when the account's own From
@@ -442,16 +499,19 @@ class Worker:
         self.checked_email = self.account.email
         return True
 
-    async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
+    async def _deliver(self, row: QueuedEmail, message: RenderedMessage) -> Step:
         mark = await self._write_results(in_flight_id=row.id)
         if mark.suppression_reason is not None:
-            self._record_suppressed(row, started, mark.suppression_reason)
-            return True
+            self._record_suppressed(row, self.now(), mark.suppression_reason)
+            return Step.DONE
+        if mark.account_changed:
+            await self._refresh_account()
+            return Step.AGAIN
         if not mark.marked:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
-            return True
-        started = self.now()
+            return Step.DONE
         self.in_flight = row.id
+        started = self.now()
         try:
             sender = await self._sender()
             result = await sender.send(message)
@@ -459,11 +519,10 @@ class Worker:
             self.in_flight = None
             return await self._failed(row, exc, started)
         self.in_flight = None
-        self.window.record(started)
-        self.window.prune(started)
+        self.gate.record_start(result.mail_from_at)
         self._record(
             row,
-            started,
+            self.db_time_of(result.mail_from_at),
             status="sent",
             outcome="sent",
             counted=True,
@@ -473,7 +532,7 @@ class Worker:
         if self.account.backoff_until is not None:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
-        return True
+        return Step.DONE
 
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
@@ -486,16 +545,18 @@ class Worker:
             self.sender_settings = settings
         return self.sender
 
-    async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
+    async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
         decision = decide(
             exc,
             attempts=row.attempts + 1,
             max_attempts=row.max_attempts,
             base=self.settings.retry_base_seconds,
             cap=self.settings.retry_max_seconds,
+            fail_unknown=self.settings.unknown_outcome == "fail",
         )
         if decision.counted:
-            self.window.record(started)
+            self.gate.record_start(exc.mail_from_at)
+            started = self.db_time_of(exc.mail_from_at)
         if decision.suppress_reason:
             self.bounced.add(row.to_address.strip().lower())
         self._record(
@@ -514,8 +575,8 @@ class Worker:
         log.info("row %s to %s: %s (%s)", row.id, row.to_address, decision.outcome, exc)
         if isinstance(exc, AccountError):
             await self._account_failed(exc)
-            return False
-        return True
+            return Step.STOP
+        return Step.DONE
 
     async def _account_failed(self, exc: AccountError) -> None:
         await self._flush()
@@ -535,16 +596,18 @@ class Worker:
         self.account = await self.accounts.get(self.account_id)
 
     def _record(self, row: QueuedEmail, started: float, *, status: str, **fields: object) -> None:
-        self.results.append(
-            AttemptResult(
-                id=row.id,
-                status=status,
-                to_address=row.to_address,
-                attempted_at=datetime.fromtimestamp(started, UTC),
-                duration_ms=int((self.now() - started) * 1000),
-                **fields,
-            )
-        )  # type: ignore[arg-type]
+        """Journal one outcome (before anything else happens) and buffer it for the
+        database."""
+        result = AttemptResult(
+            id=row.id,
+            status=status,
+            to_address=row.to_address,
+            attempted_at=datetime.fromtimestamp(started, UTC),
+            duration_ms=max(int((self.now() - started) * 1000), 0),
+            **fields,  # type: ignore[arg-type]
+        )
+        self.journal.outcome(result)
+        self.results.append(result)
 
     def _record_suppressed(self, row: QueuedEmail, started: float, reason: str) -> None:
         self._record(row, started, status="suppressed", error=f"address is suppressed ({reason})")
@@ -557,27 +620,38 @@ class Worker:
         """Write buffered results and, with ``in_flight_id``, durably mark that row in
         flight in the same statement, so a crash can re-send at most that one message.
         An unmarked row must not be sent (see :class:`~mailer.queue.Mark`). Results that
-        could not be written stay buffered."""
+        could not be written stay buffered (and journaled)."""
         if not self.results and in_flight_id is None:
-            return Mark(False, None)
+            return Mark(False)
         batch, self.results = self.results, []
+        seq = self.journal.seq
         try:
-            return await self._write_with_retry(batch, in_flight_id)
+            mark = await self._write_with_retry(batch, in_flight_id)
         except BaseException:
             self.results = batch + self.results
             raise
+        if batch:
+            self.journal.written(seq)
+        return mark
 
     async def _write_with_retry(
         self, batch: list[AttemptResult], in_flight_id: int | None = None
     ) -> Mark:
         """``record_results``, retried through a database outage (or a failover's read-only
-        moment) of up to a minute."""
-        for delay in (0.5, 1, 2, 4, 8, 15, 30):
+        moment) of up to ``db_outage_seconds``; the journal keeps the outcomes if it lasts
+        longer."""
+        deadline = time.monotonic() + self.settings.db_outage_seconds
+        delay = 0.25
+        while True:
             try:
-                return await self.queue.record_results(self.account_id, batch, in_flight_id)
+                return await self.queue.record_results(
+                    self.account_id, batch, in_flight_id, self.gate.limits
+                )
             except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
                 log.warning(
                     "writing %d results failed (%s); retrying in %ss", len(batch), exc, delay
                 )
                 await asyncio.sleep(delay)
-        return await self.queue.record_results(self.account_id, batch, in_flight_id)
+                delay = min(delay * 2, WRITE_RETRY_MAX_SECONDS)

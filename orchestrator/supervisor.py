@@ -37,7 +37,7 @@ import psycopg
 
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
-from mailer.queue import QueueManager
+from mailer.lease import LeaseKeeper
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -483,4 +483,9 @@ class Orchestrator:
             await db.execute("forget_stale_workers")
             # Rows of accounts with no live worker (suspended, paused mid-send) would
             # otherwise stay 'sending' until some worker of their pool comes by.
-            await QueueManager(db, "orchestrator").recover_expired_leases()
+            # Dead workers' journals on this host are replayed first: an outcome that
+            # reached only the journal must not be sent again.
+            keeper = LeaseKeeper(
+                db, "orchestrator", self.settings.home, self.settings.poison_threshold
+            )
+            await keeper.recover_expired_leases()

@@ -126,7 +126,7 @@ SET status = 'sending',
     message_id = COALESCE(q.message_id, format('<%%s.%%s@%%s>', q.id,
                           replace(gen_random_uuid()::text, '-', ''), %(domain)s::text))
 FROM chosen LEFT JOIN templates AS t ON t.id = chosen.template_id
-WHERE q.id = chosen.id
+WHERE q.id = chosen.id AND q.status = 'queued'
 RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
           q.template_id, q.variables, q.headers, q.pool, q.campaign, q.priority,
           q.attempts, q.max_attempts, q.message_id, q.metadata, q.due_at, q.transactional,
@@ -142,29 +142,38 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
 
 -- record_results --
 -- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
--- attempt, hard-bounce suppressions and their events; and mark the row about to be sent
+-- attempt (at most once per attempt_id, so a replayed journal logs nothing twice),
+-- hard-bounce suppressions and their events; and mark the row about to be sent
 -- (%(in_flight_id)s, if any) as in flight, using up one of its attempts. Only rows this
--- worker still leases change state; the log records what happened either way. The worker
--- sends the in-flight row only if `marked` is 1: it still holds the lease and the address
--- was not suppressed since the claim (then `suppression_reason` says why).
-WITH target AS (
-    SELECT q.id,
-           (SELECT s.reason FROM suppressions AS s
-             WHERE lower(s.email) = lower(btrim(q.to_address))
-               AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppression_reason
-    FROM email_queue AS q
-    WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
-), marked AS (
+-- worker still leases change state; the log records what happened either way. Every guard
+-- sits in the WHERE of the UPDATE that changes the row, so it holds on the row version the
+-- UPDATE actually changes (a CTE read from the statement's snapshot is not re-checked when
+-- a concurrent recovery commits first). The mark also requires the account to be active
+-- with exactly the limits the worker applies (%(daily_limit)s, %(hourly_limit)s,
+-- %(min_delay_ms)s): a limit an admin changed is binding from its commit. The worker sends
+-- the in-flight row only if `marked` is 1; otherwise `suppression_reason`,
+-- `account_changed` and `leased` say why not.
+WITH marked AS (
     UPDATE email_queue AS q
     SET attempts = q.attempts + 1, attempt_started_at = now()
-    FROM target WHERE q.id = target.id AND target.suppression_reason IS NULL
+    WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+      AND NOT EXISTS (
+          SELECT 1 FROM suppressions AS s
+          WHERE lower(s.email) = lower(btrim(q.to_address))
+            AND (s.expires_at IS NULL OR s.expires_at > now()))
+      AND EXISTS (
+          SELECT 1 FROM sender_accounts AS a
+          WHERE a.id = %(account_id)s AND a.status = 'active'
+            AND a.daily_limit = %(daily_limit)s::int
+            AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
+            AND a.min_delay_ms = %(min_delay_ms)s::int)
     RETURNING q.id
 ), r AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
         id bigint, status text, outcome text, counted boolean, code integer,
         response text, error text, retry_seconds double precision,
         attempted_at timestamptz, duration_ms integer, refund boolean,
-        suppress_reason text, to_address text)
+        suppress_reason text, to_address text, attempt_id uuid)
 ), updated AS (
     UPDATE email_queue AS q
     SET status = r.status,
@@ -183,17 +192,19 @@ WITH target AS (
     RETURNING q.id
 ), logged AS (
     INSERT INTO send_logs (queue_id, account_id, outcome, counted, code, response,
-                           duration_ms, created_at)
+                           duration_ms, created_at, attempt_id)
     SELECT r.id, %(account_id)s, r.outcome, r.counted, r.code, r.response, r.duration_ms,
-           r.attempted_at
+           r.attempted_at, r.attempt_id
     FROM r JOIN email_queue AS q ON q.id = r.id
     WHERE r.outcome IS NOT NULL
-    RETURNING queue_id
+    ON CONFLICT (attempt_id) WHERE attempt_id IS NOT NULL DO NOTHING
+    RETURNING queue_id, attempt_id
 ), suppressed AS (
     INSERT INTO suppressions (email, reason, source)
     SELECT DISTINCT ON (lower(btrim(r.to_address))) btrim(r.to_address), r.suppress_reason,
            'smtp:' || r.code
-    FROM r WHERE r.suppress_reason IS NOT NULL
+    FROM r JOIN logged ON logged.attempt_id = r.attempt_id
+    WHERE r.suppress_reason IS NOT NULL
     ON CONFLICT ((lower(email))) DO UPDATE
     SET reason = EXCLUDED.reason, source = EXCLUDED.source, created_at = now(),
         expires_at = NULL
@@ -203,13 +214,22 @@ WITH target AS (
     INSERT INTO email_events (queue_id, account_id, type, data)
     SELECT r.id, %(account_id)s, 'bounce',
            jsonb_build_object('code', r.code, 'response', r.response, 'kind', r.suppress_reason)
-    FROM r JOIN email_queue AS q ON q.id = r.id
+    FROM r JOIN logged ON logged.attempt_id = r.attempt_id
     WHERE r.suppress_reason IS NOT NULL
     RETURNING id
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
        (SELECT count(*) FROM marked) AS marked,
-       (SELECT suppression_reason FROM target) AS suppression_reason
+       (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
+          ON lower(s.email) = lower(btrim(q.to_address))
+         AND (s.expires_at IS NULL OR s.expires_at > now())
+        WHERE q.id = %(in_flight_id)s LIMIT 1) AS suppression_reason,
+       NOT EXISTS (
+           SELECT 1 FROM sender_accounts AS a
+           WHERE a.id = %(account_id)s AND a.status = 'active'
+             AND a.daily_limit = %(daily_limit)s::int
+             AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
+             AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched.
@@ -232,7 +252,8 @@ RETURNING id
 -- would now fail, so it cannot send them). A row marked in flight waits for its lease to
 -- expire (its old worker may still be finishing that send), then may have gone out: it
 -- counts against the account's limits now (an 'unknown' send_logs row) and keeps its
--- attempt, so a message that kills every worker ends 'failed' instead of looping.
+-- attempt, so a message that kills every worker ends 'failed' instead of looping. The
+-- guards are repeated in the UPDATE's own WHERE. Returns one row per recovered id.
 WITH held AS (
     SELECT id, attempt_started_at IS NOT NULL AS in_flight FROM email_queue
     WHERE status = 'sending' AND locked_account_id = %(account_id)s
@@ -248,24 +269,31 @@ WITH held AS (
                           ELSE q.last_error END,
         attempt_started_at = NULL,
         locked_by = NULL, locked_account_id = NULL, locked_until = NULL
-    FROM held WHERE q.id = held.id
+    FROM held
+    WHERE q.id = held.id AND q.status = 'sending' AND q.locked_account_id = %(account_id)s
+      AND q.locked_by <> %(worker_id)s
+      AND (q.attempt_started_at IS NOT NULL) = held.in_flight
+      AND (q.attempt_started_at IS NULL OR q.locked_until < now())
     RETURNING q.id, held.in_flight
 ), logged AS (
     INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
     SELECT id, %(account_id)s, 'unknown', true, 'worker died while sending this row'
     FROM recovered WHERE in_flight
 )
-SELECT count(*) AS requeued, count(*) FILTER (WHERE in_flight) AS in_flight FROM recovered
+SELECT id, in_flight FROM recovered
 
 -- recover_expired_leases --
 -- Rows whose worker stopped renewing its lease, whatever account it sent for, unless a
 -- live worker holds that account's lock (it recovers its own account's rows itself, and a
 -- stalled owner may still be sending); a row marked in flight counts against that account
--- as above.
+-- as above. Rows of %(live_workers)s (workers of this host known to be alive, by their
+-- locked journals) are left alone: a worker cut off from the database still holds their
+-- outcomes. The guards are repeated in the UPDATE's own WHERE.
 WITH expired AS (
-    SELECT id, locked_account_id, attempt_started_at IS NOT NULL AS in_flight
+    SELECT id, locked_account_id, locked_by, attempt_started_at IS NOT NULL AS in_flight
     FROM email_queue AS q
     WHERE status = 'sending' AND locked_until < now()
+      AND NOT (locked_by = ANY(%(live_workers)s::text[]))
       AND NOT EXISTS (
           SELECT 1 FROM pg_locks AS l
           WHERE l.locktype = 'advisory' AND l.classid = 734602 AND l.objsubid = 2
@@ -282,24 +310,52 @@ WITH expired AS (
                           ELSE q.last_error END,
         attempt_started_at = NULL,
         locked_by = NULL, locked_account_id = NULL, locked_until = NULL
-    FROM expired WHERE q.id = expired.id
+    FROM expired
+    WHERE q.id = expired.id AND q.status = 'sending' AND q.locked_until < now()
+      AND q.locked_by = expired.locked_by
+      AND (q.attempt_started_at IS NOT NULL) = expired.in_flight
     RETURNING q.id, expired.locked_account_id AS account_id, expired.in_flight
 ), logged AS (
     INSERT INTO send_logs (queue_id, account_id, outcome, counted, response)
     SELECT id, account_id, 'unknown', true, 'worker lease expired while sending this row'
     FROM recovered WHERE in_flight
 )
-SELECT count(*) AS requeued, count(*) FILTER (WHERE in_flight) AS in_flight FROM recovered
+SELECT id, in_flight FROM recovered
 
 -- renew_leases --
 UPDATE email_queue SET locked_until = now() + make_interval(secs => %(lease_seconds)s)
 WHERE status = 'sending' AND locked_by = %(worker_id)s
 
+-- note_worker_crash --
+-- The dead worker %(worker_id)s was preparing row %(id)s (its journal says so) and never
+-- marked it in flight: count the crash against the row and give it back, or fail it once
+-- %(threshold)s workers died on it (a poison row must not take its pool down).
+UPDATE email_queue AS q
+SET worker_crashes = q.worker_crashes + 1,
+    status = CASE WHEN q.worker_crashes + 1 >= %(threshold)s THEN 'failed' ELSE 'queued' END,
+    last_error = CASE WHEN q.worker_crashes + 1 >= %(threshold)s
+                      THEN format('poison row: %%s workers died while preparing it; not sent',
+                                  q.worker_crashes + 1)
+                      ELSE q.last_error END,
+    attempt_started_at = NULL,
+    locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+WHERE q.id = %(id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+  AND q.attempt_started_at IS NULL
+RETURNING q.id, q.status, q.worker_crashes
+
 -- account_window --
--- Attempts that counted against the account's limits in the last 24 hours.
-SELECT created_at FROM send_logs
+-- What counts against the account's limits in the last 24 hours: its counted attempts,
+-- and rows another worker of the account marked in flight and nobody has recovered yet
+-- (they may be going out now: counted as of now, by id, so the recovery that later logs
+-- them adds nothing). One snapshot sees a recovered row either still in flight or
+-- logged, never both and never neither.
+SELECT created_at AS at, NULL::bigint AS in_flight_id FROM send_logs
 WHERE account_id = %(account_id)s AND counted AND created_at > now() - interval '24 hours'
-ORDER BY created_at
+UNION ALL
+SELECT now(), id FROM email_queue
+WHERE status = 'sending' AND locked_account_id = %(account_id)s
+  AND attempt_started_at IS NOT NULL AND locked_by <> %(worker_id)s
+ORDER BY 1
 
 -- next_due_at --
 -- When the earliest row this account could claim becomes due (either branch is one probe

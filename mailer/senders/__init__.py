@@ -23,10 +23,17 @@ class SendResult:
 
     code: int
     response: str
+    #: ``time.monotonic()`` when the server answered MAIL FROM (None if unknown).
+    mail_from_at: float | None = None
 
 
 class Sender(Protocol):
     """What a worker needs from a backend."""
+
+    async def ready(self) -> None:
+        """Connect (and authenticate) now if not connected, so the worker's pacing does
+        not include connection set-up; raise a DeliveryError subclass on failure."""
+        ...
 
     async def send(self, message: RenderedMessage) -> SendResult:
         """Transmit one message; raise a DeliveryError subclass on failure."""

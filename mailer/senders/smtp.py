@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 
 import aiosmtplib
 
@@ -88,6 +89,19 @@ def classify(exc: Exception, recipient: str) -> DeliveryError:
     return TransientDeliveryError(f"{type(exc).__name__}: {exc}", recipient=recipient)
 
 
+class _TimedSMTP(aiosmtplib.SMTP):
+    """Remembers when the server answered the last MAIL FROM (the limit gate paces the next
+    transaction from that moment, not from before the connection was set up)."""
+
+    mail_from_at: float | None = None
+
+    async def mail(self, *args: object, **kwargs: object) -> aiosmtplib.SMTPResponse:
+        self.mail_from_at = None
+        response = await super().mail(*args, **kwargs)  # type: ignore[arg-type]
+        self.mail_from_at = time.monotonic()
+        return response
+
+
 class SmtpSender:
     """Sends through one account's SMTP server (see module docstring)."""
 
@@ -95,24 +109,29 @@ class SmtpSender:
         self.account = account
         self.settings = settings
         self._box = box
-        self._client: aiosmtplib.SMTP | None = None
+        self._client: _TimedSMTP | None = None
         self._sent_on_connection = 0
+
+    async def ready(self) -> None:
+        await self._connection()
 
     async def send(self, message: RenderedMessage) -> SendResult:
         client = await self._connection()
+        client.mail_from_at = None
         try:
             _, response = await client.sendmail(
                 message.envelope_from, [message.recipient], message.data
             )
         except Exception as exc:
             error = classify(exc, message.recipient)
+            error.mail_from_at = client.mail_from_at
             if not client.is_connected or isinstance(error, AccountError):
                 await self.close()
             raise error from exc
         self._sent_on_connection += 1
-        return SendResult(250, response)
+        return SendResult(250, response, client.mail_from_at)
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> _TimedSMTP:
         if self._client is not None and (
             not self._client.is_connected
             or self._sent_on_connection >= self.settings.messages_per_connection
@@ -123,12 +142,12 @@ class SmtpSender:
             self._sent_on_connection = 0
         return self._client
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _TimedSMTP:
         account = self.account
         if not account.smtp_host:
             raise AccountError("account has no smtp_host", kind="config")
         security = account.smtp_security
-        client = aiosmtplib.SMTP(
+        client = _TimedSMTP(
             hostname=account.smtp_host,
             port=account.smtp_port or {"tls": 465, "starttls": 587}.get(security, 25),
             use_tls=security == "tls",

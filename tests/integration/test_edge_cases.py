@@ -5,7 +5,7 @@ that repeats for days."""
 from __future__ import annotations
 
 from mailer.db import Database
-from mailer.queue import QueueManager
+from mailer.lease import LeaseKeeper
 from tests.support.mailer_env import (
     add_account,
     count_sent,
@@ -80,7 +80,8 @@ async def test_expired_leases_of_a_live_worker_are_not_taken(sql, db_url, settin
                 "WHERE status = 'sending'"
             )
             async with Database(db_url) as db:
-                recovered = await QueueManager(db, "other-worker").recover_expired_leases()
+                keeper = LeaseKeeper(db, "other-worker", settings.home, 3)
+                recovered = await keeper.recover_expired_leases()
             assert (recovered.requeued, recovered.in_flight) == (0, 0)
             assert statuses(sql) == {"sent": 1, "sending": 2}
 
