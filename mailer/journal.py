@@ -186,10 +186,16 @@ def _journal_files(home: Path, account_id: int | None) -> list[Path]:
     return sorted(base.glob(pattern)) if base.exists() else []
 
 
-def live_worker_ids(home: Path) -> list[str]:
-    """Ids of this host's workers that are alive (their journal is locked)."""
+def live_worker_ids(home: Path, account_ids: list[int] | None = None) -> list[str]:
+    """Ids of this host's workers (of some accounts, or all) that are alive (their
+    journal is locked)."""
+    paths = (
+        _journal_files(home, None)
+        if account_ids is None
+        else [p for a in account_ids for p in _journal_files(home, a)]
+    )
     live = []
-    for path in _journal_files(home, None):
+    for path in paths:
         with _locked(path) as dead:
             if not dead:
                 live.append(path.stem)

@@ -12,8 +12,10 @@ renews it. What a dead worker leaves behind is settled here, in this order:
    account's limits (an ``unknown`` send_logs row) and goes back to the queue.
 
 The account's own worker recovers its account's rows (holding the account's lock); any
-process recovers expired leases of accounts nobody runs, except rows of this host's
-workers that are still alive (a worker cut off from the database keeps their outcomes).
+worker, and the orchestrator, recovers expired leases of accounts nobody runs. Both replay
+this host's dead workers' journals of the accounts concerned first, and never settle rows
+of a worker of this host that is still alive (one cut off from the database keeps their
+outcomes).
 """
 
 from __future__ import annotations
@@ -125,11 +127,15 @@ class LeaseKeeper:
         return recovered
 
     async def recover_expired_leases(self) -> Recovery:
-        """Requeue rows of any account whose lease ran out and whose account nobody runs
-        (after replaying this host's dead workers' journals)."""
-        await self.replay_journals()
+        """Requeue rows whose lease ran out and whose account nobody runs; first replay
+        this host's dead workers' journals of accounts with such rows in flight (an
+        outcome known only to a journal must reach the database before its row could be
+        sent again)."""
+        accounts = [r["account_id"] for r in await self.db.fetch_all("expired_in_flight_accounts")]
+        for account_id in accounts:
+            await self.replay_journals(account_id)
         rows = await self.db.fetch_all(
-            "recover_expired_leases", {"live_workers": live_worker_ids(self.home)}
+            "recover_expired_leases", {"live_workers": live_worker_ids(self.home, accounts)}
         )
         recovered = Recovery(len(rows), tuple(r["id"] for r in rows if r["in_flight"]))
         if recovered.requeued:

@@ -43,6 +43,7 @@ from mailer.gate import LimitGate, WindowEntry
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail, SenderAccount
+from mailer.outcomes import OutcomeRecorder
 from mailer.queue import AttemptResult, Mark, QueueManager
 from mailer.render import PostRender, RenderedMessage, Renderer, validated_address
 from mailer.reputation import Thresholds
@@ -65,8 +66,6 @@ HOLD_SECONDS = 10.0
 #: Heartbeat of a worker holding no rows (capped at a quarter of the lease): it only
 #: proves liveness and re-reads the account as a fallback, NOTIFY does the rest.
 IDLE_HEARTBEAT_SECONDS = 10.0
-#: Longest pause between two tries to write outcomes while the database is away.
-WRITE_RETRY_MAX_SECONDS = 2.0
 
 SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
 
@@ -114,7 +113,6 @@ class Worker:
         self.stopping = False
         self.exit_code = EXIT_OK
         self.clock_offset = 0.0
-        self.results: list[AttemptResult] = []
         self.in_flight: int | None = None
         #: Addresses that hard-bounced in this run: later rows of a batch claimed before
         #: the suppression was written are not sent to them.
@@ -172,6 +170,9 @@ class Worker:
     async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection) -> int:
         self.db = db
         self.queue = QueueManager(db, self.worker_id)
+        self.outcomes = OutcomeRecorder(
+            self.queue, self.journal, self.account_id, self.settings.db_outage_seconds
+        )
         self.leases = LeaseKeeper(
             db, self.worker_id, self.settings.home, self.settings.poison_threshold
         )
@@ -416,7 +417,7 @@ class Worker:
                 pending.insert(0, row)
             elif step is Step.STOP:
                 break
-            if len(self.results) >= self.settings.result_batch_size:
+            if len(self.outcomes.pending) >= self.settings.result_batch_size:
                 await self._flush()
         if pending:
             await self.queue.release([r.id for r in pending])
@@ -500,7 +501,7 @@ class Worker:
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage) -> Step:
-        mark = await self._write_results(in_flight_id=row.id)
+        mark = await self._mark_in_flight(row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, self.now(), mark.suppression_reason)
             return Step.DONE
@@ -598,60 +599,25 @@ class Worker:
     def _record(self, row: QueuedEmail, started: float, *, status: str, **fields: object) -> None:
         """Journal one outcome (before anything else happens) and buffer it for the
         database."""
-        result = AttemptResult(
-            id=row.id,
-            status=status,
-            to_address=row.to_address,
-            attempted_at=datetime.fromtimestamp(started, UTC),
-            duration_ms=max(int((self.now() - started) * 1000), 0),
-            **fields,  # type: ignore[arg-type]
+        self.outcomes.record(
+            AttemptResult(
+                id=row.id,
+                status=status,
+                to_address=row.to_address,
+                attempted_at=datetime.fromtimestamp(started, UTC),
+                duration_ms=max(int((self.now() - started) * 1000), 0),
+                **fields,  # type: ignore[arg-type]
+            )
         )
-        self.journal.outcome(result)
-        self.results.append(result)
 
     def _record_suppressed(self, row: QueuedEmail, started: float, reason: str) -> None:
         self._record(row, started, status="suppressed", error=f"address is suppressed ({reason})")
 
     async def _flush(self) -> None:
-        """Write buffered results (nothing to mark)."""
-        await self._write_results()
+        """Write buffered outcomes (nothing to mark)."""
+        await self.outcomes.write()
 
-    async def _write_results(self, in_flight_id: int | None = None) -> Mark:
-        """Write buffered results and, with ``in_flight_id``, durably mark that row in
-        flight in the same statement, so a crash can re-send at most that one message.
-        An unmarked row must not be sent (see :class:`~mailer.queue.Mark`). Results that
-        could not be written stay buffered (and journaled)."""
-        if not self.results and in_flight_id is None:
-            return Mark(False)
-        batch, self.results = self.results, []
-        seq = self.journal.seq
-        try:
-            mark = await self._write_with_retry(batch, in_flight_id)
-        except BaseException:
-            self.results = batch + self.results
-            raise
-        if batch:
-            self.journal.written(seq)
-        return mark
-
-    async def _write_with_retry(
-        self, batch: list[AttemptResult], in_flight_id: int | None = None
-    ) -> Mark:
-        """``record_results``, retried through a database outage (or a failover's read-only
-        moment) of up to ``db_outage_seconds``; the journal keeps the outcomes if it lasts
-        longer."""
-        deadline = time.monotonic() + self.settings.db_outage_seconds
-        delay = 0.25
-        while True:
-            try:
-                return await self.queue.record_results(
-                    self.account_id, batch, in_flight_id, self.gate.limits
-                )
-            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "writing %d results failed (%s); retrying in %ss", len(batch), exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, WRITE_RETRY_MAX_SECONDS)
+    async def _mark_in_flight(self, row_id: int) -> Mark:
+        """Write buffered outcomes and durably mark ``row_id`` in flight under the limits
+        the gate applies, in one statement; an unmarked row must not be sent."""
+        return await self.outcomes.write(row_id, self.gate.limits)

@@ -286,9 +286,10 @@ SELECT id, in_flight FROM recovered
 -- Rows whose worker stopped renewing its lease, whatever account it sent for, unless a
 -- live worker holds that account's lock (it recovers its own account's rows itself, and a
 -- stalled owner may still be sending); a row marked in flight counts against that account
--- as above. Rows of %(live_workers)s (workers of this host known to be alive, by their
--- locked journals) are left alone: a worker cut off from the database still holds their
--- outcomes. The guards are repeated in the UPDATE's own WHERE.
+-- as above, except rows of %(live_workers)s (workers of this host known to be alive by
+-- their locked journals: one cut off from the database still holds their outcomes). Run
+-- after replaying this host's dead workers' journals of the accounts concerned (see
+-- expired_in_flight_accounts). The guards are repeated in the UPDATE's own WHERE.
 WITH expired AS (
     SELECT id, locked_account_id, locked_by, attempt_started_at IS NOT NULL AS in_flight
     FROM email_queue AS q
@@ -321,6 +322,13 @@ WITH expired AS (
     FROM recovered WHERE in_flight
 )
 SELECT id, in_flight FROM recovered
+
+-- expired_in_flight_accounts --
+-- Accounts with rows in flight under an expired lease (usually none): their dead workers'
+-- journals on this host are replayed before recover_expired_leases settles those rows.
+SELECT DISTINCT locked_account_id AS account_id FROM email_queue
+WHERE status = 'sending' AND locked_until < now() AND attempt_started_at IS NOT NULL
+  AND locked_account_id IS NOT NULL
 
 -- renew_leases --
 UPDATE email_queue SET locked_until = now() + make_interval(secs => %(lease_seconds)s)

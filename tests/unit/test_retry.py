@@ -9,6 +9,7 @@ from mailer.errors import (
     InvalidMessageError,
     PermanentDeliveryError,
     TransientDeliveryError,
+    UnknownOutcomeError,
 )
 from mailer.retry import decide, retry_delay
 
@@ -54,3 +55,13 @@ def test_account_errors_refund_the_attempt():
 def test_invalid_rows_fail_without_counting():
     decision = _decide(InvalidMessageError("bad address"))
     assert (decision.status, decision.outcome, decision.counted) == ("failed", "invalid", False)
+
+
+def test_unknown_outcome_counts_and_retries_with_the_same_row_or_fails_when_asked():
+    lost = UnknownOutcomeError("connection lost after the end of DATA")
+    retried = _decide(lost, attempts=1)
+    assert (retried.status, retried.outcome, retried.counted) == ("queued", "unknown", True)
+    assert retried.retry_seconds is not None and not retried.refund
+    failed = decide(lost, attempts=1, max_attempts=5, base=60, cap=3600, fail_unknown=True)
+    assert (failed.status, failed.outcome, failed.counted) == ("failed", "unknown", True)
+    assert _decide(lost, attempts=5).status == "failed"
