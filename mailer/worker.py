@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from mailer.accounts import AccountManager
+from mailer.addresses import validated_address
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
@@ -33,7 +34,7 @@ from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.limits import SendWindow
 from mailer.models import QueuedEmail, SenderAccount
 from mailer.queue import AttemptResult, Mark, QueueManager
-from mailer.render import PostRender, RenderedMessage, Renderer, validated_address
+from mailer.render import PostRender, RenderedMessage, Renderer
 from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
@@ -82,6 +83,7 @@ class Worker:
             max_message_bytes=settings.max_message_bytes,
             variables=[tracking.variables],
             post_render=[tracking.post_render] if post_render is None else post_render,
+            reject_special_use_domains=settings.reject_special_use_domains,
         )
         self.box = CredentialBox(secret)
         self.next_reputation_check = 0.0
@@ -434,10 +436,14 @@ class Worker:
         if self.account.email == self.checked_email:
             return True
         try:
-            validated_address(self.account.email)
+            validated_address(
+                self.account.email,
+                what="account email",
+                reject_special_use=self.settings.reject_special_use_domains,
+            )
         except InvalidMessageError as exc:
             await self.queue.release([row.id])
-            await self._account_failed(AccountError(f"invalid account email: {exc}", kind="config"))
+            await self._account_failed(AccountError(str(exc), kind="config"))
             return False
         self.checked_email = self.account.email
         return True
