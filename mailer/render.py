@@ -123,14 +123,11 @@ class Renderer:
 
     def render(self, row: QueuedEmail, account: SenderAccount) -> RenderedMessage:
         """Build the message for ``row`` sent by ``account``."""
-        policy = self.reject_special_use_domains
-        recipient = validated_address(row.to_address, reject_special_use=policy)
-        if recipient.needs_smtputf8 and not self.smtputf8:
-            raise InvalidMessageError(
-                f"to_address {row.to_address!r} has a non-ASCII local part: it needs "
-                "SMTPUTF8, which this sender does not negotiate"
-            )
-        sender = self._sender(account)
+        recipient = self.address(row.to_address, "to_address")
+        try:
+            sender = self.address(account.email, "account email")
+        except InvalidMessageError as exc:  # not the row's fault: the worker checks first
+            raise ValueError(str(exc)) from None
         extra: dict[str, str] = {}
         for provide in self.variables:
             extra.update(provide(row, account))
@@ -159,17 +156,18 @@ class Renderer:
         smtputf8 = sender.needs_smtputf8 or recipient.needs_smtputf8
         return RenderedMessage(sender.envelope, recipient.envelope, data, smtputf8)
 
-    def _sender(self, account: SenderAccount) -> Address:
-        """The account's own address; ValueError (not the row's fault, so not an
-        InvalidMessageError) when it is unusable: the worker checks it first."""
-        try:
-            return validated_address(
-                account.email,
-                what="account email",
-                reject_special_use=self.reject_special_use_domains,
+    def address(self, address: str, what: str) -> Address:
+        """``address`` as this renderer's messages may use it (see
+        :func:`~mailer.addresses.validated_address`), or InvalidMessageError: also when it
+        needs SMTPUTF8 and the sender does not negotiate it."""
+        policy = self.reject_special_use_domains
+        checked = validated_address(address, what=what, reject_special_use=policy)
+        if checked.needs_smtputf8 and not self.smtputf8:
+            raise InvalidMessageError(
+                f"{what} {address!r} has a non-ASCII local part: it needs SMTPUTF8, "
+                "which this sender does not negotiate"
             )
-        except InvalidMessageError as exc:
-            raise ValueError(str(exc)) from None
+        return checked
 
     def _bodies(
         self, row: QueuedEmail, extra: dict[str, str]

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 import psycopg
 
 from mailer.accounts import AccountManager
-from mailer.addresses import validated_address
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
@@ -436,11 +435,7 @@ class Worker:
         if self.account.email == self.checked_email:
             return True
         try:
-            validated_address(
-                self.account.email,
-                what="account email",
-                reject_special_use=self.settings.reject_special_use_domains,
-            )
+            self.renderer.address(self.account.email, "account email")
         except InvalidMessageError as exc:
             await self.queue.release([row.id])
             await self._account_failed(AccountError(str(exc), kind="config"))

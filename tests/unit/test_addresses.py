@@ -109,3 +109,12 @@ def test_without_smtputf8_a_non_ascii_local_part_fails_the_row():
 
 def test_special_use_domains_can_be_suppressed():
     assert checked_email(" someone@host.test ") == "someone@host.test"
+
+
+def test_without_smtputf8_a_non_ascii_account_address_is_the_accounts_problem():
+    renderer = Renderer(max_message_bytes=100_000)
+    with pytest.raises(InvalidMessageError, match=r"account email 'jöran@shop\.example'"):
+        renderer.address("jöran@shop.example", "account email")
+    with pytest.raises(ValueError, match="needs SMTPUTF8") as info:
+        renderer.render(sample_row(), sample_account(email="jöran@shop.example"))
+    assert not isinstance(info.value, InvalidMessageError), "not the row's fault"
