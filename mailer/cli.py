@@ -393,11 +393,11 @@ def sink(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """Queue counts by status and each account's use of its limits."""
-    from mailer.status import collect_status, format_status
+    """Queue counts by status, each account's use of its limits, stranded rows."""
+    from mailer.status import collect_status, format_status, to_json
 
     report = ctx.run_db(collect_status)
-    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_status(report))
+    click.echo(to_json(report) if as_json else format_status(report))
 
 
 @main.command()

@@ -64,8 +64,12 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     #: Orchestrator: how often it re-reads sender_accounts (NOTIFY makes it sooner).
     orchestrator_poll_seconds: float = 2.0
-    #: Orchestrator: this many crashes of one worker within an hour suspends the account.
+    #: Orchestrator: this many exits of one worker with an error of its own (exit code 1;
+    #: never a kill by a signal) within an hour suspend the account; 0 never does.
     max_crashes_per_hour: int = 3
+    #: Refuse addresses on special-use domains (``.test``, ``.local``, ``.internal``,
+    #: ``localhost`` ...); by default only RFC 5321/5322 syntax is checked.
+    reject_special_use_domains: bool = False
     #: Largest rendered message accepted, in bytes.
     max_message_bytes: int = 10 * 1024 * 1024
     #: ``text`` or ``json`` (one JSON object per line).

@@ -72,7 +72,12 @@ def address_header(name: str, display_name: str, addr_spec: str) -> str:
     """``Name: Display Name <addr@spec>`` (just the address without a display name),
     ending in CRLF. The name is an atom phrase, a quoted string, or encoded words. Any
     other ``addr_spec`` than a plain ASCII dot-atom one is the ``email`` package's to
-    check (ValueError if invalid) and write."""
+    check (ValueError if invalid) and write; a non-ASCII one (SMTPUTF8) is written as
+    UTF-8 (RFC 6532)."""
+    if not addr_spec.isascii():
+        local, _, domain = addr_spec.rpartition("@")
+        value = Address(display_name=display_name, username=local, domain=domain)
+        return _reference_fold(name, value, utf8=True)
     if not _ADDR_SPEC.fullmatch(addr_spec):
         return _reference_fold(name, Address(display_name=display_name, addr_spec=addr_spec))
     if not display_name:
@@ -152,7 +157,8 @@ def body_part(body: str) -> tuple[str, bytes]:
 
 def message_bytes(headers: list[str], html: str | None, text: str | None) -> bytes:
     """The whole message: ``headers`` (each a folded line from :func:`header`), then the
-    MIME headers and body: text/plain, text/html, or multipart/alternative of both."""
+    MIME headers and body: text/plain, text/html, or multipart/alternative of both.
+    Headers are ASCII except an SMTPUTF8 address, written as UTF-8."""
     head = "".join(headers) + "MIME-Version: 1.0" + CRLF
     if html is not None and text is not None:
         return _alternative(head, [("plain", *body_part(text)), ("html", *body_part(html))])
@@ -163,14 +169,14 @@ def message_bytes(headers: list[str], html: str | None, text: str | None) -> byt
     else:
         raise ValueError("a message needs a text or an HTML body")
     cte, payload = body_part(body)
-    return (head + _part_headers(subtype, cte) + CRLF).encode("ascii") + payload
+    return (head + _part_headers(subtype, cte) + CRLF).encode() + payload
 
 
 def _alternative(head: str, parts: list[tuple[str, str, bytes]]) -> bytes:
     """``head`` and a multipart/alternative of ``parts`` (subtype, CTE, payload)."""
     boundary = _boundary([payload for _, _, payload in parts])
     top = f'{head}Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}'
-    out = [top.encode("ascii")]
+    out = [top.encode()]
     for subtype, cte, payload in parts:
         out.append(f"{CRLF}--{boundary}{CRLF}{_part_headers(subtype, cte)}{CRLF}".encode("ascii"))
         out.append(payload)
@@ -204,7 +210,8 @@ def _phrase(display_name: str) -> str | None:
     return None
 
 
-def _reference_fold(name: str, value: object) -> str:
-    """The header as the ``email`` package (policy SMTP) writes it."""
-    folded: str = policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP)
+def _reference_fold(name: str, value: object, *, utf8: bool = False) -> str:
+    """The header as the ``email`` package (policy SMTP, or SMTPUTF8) writes it."""
+    writer = policy.SMTPUTF8 if utf8 else policy.SMTP
+    folded: str = writer.header_factory(name, value).fold(policy=writer)
     return folded

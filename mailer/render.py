@@ -22,11 +22,11 @@ from functools import cached_property, lru_cache
 from typing import Any, cast
 
 import jinja2
-from email_validator import EmailNotValidError, validate_email
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from mailer import mime
+from mailer.addresses import Address, validated_address
 from mailer.errors import InvalidMessageError
 from mailer.models import QueuedEmail, SenderAccount
 
@@ -53,11 +53,14 @@ RESERVED_HEADERS = frozenset(
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """What a sender transmits: envelope and serialised message."""
+    """What a sender transmits: envelope and serialised message. ``needs_smtputf8``: an
+    envelope address has a non-ASCII local part, so only a server offering SMTPUTF8 can
+    take it (domains are always in their ASCII form)."""
 
     envelope_from: str
     recipient: str
     data: bytes
+    needs_smtputf8: bool = False
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -103,8 +106,15 @@ class Renderer:
         max_message_bytes: int,
         post_render: Iterable[PostRender] = (),
         variables: Iterable[Variables] = (),
+        reject_special_use_domains: bool = False,
+        smtputf8: bool = False,
     ) -> None:
+        """``reject_special_use_domains``: see :mod:`mailer.addresses`. ``smtputf8``: the
+        sender can use SMTPUTF8 when the server offers it (and fails the row when it does
+        not); without it a non-ASCII local part fails the row here."""
         self.max_message_bytes = max_message_bytes
+        self.reject_special_use_domains = reject_special_use_domains
+        self.smtputf8 = smtputf8
         self.post_render = tuple(post_render)
         self.variables = tuple(variables)
         self._text_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -113,14 +123,18 @@ class Renderer:
 
     def render(self, row: QueuedEmail, account: SenderAccount) -> RenderedMessage:
         """Build the message for ``row`` sent by ``account``."""
-        recipient = validated_address(row.to_address)
+        recipient = self.address(row.to_address, "to_address")
+        try:
+            sender = self.address(account.email, "account email")
+        except InvalidMessageError as exc:  # not the row's fault: the worker checks first
+            raise ValueError(str(exc)) from None
         extra: dict[str, str] = {}
         for provide in self.variables:
             extra.update(provide(row, account))
         subject, html, text = self._bodies(row, extra)
         head = [
-            mime.address_header("From", clean_header(account.display_name or ""), account.email),
-            mime.address_header("To", clean_header(row.to_name or ""), recipient),
+            mime.address_header("From", clean_header(account.display_name or ""), sender.envelope),
+            mime.address_header("To", clean_header(row.to_name or ""), recipient.envelope),
             mime.header("Subject", clean_header(subject)),
             f"Date: {formatdate(localtime=False)}\r\n",
             mime.header("Message-ID", clean_header(row.message_id)),
@@ -139,7 +153,21 @@ class Renderer:
             raise InvalidMessageError(
                 f"message is {len(data)} bytes, over the {self.max_message_bytes}-byte limit"
             )
-        return RenderedMessage(account.email, recipient, data)
+        smtputf8 = sender.needs_smtputf8 or recipient.needs_smtputf8
+        return RenderedMessage(sender.envelope, recipient.envelope, data, smtputf8)
+
+    def address(self, address: str, what: str) -> Address:
+        """``address`` as this renderer's messages may use it (see
+        :func:`~mailer.addresses.validated_address`), or InvalidMessageError: also when it
+        needs SMTPUTF8 and the sender does not negotiate it."""
+        policy = self.reject_special_use_domains
+        checked = validated_address(address, what=what, reject_special_use=policy)
+        if checked.needs_smtputf8 and not self.smtputf8:
+            raise InvalidMessageError(
+                f"{what} {address!r} has a non-ASCII local part: it needs SMTPUTF8, "
+                "which this sender does not negotiate"
+            )
+        return checked
 
     def _bodies(
         self, row: QueuedEmail, extra: dict[str, str]
@@ -177,17 +205,6 @@ def substitute(body: str | None, values: dict[str, str], html: bool) -> str | No
     names = "|".join(re.escape(name) for name in values)
     pattern = re.compile(r"\{\{\s*(" + names + r")\s*\}\}")
     return pattern.sub(lambda m: str(escape(values[m[1]])) if html else values[m[1]], body)
-
-
-def validated_address(address: str) -> str:
-    """The ASCII form of ``address``, or InvalidMessageError saying what is wrong."""
-    if "\r" in address or "\n" in address:
-        raise InvalidMessageError("to_address contains CR/LF")
-    try:
-        result = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise InvalidMessageError(f"invalid to_address {address!r}: {exc}") from None
-    return result.ascii_email or result.normalized
 
 
 def clean_header(value: str) -> str:

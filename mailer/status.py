@@ -1,7 +1,15 @@
-"""``mailer status``: queue counts by status and each account against its limits."""
+"""``mailer status``: queue counts by status, each account against its limits, and the
+stranded rows: queued rows no worker will take as things stand, with the reason.
+
+``--json`` prints :func:`collect_status` with :func:`to_json`: ``queue`` (counts by status,
+plus ``stranded``), ``accounts`` and ``stranded`` (one object per account or pool, see
+:class:`StrandedRows`); timestamps are ISO 8601 with their UTC offset.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,13 +18,69 @@ from mailer.db import Database
 QUEUE_STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "cancelled")
 
 
+@dataclass(frozen=True)
+class StrandedRows:
+    """Queued rows of one account or one pool that no worker will take, and why.
+
+    ``reason`` is ``account_paused``, ``account_suspended`` or ``account_disabled`` (rows
+    pinned to ``account_id``; ``pool`` is None) or ``pool_has_no_active_account`` (rows of
+    ``pool`` with no ``account_id``; the account fields are None)."""
+
+    reason: str
+    rows: int
+    oldest_created_at: datetime
+    account_id: int | None
+    account_email: str | None
+    pool: str | None
+    detail: str
+
+
 async def collect_status(db: Database) -> dict[str, Any]:
     """The report as plain data (what ``--json`` prints)."""
     counts = {status: 0 for status in QUEUE_STATUSES}
     for row in await db.fetch_all("queue_counts"):
         counts[row["status"]] = row["count"]
     accounts = [_account_report(row) for row in await db.fetch_all("account_usage")]
-    return {"queue": counts, "accounts": accounts}
+    stranded = await stranded_rows(db)
+    counts["stranded"] = sum(group.rows for group in stranded)
+    return {"queue": counts, "accounts": accounts, "stranded": [asdict(g) for g in stranded]}
+
+
+async def stranded_rows(db: Database) -> list[StrandedRows]:
+    """Every group of stranded rows, largest first."""
+    return [_stranded(row) for row in await db.fetch_all("stranded_rows")]
+
+
+def _stranded(row: dict[str, Any]) -> StrandedRows:
+    if row["account_id"] is None:
+        detail = f"pool {row['pool']!r} has no active account"
+    else:
+        detail = (
+            f"pinned to account {row['account_id']} <{row['account_email']}>, "
+            f"which is {row['account_status']}"
+        )
+        if row["account_last_error"]:
+            detail += f" ({row['account_last_error']})"
+    return StrandedRows(
+        reason=row["reason"],
+        rows=row["row_count"],
+        oldest_created_at=row["oldest_created_at"],
+        account_id=row["account_id"],
+        account_email=row["account_email"],
+        pool=row["pool"],
+        detail=detail,
+    )
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """``report`` as indented JSON, timestamps in ISO 8601."""
+    return json.dumps(report, indent=2, default=_json_value)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _account_report(row: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +119,7 @@ def _frees_at(row: dict[str, Any]) -> datetime | None:
 
 def format_status(report: dict[str, Any]) -> str:
     """The report as text tables."""
-    queue = report["queue"]
+    queue = {k: v for k, v in report["queue"].items() if k != "stranded"}
     lines = [
         "queue:  " + "  ".join(f"{k} {v}" for k, v in queue.items()),
         "",
@@ -75,4 +139,16 @@ def format_status(report: dict[str, Any]) -> str:
             f"{a['id']:>4}  {a['email']:<30} {a['status']:<10} {a['pool']:<9} "
             f"{hour:>12} {day:>12} {a['live_workers']:>7}  {note}"
         )
+    lines.extend(_format_stranded(report["stranded"]))
     return "\n".join(lines)
+
+
+def _format_stranded(groups: list[dict[str, Any]]) -> list[str]:
+    if not groups:
+        return []
+    total = sum(g["rows"] for g in groups)
+    lines = ["", f"stranded: {total} queued rows no worker will take"]
+    for g in groups:
+        oldest = f"{g['oldest_created_at']:%Y-%m-%d %H:%M:%S %Z}"
+        lines.append(f"{g['rows']:>8}  {g['detail']}; oldest queued {oldest}")
+    return lines

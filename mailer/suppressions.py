@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 from psycopg.types.json import Jsonb
 
+from mailer.addresses import parse_syntax
 from mailer.db import Database
 
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "manual")
@@ -46,7 +47,7 @@ def checked_email(raw: str) -> str:
     """``raw`` stripped, if it is an email address; ValueError saying why not."""
     email = raw.strip()
     try:
-        validate_email(email, check_deliverability=False, allow_smtputf8=True)
+        parse_syntax(email)
     except EmailNotValidError as exc:
         raise ValueError(f"{email!r} is not an email address: {exc}") from None
     return email

@@ -45,7 +45,7 @@ from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail, SenderAccount
 from mailer.outcomes import OutcomeRecorder
 from mailer.queue import AttemptResult, Mark, QueueManager
-from mailer.render import PostRender, RenderedMessage, Renderer, validated_address
+from mailer.render import PostRender, RenderedMessage, Renderer
 from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
@@ -102,6 +102,7 @@ class Worker:
             max_message_bytes=settings.max_message_bytes,
             variables=[tracking.variables],
             post_render=[tracking.post_render] if post_render is None else post_render,
+            reject_special_use_domains=settings.reject_special_use_domains,
         )
         self.box = CredentialBox(secret)
         self.journal = OutcomeJournal(
@@ -492,10 +493,10 @@ class Worker:
         if self.account.email == self.checked_email:
             return True
         try:
-            validated_address(self.account.email)
+            self.renderer.address(self.account.email, "account email")
         except InvalidMessageError as exc:
             await self.queue.release([row.id])
-            await self._account_failed(AccountError(f"invalid account email: {exc}", kind="config"))
+            await self._account_failed(AccountError(str(exc), kind="config"))
             return False
         self.checked_email = self.account.email
         return True

@@ -9,9 +9,19 @@ A worker's exit code (see :mod:`mailer.worker`) says whose fault the exit was:
   fails over when the other host dies;
 * ``75`` (``EXIT_DB_UNAVAILABLE``) — the database went away: restart with backoff, but
   the account is not to blame, so it does not count toward suspension;
-* anything else, including death by a signal (a negative return code): a crash. Restart
-  with exponential backoff; ``max_crashes_per_hour`` crashes within one hour suspend the
-  account with the reason.
+* a negative return code — killed by a signal: SIGKILL from an operator or the OOM
+  killer, a SIGTERM the worker could not act on, even a SIGSEGV a poison row caused. None
+  of these is the account's fault (rows that kill every worker are failed per row, not by
+  suspending accounts), so the worker is restarted with capped exponential backoff
+  (:data:`RESTART_BASE_SECONDS` doubling to :data:`RESTART_MAX_SECONDS`, from the start
+  again after a run of :data:`STABLE_RUN_SECONDS`) and the account is never suspended;
+* any other exit code (``1``: an exception the worker did not handle — it fails the same
+  way on every start, whatever the rows): a crash. Restart with the same backoff;
+  ``max_crashes_per_hour`` such crashes within one hour suspend the account with the
+  reason, since a worker that cannot run is that account's problem to fix.
+
+The worker itself suspends its account for what the account owns (bad credentials, a
+missing host, an unusable From address), with the reason, before exiting cleanly.
 
 :func:`decide_after_exit` combines these into one decision the supervisor applies.
 """
@@ -47,6 +57,7 @@ class ExitKind(enum.Enum):
     CLEAN = "clean"
     LOCKED = "locked"
     DB_UNAVAILABLE = "db_unavailable"
+    KILLED = "killed"
     CRASH = "crash"
 
 
@@ -58,6 +69,8 @@ def classify_exit(returncode: int) -> ExitKind:
         return ExitKind.LOCKED
     if returncode == EXIT_DB_UNAVAILABLE:
         return ExitKind.DB_UNAVAILABLE
+    if returncode < 0:
+        return ExitKind.KILLED
     return ExitKind.CRASH
 
 
@@ -158,7 +171,7 @@ def decide_after_exit(
     """
     kind = classify_exit(returncode)
     crashes = tuple(recent_crashes(crash_times, now))
-    if stopping and kind is ExitKind.CRASH:
+    if stopping and kind in (ExitKind.KILLED, ExitKind.CRASH):
         kind = ExitKind.CLEAN
     if ran_seconds >= STABLE_RUN_SECONDS:
         failures = 0
@@ -168,7 +181,7 @@ def decide_after_exit(
     if kind is ExitKind.LOCKED:
         return ExitDecision(kind, locked_retry_delay(rand), 0, crashes)
     failures += 1
-    if kind is ExitKind.DB_UNAVAILABLE:
+    if kind in (ExitKind.DB_UNAVAILABLE, ExitKind.KILLED):  # not the account's fault
         return ExitDecision(kind, restart_delay(failures), failures, crashes)
     crashes = (*crashes, now)
     if should_suspend(crashes, now, max_crashes_per_hour):

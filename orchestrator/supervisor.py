@@ -5,8 +5,10 @@ every ``orchestrator_poll_seconds`` in case one was missed), starts a worker for
 ``active`` account that has none, and SIGTERMs the worker of an account that is no longer
 active. When a worker exits, :func:`orchestrator.policy.decide_after_exit` says what that
 means: a clean stop, a lock held elsewhere (another host runs the account; try again
-later, or as soon as the lock is seen free), a database outage (restart with backoff) or a
-crash (restart with backoff; too many within an hour suspend the account with the reason).
+later, or as soon as the lock is seen free), a database outage or a kill by a signal
+(restart with capped backoff; never the account's fault) or a crash of the worker's own
+(exit code 1: restart with backoff; ``max_crashes_per_hour`` within an hour suspend the
+account with the reason).
 
 Several orchestrators, on several hosts, may point at one database: the worker's advisory
 lock decides which one sends for an account, the others' workers exit with
@@ -428,6 +430,15 @@ class Orchestrator:
             log.info(
                 "worker for account %s (pid %s) exited with %s: another worker holds "
                 "the account's lock; retrying when it is free or in %.0fs",
+                account,
+                pid,
+                how,
+                decision.restart_in,
+            )
+        elif decision.kind is ExitKind.KILLED:
+            log.warning(
+                "worker for account %s (pid %s) was killed (%s), not the account's fault; "
+                "restarting in %.0fs",
                 account,
                 pid,
                 how,

@@ -431,6 +431,31 @@ LEFT JOIN send_logs AS l
 GROUP BY a.id
 ORDER BY a.id
 
+-- stranded_rows --
+-- Queued rows no worker will take as things stand, grouped with their reason: pinned to
+-- an account that is not active ('account_paused', 'account_suspended',
+-- 'account_disabled'), or in a pool without an active account
+-- ('pool_has_no_active_account'). Rows pinned to a deleted account cannot exist (the
+-- delete is refused, migration 0006). Both halves read the claim indexes.
+SELECT 'account_' || a.status AS reason, a.id AS account_id, a.email AS account_email,
+       a.status AS account_status, a.last_error AS account_last_error, NULL::text AS pool,
+       n.row_count, n.oldest_created_at
+FROM sender_accounts AS a
+CROSS JOIN LATERAL (
+    SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
+    FROM email_queue AS q WHERE q.account_id = a.id AND q.status = 'queued'
+) AS n
+WHERE a.status <> 'active' AND n.row_count > 0
+UNION ALL
+SELECT 'pool_has_no_active_account', NULL, NULL, NULL, NULL, q.pool,
+       count(*), min(q.created_at)
+FROM email_queue AS q
+WHERE q.status = 'queued' AND q.account_id IS NULL
+  AND NOT EXISTS (SELECT 1 FROM sender_accounts AS a
+                  WHERE a.pool = q.pool AND a.status = 'active')
+GROUP BY q.pool
+ORDER BY row_count DESC, account_id, pool
+
 -- ==== orchestrator ====
 
 -- orchestrator_accounts --

@@ -31,8 +31,9 @@ from orchestrator.policy import (
         (EXIT_CRASH, ExitKind.CRASH),
         (2, ExitKind.CRASH),
         (120, ExitKind.CRASH),
-        (-9, ExitKind.CRASH),
-        (-15, ExitKind.CRASH),
+        (-9, ExitKind.KILLED),
+        (-15, ExitKind.KILLED),
+        (-11, ExitKind.KILLED),
     ],
 )
 def test_classify_exit(returncode, kind):
@@ -131,7 +132,7 @@ def test_crashes_back_off_exponentially_then_suspend():
     first = decide(EXIT_CRASH, now=100.0)
     assert first.kind is ExitKind.CRASH
     assert (first.restart_in, first.failures, first.crash_times) == (1, 1, (100.0,))
-    second = decide(-9, now=102.0, failures=first.failures, crashes=first.crash_times)
+    second = decide(EXIT_CRASH, now=102.0, failures=first.failures, crashes=first.crash_times)
     assert (second.restart_in, second.failures, second.crash_times) == (2, 2, (100.0, 102.0))
     third = decide(EXIT_CRASH, now=105.0, failures=second.failures, crashes=second.crash_times)
     assert third.restart_in is None
@@ -156,3 +157,21 @@ def test_a_worker_the_orchestrator_stops_is_never_a_crash():
     d = decide(-9, stopping=True, crashes=(998.0, 999.0))
     assert d.kind is ExitKind.CLEAN and d.restart_in == 0 and d.suspend_reason is None
     assert d.crash_times == (998.0, 999.0)
+
+
+def test_a_killed_worker_backs_off_but_never_counts_toward_suspension():
+    """SIGKILL from an operator or the OOM killer is not the account's fault: restart
+    with capped exponential backoff, however often it happens."""
+    failures, crashes, delays = 0, (998.0, 999.0), []
+    for i in range(10):
+        d = decide(-9, now=1000.0 + i, failures=failures, crashes=crashes, max_per_hour=1)
+        assert d.kind is ExitKind.KILLED and d.suspend_reason is None
+        assert d.crash_times == crashes, "a kill is not a crash"
+        failures = d.failures
+        delays.append(d.restart_in)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+
+
+def test_a_stable_run_resets_the_kill_backoff():
+    d = decide(-9, ran=STABLE_RUN_SECONDS, failures=7)
+    assert d.restart_in == 1 and d.failures == 1

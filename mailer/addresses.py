@@ -1,0 +1,84 @@
+"""Address validation: RFC 5321/5322 syntax, and nothing else unless asked.
+
+Whether a domain takes mail is the receiving SMTP server's call: intranet relays and
+test setups use special-use domains (``.test``, ``.local``, ``.internal``, ``localhost``
+...), so they are valid by default. ``MAILER_REJECT_SPECIAL_USE_DOMAINS=1``
+(``reject_special_use``) refuses them, against email-validator's list of IANA special-use
+names plus ``.alt`` (RFC 9476) and ``.internal`` (reserved by ICANN for private use),
+kept here as :data:`SPECIAL_USE_DOMAINS`.
+
+email-validator always applies that list; its documented knob is the module-level
+``SPECIAL_USE_DOMAIN_NAMES``. Importing this module empties it, so every validation in a
+Mailer process (rows, account addresses, suppressions) checks syntax only, and the opt-in
+check is this module's own.
+
+An internationalized local part needs SMTPUTF8 (:attr:`Address.needs_smtputf8`); an
+internationalized domain is written in its ASCII (punycode) form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import email_validator
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
+
+from mailer.errors import InvalidMessageError
+
+#: Domains (and their subdomains) that are never globally deliverable: email-validator's
+#: IANA list as shipped, plus ``alt`` and ``internal``.
+SPECIAL_USE_DOMAINS: tuple[str, ...] = (
+    *email_validator.SPECIAL_USE_DOMAIN_NAMES,
+    "alt",
+    "internal",
+)
+email_validator.SPECIAL_USE_DOMAIN_NAMES = []
+
+
+@dataclass(frozen=True)
+class Address:
+    """A valid address as it goes into the envelope and headers."""
+
+    #: ``local@domain`` with the domain in ASCII (punycode).
+    envelope: str
+    #: True when the local part is not ASCII: only an SMTPUTF8 server can take it.
+    needs_smtputf8: bool
+
+
+def validated_address(
+    address: str, *, what: str = "to_address", reject_special_use: bool = False
+) -> Address:
+    """``address`` checked, or InvalidMessageError naming ``what`` and the problem."""
+    if "\r" in address or "\n" in address:
+        raise InvalidMessageError(f"{what} contains CR/LF")
+    return _validated(address.strip(), what, reject_special_use)
+
+
+@lru_cache(maxsize=4096)
+def _validated(address: str, what: str, reject_special_use: bool) -> Address:
+    try:
+        result = parse_syntax(address)
+    except EmailNotValidError as exc:
+        raise InvalidMessageError(f"invalid {what} {address!r}: {exc}") from None
+    domain = result.ascii_domain.lower()
+    if reject_special_use and is_special_use(domain):
+        raise InvalidMessageError(
+            f"invalid {what} {address!r}: {domain} is a special-use domain name, refused "
+            "because MAILER_REJECT_SPECIAL_USE_DOMAINS is set"
+        )
+    return Address(f"{result.local_part}@{result.ascii_domain}", bool(result.smtputf8))
+
+
+def parse_syntax(address: str) -> ValidatedEmail:
+    """``address`` parsed by email-validator, RFC 5321/5322 syntax only (no DNS, any
+    domain, internationalized parts allowed); EmailNotValidError saying why not."""
+    return validate_email(
+        address, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
+    )
+
+
+def is_special_use(ascii_domain: str) -> bool:
+    """Whether ``ascii_domain`` is, or is under, an IANA special-use name."""
+    domain = ascii_domain.lower().rstrip(".")
+    return any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAINS)
