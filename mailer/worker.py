@@ -34,12 +34,11 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from mailer.accounts import AccountManager
+from mailer.account_session import AccountSession
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
-from mailer.gate import LimitGate, WindowEntry
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail, SenderAccount
@@ -61,8 +60,6 @@ EXIT_CRASH = 1
 EXIT_LOCKED = 3  # another worker holds this account's lock
 EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
 
-#: Rows a worker holds while waiting for a slot; beyond this it gives them back.
-HOLD_SECONDS = 10.0
 #: Heartbeat of a worker holding no rows (capped at a quarter of the lease): it only
 #: proves liveness and re-reads the account as a fallback, NOTIFY does the rest.
 IDLE_HEARTBEAT_SECONDS = 10.0
@@ -113,7 +110,6 @@ class Worker:
         self.account_changed = asyncio.Event()
         self.stopping = False
         self.exit_code = EXIT_OK
-        self.clock_offset = 0.0
         self.in_flight: int | None = None
         #: Addresses that hard-bounced in this run: later rows of a batch claimed before
         #: the suppression was written are not sent to them.
@@ -121,8 +117,7 @@ class Worker:
         self.checked_email = ""
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
-        self.account: SenderAccount
-        self.gate: LimitGate
+        self.session: AccountSession
         self.sender: Sender | None = None
         self.sender_settings: tuple[object, ...] = ()
 
@@ -177,16 +172,14 @@ class Worker:
         self.leases = LeaseKeeper(
             db, self.worker_id, self.settings.home, self.settings.poison_threshold
         )
-        self.accounts = AccountManager(db)
-        account = await self.accounts.find(self.account_id)
-        if account is None or account.status != "active":
-            state = "does not exist" if account is None else f"is {account.status}"
-            log.warning("account %s %s; worker not started", self.account_id, state)
+        self.session = AccountSession(db, self.account_id, self.settings)
+        not_running = await self.session.open(self.worker_id)
+        if not_running:
+            log.warning("account %s %s; worker not started", self.account_id, not_running)
             return EXIT_OK
-        self.account = account
         self.journal.open()
         await self.leases.recover_account_rows(self.account_id)
-        await self._load_gate()
+        await self.session.load_gate(self.worker_id)
         await db.execute(
             "register_worker",
             {
@@ -196,6 +189,7 @@ class Worker:
                 "pid": os.getpid(),
             },
         )
+        account = self.session.account
         log.info(
             "worker %s sending for account %s <%s> (pool %s)",
             self.worker_id,
@@ -204,16 +198,6 @@ class Worker:
             account.pool,
         )
         return await self._serve(listener)
-
-    async def _load_gate(self) -> None:
-        """Start the limit gate from every attempt the database counts, including rows
-        a previous worker left in flight that nobody has recovered yet."""
-        await self._sync_clock()
-        rows = await self.db.fetch_all(
-            "account_window", {"account_id": self.account_id, "worker_id": self.worker_id}
-        )
-        self.gate = LimitGate(self.account.limits, db_now=self.now, mono=time.monotonic)
-        self.gate.load(WindowEntry(r["at"].timestamp(), r["in_flight_id"]) for r in rows)
 
     async def _serve(self, listener: psycopg.AsyncConnection) -> int:
         background = [
@@ -303,7 +287,7 @@ class Worker:
             )
         await self._refresh_account()
         if ticks % 5 == 0:
-            await self._sync_clock()
+            await self.session.sync_clock()
             await self._recover_own_rows()
             await self.leases.recover_expired_leases()
 
@@ -311,36 +295,15 @@ class Worker:
         """Requeue what a previous worker of this account left leased; its in-flight rows
         count against the limits (unless the gate counted them already)."""
         recovered = await self.leases.recover_account_rows(self.account_id)
-        self.gate.record_recovered(recovered.in_flight_ids)
+        self.session.gate.record_recovered(recovered.in_flight_ids)
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
         NOTIFY, before the next send after any change."""
         self.account_changed.clear()
-        account = await self.accounts.find(self.account_id)
-        if account is None:
-            self.request_stop("account deleted")
-            return
-        self.account = account
-        if self.gate.apply(account.limits):
-            log.info("account %s limits now %s", account.id, account.limits)
-        if account.status != "active":
-            self.request_stop(f"account is {account.status}")
-
-    async def _sync_clock(self) -> None:
-        row = await self.db.fetch_one("db_now")
-        assert row is not None
-        self.clock_offset = row["now"].timestamp() - time.time()
-
-    def now(self) -> float:
-        """Seconds since the epoch on the database's clock."""
-        return time.time() + self.clock_offset
-
-    def db_time_of(self, mono_at: float | None) -> float:
-        """The database-clock time of a ``time.monotonic()`` reading (None: now)."""
-        if mono_at is None:
-            return self.now()
-        return self.now() - max(time.monotonic() - mono_at, 0.0)
+        stop = await self.session.refresh()
+        if stop:
+            self.request_stop(stop)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -348,7 +311,7 @@ class Worker:
         while not self.stopping:
             if self.account_changed.is_set():
                 await self._refresh_account()
-            wait = self._seconds_until_sendable()
+            wait = self.session.seconds_until_sendable()
             if wait > 0:
                 await self._flush()
                 await self._sleep(min(wait, self.settings.heartbeat_seconds))
@@ -356,9 +319,9 @@ class Worker:
             self.wake.clear()
             rows = await self.queue.claim_batch(
                 account_id=self.account_id,
-                pool=self.account.pool,
-                domain=self.account.domain,
-                limit=self._claim_size(),
+                pool=self.session.account.pool,
+                domain=self.session.account.domain,
+                limit=self.session.claim_size(),
                 lease_seconds=self.settings.lease_seconds,
             )
             if rows:
@@ -371,29 +334,14 @@ class Worker:
                 await self._flush()
                 await self._idle()
 
-    def _seconds_until_sendable(self) -> float:
-        now = self.now()
-        backoff = self.account.backoff_until
-        if backoff is not None and backoff.timestamp() > now:
-            return backoff.timestamp() - now
-        return self.gate.wait()
-
-    def _claim_size(self) -> int:
-        """Rows worth leasing now: what the limits allow within HOLD_SECONDS."""
-        limits = self.gate.limits
-        size = min(self.settings.batch_size, self.gate.remaining())
-        if limits.min_delay_ms > 0:
-            size = min(size, int(HOLD_SECONDS * 1000 / limits.min_delay_ms) + 1)
-        return max(size, 1)
-
     async def _idle(self) -> None:
         """Wait for a NOTIFY, the next due row or a poll. A poll that finds nothing due
         costs one cheap query (next_due_at), not a claim."""
         while True:
             timeout = self.settings.poll_seconds
-            due = await self.queue.next_due_at(self.account_id, self.account.pool)
+            due = await self.queue.next_due_at(self.account_id, self.session.account.pool)
             if due is not None:
-                timeout = min(timeout, max(due.timestamp() - self.now(), 0.01))
+                timeout = min(timeout, max(due.timestamp() - self.session.now(), 0.01))
             if await self._sleep(timeout) or due is not None or self.stopping:
                 return
 
@@ -439,14 +387,14 @@ class Worker:
 
     async def _wait_for_slot(self) -> bool:
         """Wait (briefly) until the limits allow a send; False means give the batch back."""
-        while not self.stopping and self.account.status == "active":
+        while not self.stopping and self.session.account.status == "active":
             if self.account_changed.is_set():
                 await self._refresh_account()
                 continue
-            wait = self._seconds_until_sendable()
+            wait = self.session.seconds_until_sendable()
             if wait <= 0:
                 return True
-            if wait > max(HOLD_SECONDS, self.gate.limits.min_delay_ms / 1000):
+            if self.session.holds_too_long(wait):
                 return False
             if wait > 0.02:
                 await self._flush()
@@ -455,7 +403,7 @@ class Worker:
 
     async def _process(self, row: QueuedEmail) -> Step:
         """Handle one row (see :class:`Step`)."""
-        started = self.now()
+        started = self.session.now()
         if row.suppression_reason:
             self._record_suppressed(row, started, row.suppression_reason)
             return Step.DONE
@@ -473,7 +421,7 @@ class Worker:
     def _render(self, row: QueuedEmail, started: float) -> RenderedMessage | None:
         """The message, or None when the row failed (its outcome is recorded)."""
         try:
-            return self.renderer.render(row, self.account)
+            return self.renderer.render(row, self.session.account)
         except InvalidMessageError as exc:
             self._record(row, started, status="failed", outcome="invalid", error=str(exc))
         except Exception as exc:  # a template that raises (1/0, bad %) must not kill us
@@ -490,21 +438,21 @@ class Worker:
     async def _account_sendable(self, row: QueuedEmail) -> bool:
         """False (account suspended, ``row`` given back) when the account's own From
         address is unusable: that is the account's fault, not every row's."""
-        if self.account.email == self.checked_email:
+        if self.session.account.email == self.checked_email:
             return True
         try:
-            self.renderer.address(self.account.email, "account email")
+            self.renderer.address(self.session.account.email, "account email")
         except InvalidMessageError as exc:
             await self.queue.release([row.id])
             await self._account_failed(AccountError(str(exc), kind="config"))
             return False
-        self.checked_email = self.account.email
+        self.checked_email = self.session.account.email
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage) -> Step:
         mark = await self._mark_in_flight(row.id)
         if mark.suppression_reason is not None:
-            self._record_suppressed(row, self.now(), mark.suppression_reason)
+            self._record_suppressed(row, self.session.now(), mark.suppression_reason)
             return Step.DONE
         if mark.account_changed:
             await self._refresh_account()
@@ -513,7 +461,7 @@ class Worker:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
             return Step.DONE
         self.in_flight = row.id
-        started = self.now()
+        started = self.session.now()
         try:
             sender = await self._sender()
             result = await sender.send(message)
@@ -521,29 +469,27 @@ class Worker:
             self.in_flight = None
             return await self._failed(row, exc, started)
         self.in_flight = None
-        self.gate.record_start(result.mail_from_at)
+        self.session.gate.record_start(result.mail_from_at)
         self._record(
             row,
-            self.db_time_of(result.mail_from_at),
+            self.session.db_time_of(result.mail_from_at),
             status="sent",
             outcome="sent",
             counted=True,
             code=result.code,
             response=result.response,
         )
-        if self.account.backoff_until is not None:
-            await self.accounts.clear_backoff(self.account_id)
-            self.account = await self.accounts.get(self.account_id)
+        await self.session.succeeded()
         return Step.DONE
 
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
-        settings = self.account.connection_settings()
+        settings = self.session.account.connection_settings()
         if self.sender is not None and settings != self.sender_settings:
             await self.sender.close()
             self.sender = None
         if self.sender is None:
-            self.sender = self.sender_factory(self.account, self.settings, self.box)
+            self.sender = self.sender_factory(self.session.account, self.settings, self.box)
             self.sender_settings = settings
         return self.sender
 
@@ -557,8 +503,8 @@ class Worker:
             fail_unknown=self.settings.unknown_outcome == "fail",
         )
         if decision.counted:
-            self.gate.record_start(exc.mail_from_at)
-            started = self.db_time_of(exc.mail_from_at)
+            self.session.gate.record_start(exc.mail_from_at)
+            started = self.session.db_time_of(exc.mail_from_at)
         if decision.suppress_reason:
             self.bounced.add(row.to_address.strip().lower())
         self._record(
@@ -582,20 +528,8 @@ class Worker:
 
     async def _account_failed(self, exc: AccountError) -> None:
         await self._flush()
-        if exc.kind in ("auth", "config"):
-            reason = f"suspended: {exc}"
-            log.error("account %s %s", self.account_id, reason)
-            await self.accounts.suspend(self.account_id, reason)
+        if await self.session.failed(exc):
             self.request_stop(f"account suspended ({exc.kind})")
-            return
-        until = await self.accounts.back_off(
-            self.account_id,
-            f"backing off: {exc}",
-            base_seconds=self.settings.account_backoff_base_seconds,
-            max_seconds=self.settings.account_backoff_max_seconds,
-        )
-        log.warning("account %s backing off until %s: %s", self.account_id, until.isoformat(), exc)
-        self.account = await self.accounts.get(self.account_id)
 
     def _record(self, row: QueuedEmail, started: float, *, status: str, **fields: object) -> None:
         """Journal one outcome (before anything else happens) and buffer it for the
@@ -606,7 +540,7 @@ class Worker:
                 status=status,
                 to_address=row.to_address,
                 attempted_at=datetime.fromtimestamp(started, UTC),
-                duration_ms=max(int((self.now() - started) * 1000), 0),
+                duration_ms=max(int((self.session.now() - started) * 1000), 0),
                 **fields,  # type: ignore[arg-type]
             )
         )
@@ -621,4 +555,4 @@ class Worker:
     async def _mark_in_flight(self, row_id: int) -> Mark:
         """Write buffered outcomes and durably mark ``row_id`` in flight under the limits
         the gate applies, in one statement; an unmarked row must not be sent."""
-        return await self.outcomes.write(row_id, self.gate.limits)
+        return await self.outcomes.write(row_id, self.session.gate.limits)
