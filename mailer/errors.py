@@ -22,6 +22,7 @@ class DeliveryError(MailerError):
         code: int | None = None,
         recipient: str | None = None,
         reached_provider: bool = True,
+        mail_from_at: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -29,6 +30,9 @@ class DeliveryError(MailerError):
         self.recipient = recipient
         #: The attempt opened a transaction with the provider and counts against limits.
         self.reached_provider = reached_provider
+        #: ``time.monotonic()`` when the server answered MAIL FROM (what pacing measures
+        #: from); None when the transaction never started at the server.
+        self.mail_from_at = mail_from_at
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}" if self.code else self.message
@@ -36,6 +40,15 @@ class DeliveryError(MailerError):
 
 class TransientDeliveryError(DeliveryError):
     """The row may succeed later (SMTP 4xx, dropped connection, timeout): retry it."""
+
+
+class UnknownOutcomeError(TransientDeliveryError):
+    """The message data was sent but no reply came: it may have been delivered.
+
+    Raised when the connection drops or times out after the final ``.`` of DATA was
+    written and before the server's reply arrived. It counts against the limits; a retry
+    keeps the row's Message-ID so receivers can de-duplicate.
+    """
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -23,10 +23,19 @@ class SendResult:
 
     code: int
     response: str
+    #: ``time.monotonic()`` when the server answered MAIL FROM: the start of the mail
+    #: transaction as the server saw it, which ``min_delay_ms`` paces.
+    mail_from_at: float | None = None
 
 
 class Sender(Protocol):
     """What a worker needs from a backend."""
+
+    async def ready(self) -> None:
+        """Open the connection now if there is none (connect, greeting, EHLO, STARTTLS,
+        AUTH), raising AccountError on failure, so that pacing measures from the mail
+        transaction and not from connection set-up. Call it before waiting for a slot."""
+        ...
 
     async def send(self, message: RenderedMessage) -> SendResult:
         """Transmit one message; raise a DeliveryError subclass on failure."""

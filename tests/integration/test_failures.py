@@ -38,7 +38,7 @@ def outcomes(sql, queue_id: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize(
-    "reply", ["451 4.3.0 temporary failure", "450 4.2.0 Greylisted, please try again later"]
+    "reply", ["451 4.7.1 please try again later", "450 4.2.0 Greylisted, please try again later"]
 )
 async def test_temporary_failure_is_retried_then_sent(sql, db_url, settings, reply):
     with ScriptedSMTPServer() as smtp:
