@@ -23,6 +23,7 @@ class DeliveryError(MailerError):
         recipient: str | None = None,
         reached_provider: bool = True,
         mail_from_at: float | None = None,
+        stage: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -33,6 +34,8 @@ class DeliveryError(MailerError):
         #: ``time.monotonic()`` when the server answered MAIL FROM (what pacing measures
         #: from); None when the transaction never started at the server.
         self.mail_from_at = mail_from_at
+        #: The SMTP step that failed (greeting, mail, rcpt, data, auth), when known.
+        self.stage = stage
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}" if self.code else self.message
@@ -49,6 +52,15 @@ class UnknownOutcomeError(TransientDeliveryError):
     written and before the server's reply arrived. It counts against the limits; a retry
     keeps the row's Message-ID so receivers can de-duplicate.
     """
+
+
+class DestinationThrottledError(TransientDeliveryError):
+    """One destination (a provider's MX group) asked us to slow down: the row waits
+    ``retry_seconds`` without using an attempt, sends elsewhere go on."""
+
+    def __init__(self, message: str, *, retry_seconds: float, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_seconds = retry_seconds
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -117,7 +117,7 @@ def classify_response(
     mail_from_at: float | None = None,
 ) -> DeliveryError:
     """The DeliveryError an SMTP reply means; ``stage`` is greeting/mail/rcpt/data/auth."""
-    kwargs = {"code": code, "recipient": recipient, "mail_from_at": mail_from_at}
+    kwargs = {"code": code, "recipient": recipient, "mail_from_at": mail_from_at, "stage": stage}
     status = enhanced_code(message)
     if code in (530, 534, 535, 538) or stage == "auth":
         return AccountError(f"authentication failed: {message}", kind="auth", **kwargs)
