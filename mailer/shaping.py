@@ -3,10 +3,10 @@
 :class:`Shaper` keeps an adaptive send rate per account and per destination (AIMD, the
 way TCP shares a link): a throttle reply halves the rate of whoever throttled (a big
 provider's MX group, else the account as a whole), a stretch of successes raises it by a
-fixed step, and it never exceeds what the configured limits allow. Once the rate climbs
-back to the configured ceiling (or, with no ceiling, to twice where it was when it was
-cut) shaping for that destination ends. :meth:`Shaper.wait` is how long a send to an
-address must wait for its rates.
+step (at least 1/20 of the way back), and it never exceeds what the configured limits
+allow. Once the rate is back at the configured ceiling (or, with no ceiling, at twice
+where it was cut) shaping for that destination ends. :meth:`Shaper.wait` is how long a
+send to an address must wait for its rates.
 
 :class:`StormDetector` notices a server-wide temporary failure reported per recipient
 (the same 4xx for several different recipients in a row): the account's problem, not
@@ -117,6 +117,9 @@ class Shaper:
     floor_per_minute: float = 1.0
     #: How far back sends count to measure the rate in force when a throttle arrives.
     window_seconds: float = 60.0
+    #: Fewer sends than this in the window measure no rate: a throttle then only backs
+    #: the account off.
+    min_sample: int = 2
     rates: dict[str, Rate] = field(default_factory=dict)
     last_send: dict[str, float] = field(default_factory=dict)
     recent: dict[str, deque[float]] = field(default_factory=dict)
@@ -172,8 +175,9 @@ class Shaper:
             if rate.successes < self.increase_after:
                 continue
             rate.successes = 0
-            rate.per_minute += self.step_per_minute
             top = ceiling if ceiling is not None else rate.release_at
+            # At least 1/20 of the way back per step, so big rates recover in 20 steps.
+            rate.per_minute += max(self.step_per_minute, (top or 0.0) / 20)
             if top is not None and rate.per_minute >= top:
                 del self.rates[key]
                 changes.append(Change(key, None))
@@ -193,8 +197,10 @@ class Shaper:
         current = self.effective(key, limits)
         if current is None:
             times = self.recent.get(key, deque())
-            measured = len([t for t in times if t > now - self.window_seconds])
-            measured *= 60.0 / self.window_seconds
+            count = len([t for t in times if t > now - self.window_seconds])
+            if count < self.min_sample:
+                return None  # no rate to halve (a first send refused): backoff alone
+            measured = count * 60.0 / self.window_seconds
             ceiling = ceiling_per_minute(limits)
             current = measured if ceiling is None else min(measured, ceiling)
         new = max(self.floor_per_minute, current / 2)

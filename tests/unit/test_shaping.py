@@ -109,6 +109,13 @@ def test_never_above_configured_limits_nor_below_the_floor():
     assert change is not None and change.per_minute == 0.5
 
 
+def test_a_throttle_with_no_measured_rate_only_backs_off():
+    shaper = Shaper()
+    shaper.sent("a@example.org", 0.0)
+    assert shaper.throttled(rcpt_throttle("a@example.org"), "a@example.org", UNLIMITED, 1.0) is None
+    assert shaper.effective(ACCOUNT, UNLIMITED) is None
+
+
 def test_a_provider_throttle_slows_only_that_provider():
     shaper = Shaper()
     now = send_n(shaper, "a@gmail.com", 20, 0.0, 1.0)
