@@ -41,6 +41,7 @@ from mailer.senders import Sender, make_sender
 from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
+from mailer.traffic import Traffic
 
 log = logging.getLogger("mailer.worker")
 
@@ -154,6 +155,8 @@ class Worker:
             log.warning("account %s %s; worker not started", self.account_id, state)
             return EXIT_OK
         self.account = account
+        self.traffic = Traffic(db, self.account_id)  # issue 8: adaptive rates, storms
+        await self.traffic.load()
         await self._recover_own_rows()
         await self._sync_clock()
         window = await self.queue.account_window(self.account_id)
@@ -375,7 +378,7 @@ class Worker:
         while pending:
             if self.stopping or not await self._wait_for_slot():
                 break
-            row = pending.pop(0)
+            row = pending.pop(self.traffic.pick(pending, self.account.limits))
             if not await self._process(row):
                 break
             if len(self.results) >= self.settings.result_batch_size:
@@ -443,6 +446,7 @@ class Worker:
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
+        await self.traffic.pace(row, self.account.limits, self._sleep)
         mark = await self._write_results(in_flight_id=row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, started, mark.suppression_reason)
@@ -470,6 +474,7 @@ class Worker:
             code=result.code,
             response=result.response,
         )
+        await self.traffic.sent(row, self.account.limits)
         if self.account.backoff_until is not None:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
@@ -487,6 +492,7 @@ class Worker:
         return self.sender
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> bool:
+        exc = await self.traffic.failed(row, exc, self.account.limits)
         decision = decide(
             exc,
             attempts=row.attempts + 1,
