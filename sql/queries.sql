@@ -408,7 +408,12 @@ SELECT a.id, a.email, a.status, a.pool, a.daily_limit, a.hourly_limit, a.min_del
        min(l.created_at) + interval '24 hours' AS day_window_frees_at,
        (SELECT count(*) FROM workers AS w
          WHERE w.account_id = a.id AND w.heartbeat_at > now() - interval '30 seconds')
-           AS live_workers
+           AS live_workers,
+       (SELECT r.per_minute FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination = '') AS rate_per_minute,
+       (SELECT jsonb_object_agg(r.destination, round(r.per_minute::numeric, 1))
+          FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination <> '') AS destination_rates
 FROM sender_accounts AS a
 LEFT JOIN send_logs AS l
        ON l.account_id = a.id AND l.counted AND l.created_at > now() - interval '24 hours'
