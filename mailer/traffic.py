@@ -3,7 +3,8 @@ plus the ``send_rates`` rows that ``mailer status`` shows.
 
 The worker calls, per account (see the commit that wires it for the exact places):
 ``load()`` once at start; ``pick(rows, limits)`` to choose the next row of a batch;
-``pace(row, limits, sleep)`` right before sending it; ``sent(row, limits)`` after a 250;
+``pace(row, limits, sleep, stopping)`` right before marking it in flight (False: the
+worker is stopping, give the row back); ``sent(row, limits)`` after a 250;
 and ``error = await failed(row, error, limits)`` first thing on a DeliveryError (it may
 return a different error: an account-level one for a server-wide storm, or a
 destination throttle).
@@ -44,12 +45,22 @@ class Traffic:
         return self.shaper.pick([r.to_address for r in rows], limits, time.monotonic())
 
     async def pace(
-        self, row: QueuedEmail, limits: Limits, sleep: Callable[[float], Awaitable[Any]]
-    ) -> None:
-        """Wait until the shaped rates allow a send to ``row``, then count it as started."""
+        self,
+        row: QueuedEmail,
+        limits: Limits,
+        sleep: Callable[[float], Awaitable[Any]],
+        stopping: Callable[[], bool],
+    ) -> bool:
+        """Wait until the shaped rates allow a send to ``row``, then count it as started
+        (True). False: ``stopping()`` became true first; do not send it."""
         while (wait := self.shaper.wait(row.to_address, limits, time.monotonic())) > 0:
+            if stopping():
+                return False
             await sleep(wait)
+        if stopping():
+            return False
         self.shaper.sent(row.to_address, time.monotonic())
+        return True
 
     async def sent(self, row: QueuedEmail, limits: Limits) -> None:
         self.storm.succeeded()

@@ -446,7 +446,9 @@ class Worker:
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage, started: float) -> bool:
-        await self.traffic.pace(row, self.account.limits, self._sleep)
+        if not await self.traffic.pace(row, self.account.limits, self._sleep, self._halted):
+            await self.queue.release([row.id])
+            return False
         mark = await self._write_results(in_flight_id=row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, started, mark.suppression_reason)
@@ -479,6 +481,10 @@ class Worker:
             await self.accounts.clear_backoff(self.account_id)
             self.account = await self.accounts.get(self.account_id)
         return True
+
+    def _halted(self) -> bool:
+        """Stopping, or the account is no longer active: no new send may start."""
+        return self.stopping or self.account.status != "active"
 
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
