@@ -82,19 +82,21 @@ def is_hard_bounce(code: int, message: str) -> bool:
     return code in (550, 551, 553) and bool(_UNKNOWN_USER.search(message))
 
 
-def account_refusal(code: int, message: str, *, stage: str) -> str | None:
-    """What to fix when the server refused the account (sender, HELO name, client host)
-    rather than the recipient; None when it refused the recipient or the message."""
+def account_refusal(code: int, message: str, *, stage: str) -> tuple[str, str] | None:
+    """``(what was refused, what to fix)`` when the server refused the account (sender,
+    HELO name, client host) rather than the recipient or the message; else None."""
     status = enhanced_code(message)
     if _HELO_REFUSED.search(message):
         return (
-            "the server refused our EHLO name: set MAILER_EHLO_HOSTNAME (or the account's "
-            "--ehlo-hostname) to this host's fully qualified domain name"
+            "EHLO name refused",
+            "set MAILER_EHLO_HOSTNAME (or the account's --ehlo-hostname) to this host's "
+            "fully qualified domain name",
         )
     if _CLIENT_REFUSED.search(message):
         return (
-            "the server refused this host (its IP address or reverse DNS): allow it on "
-            "the server or send from another host"
+            "client host refused",
+            "the server refuses this host (its IP address or reverse DNS): allow it on the "
+            "server or send from another host",
         )
     if (
         stage == "mail"
@@ -102,8 +104,8 @@ def account_refusal(code: int, message: str, *, stage: str) -> str | None:
         or (status is not None and status[1:] in SENDER_CODES)
     ):
         return (
-            "the server refused the sender address: check the account's --email and that "
-            "its SMTP user may send as it"
+            "sender refused",
+            "check the account's --email and that its SMTP user may send as that address",
         )
     return None
 
@@ -132,13 +134,14 @@ def classify_response(
         return PermanentDeliveryError(
             f"message too large for the server: {message}", hard_bounce=False, **kwargs
         )
-    fix = account_refusal(code, message, stage=stage)
-    if fix is not None:
+    refusal = account_refusal(code, message, stage=stage)
+    if refusal is not None:
+        what, fix = refusal
         if code in (421, 454) or _THROTTLE_TEXT.search(message):
             kind = "throttle"
         else:
             kind = "unavailable" if code < 500 else "config"
-        text = f"sender refused: {message}" + (f" ({fix})" if kind == "config" else "")
+        text = f"{what}: {message}" + (f" ({fix})" if kind == "config" else "")
         return AccountError(text, kind=kind, reached_provider=True, **kwargs)
     if code in (421, 454) or (400 <= code < 500 and _THROTTLE_TEXT.search(message)):
         return AccountError(message, kind="throttle", reached_provider=True, **kwargs)

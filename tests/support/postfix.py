@@ -96,9 +96,14 @@ class PostfixInstance:
 
     def _run(self, *args: str) -> None:
         assert POSTFIX is not None
-        subprocess.run(
-            [POSTFIX, "-c", str(self.dir), *args], check=True, capture_output=True, timeout=60
+        done = subprocess.run(
+            [POSTFIX, "-c", str(self.dir), *args], capture_output=True, text=True, timeout=60
         )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"postfix {' '.join(args)} failed ({done.returncode}): {done.stderr}\n"
+                f"its log:\n{self.log()[-3000:]}"
+            )
 
     def _write_config(self) -> None:
         d = self.dir
@@ -164,7 +169,7 @@ alias_database =
         return self
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(RuntimeError):
             self._run("stop")
 
     def __enter__(self) -> PostfixInstance:

@@ -125,13 +125,13 @@ def test_552_at_rcpt_without_a_size_code_is_a_full_mailbox():
             553,
             "5.7.1 <news@shop.example>: Sender address rejected: not owned by user bob",
             "config",
-            "sender address",
+            "--email",
         ),
         (
             553,
             "5.7.1 <news@shop.example>: Sender address rejected: not logged in",
             "config",
-            "sender address",
+            "--email",
         ),
         (
             504,
