@@ -13,8 +13,8 @@ from mailer.credentials import CredentialBox
 from tests.support.mailer_env import (
     account_row,
     add_account,
+    backing_off,
     count_sent,
-    db_now,
     insert_emails,
     received_by_message_id,
     rows_by_id,
@@ -228,16 +228,11 @@ async def test_throttling_backs_the_account_off_without_charging_the_row(
         smtp.reply_rcpt(reply, times=1)
         [qid, *others] = insert_emails(sql, 3)
         seen: list[dict] = []
-
-        def backing_off() -> bool:
-            acc = account_row(sql, account)
-            if acc["backoff_until"] is not None and acc["backoff_until"] > db_now(sql):
-                seen.append(acc)
-                return True
-            return False
-
         async with running_worker(settings, db_url, account):
-            await wait_until(backing_off, message="account backoff_until in the future")
+            await wait_until(
+                lambda: backing_off(sql, account, seen),
+                message="account backoff_until in the future",
+            )
             assert count_sent(sql) == 0
             await wait_until(lambda: statuses(sql) == {"sent": 3}, message="rows sent after")
         received = smtp.wait_for(3)

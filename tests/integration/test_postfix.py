@@ -18,7 +18,7 @@ from mailer.status import collect_status, format_status
 from tests.support.mailer_env import (
     account_row,
     add_account,
-    db_now,
+    backing_off,
     hold,
     insert_emails,
     rows_by_id,
@@ -89,11 +89,6 @@ def log_entries(sql, queue_id: int) -> list[tuple]:
 def suppressions(sql) -> dict[str, str]:
     rows = sql.execute("SELECT email, reason FROM suppressions").fetchall()
     return {r["email"]: r["reason"] for r in rows}
-
-
-def backing_off(sql, account: int) -> bool:
-    acc = account_row(sql, account)
-    return acc["backoff_until"] is not None and acc["backoff_until"] > db_now(sql)
 
 
 # -- what already worked, proven against Postfix -------------------------------------------

@@ -19,7 +19,7 @@ from mailer.senders.smtp import SmtpSender
 from tests.support.mailer_env import (
     account_row,
     add_account,
-    db_now,
+    backing_off,
     insert_emails,
     received_by_message_id,
     rows_by_id,
@@ -258,16 +258,8 @@ async def test_the_same_4xx_for_several_recipients_backs_the_account_off(sql, db
         smtp.reply_rcpt("451 4.7.0 Temporary local problem - please try later", times=None)
         ids = insert_emails(sql, 6)
         seen: list[dict] = []
-
-        def backing_off() -> bool:
-            acc = account_row(sql, account)
-            if acc["backoff_until"] is not None and acc["backoff_until"] > db_now(sql):
-                seen.append(acc)
-                return True
-            return False
-
         async with running_worker(settings, db_url, account):
-            await wait_until(backing_off, message="account backing off")
+            await wait_until(lambda: backing_off(sql, account, seen), message="account backing off")
             attempts_then = {q: r["attempts"] for q, r in rows_by_id(sql).items()}
             smtp.reset_script()
             await wait_until(lambda: statuses(sql) == {"sent": 6}, message="all sent")
