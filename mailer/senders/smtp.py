@@ -295,7 +295,12 @@ class SmtpSender:
         try:
             await client.connect()
             if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    if not client.is_connected:
+                        raise
+                    await client.helo()  # a server without ESMTP
             if account.smtp_username:
                 await client.login(account.smtp_username, password)
         except Exception as exc:
