@@ -50,6 +50,9 @@ class AccountManager:
             "smtp_port": None,
             "smtp_username": None,
             "smtp_security": "starttls",
+            "ehlo_hostname": None,
+            "smtp_tls_ca_file": None,
+            "smtp_tls_verify": True,
         }
         params.update({k: v for k, v in fields.items() if v is not None})
         params["email"] = email
@@ -87,6 +90,37 @@ class AccountManager:
                 "min_delay_ms": min_delay_ms,
             },
         )
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
+    async def edit_smtp(
+        self,
+        box: CredentialBox,
+        account_id: int,
+        *,
+        password: str | None = None,
+        clear: frozenset[str] = frozenset(),
+        **fields: Any,
+    ) -> SenderAccount:
+        """Change the SMTP settings given (None keeps a setting); ``clear`` names columns
+        to set back to NULL (``smtp_port``, ``smtp_username`` with its password,
+        ``ehlo_hostname``, ``smtp_tls_ca_file``)."""
+        params: dict[str, Any] = {
+            "account_id": account_id,
+            "smtp_host": None,
+            "smtp_port": None,
+            "smtp_security": None,
+            "smtp_username": None,
+            "ehlo_hostname": None,
+            "smtp_tls_ca_file": None,
+            "smtp_tls_verify": None,
+        }
+        params.update(fields)
+        params["smtp_password_encrypted"] = box.encrypt(password) if password else None
+        for column in ("smtp_port", "smtp_username", "ehlo_hostname", "smtp_tls_ca_file"):
+            params[f"clear_{column}"] = column in clear
+        row = await self.db.fetch_one("edit_account_smtp", params)
         if row is None:
             raise AccountNotFound(f"no sender account with id {account_id}")
         return SenderAccount.from_row(row)

@@ -1,6 +1,6 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
-Commands: ``db migrate``, ``accounts add|list|pause|resume|set-limits``, ``run``
+Commands: ``db migrate``, ``accounts add|edit|list|pause|resume|set-limits``, ``run``
 (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
 """
 
@@ -135,22 +135,67 @@ def account_id_argument(fn: Any) -> Any:
     return click.argument("account_id", type=int, required=False)(wrapper)
 
 
+def smtp_options(*, adding: bool) -> Any:
+    """The SMTP connection options ``accounts add`` and ``accounts edit`` share (on edit,
+    an option not given keeps the account's setting)."""
+
+    def decorate(fn: Any) -> Any:
+        options = [
+            click.option("--smtp-host", required=adding, default=None),
+            click.option(
+                "--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none"
+            ),
+            click.option("--smtp-username", "--username", "smtp_username", default=None),
+            click.option(
+                "--smtp-password",
+                "--password",
+                "smtp_password",
+                default=None,
+                envvar="MAILER_SMTP_PASSWORD",
+                help="Stored encrypted. Prefer the env var or the prompt to the command line.",
+            ),
+            click.option(
+                "--prompt-password", is_flag=True, help="Ask for the password on the terminal."
+            ),
+            click.option(
+                "--smtp-security",
+                type=click.Choice(["starttls", "tls", "none"]),
+                default="starttls" if adding else None,
+            ),
+            click.option(
+                "--ehlo-hostname",
+                default=None,
+                help="Name said in EHLO for this account [default: MAILER_EHLO_HOSTNAME, "
+                "else this host's fully qualified name].",
+            ),
+            click.option(
+                "--tls-ca-file",
+                "smtp_tls_ca_file",
+                type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+                default=None,
+                help="PEM file of the CA that signs the server's certificate (a private "
+                "relay's); the system's CAs otherwise.",
+            ),
+            click.option(
+                "--tls-verify/--tls-no-verify",
+                "smtp_tls_verify",
+                default=None,
+                help="--tls-no-verify turns certificate checks off: discouraged (anyone on "
+                "the path can read the mail and the password), logged at every connection; "
+                "use --tls-ca-file.",
+            ),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @accounts.command("add")
 @click.option("--email", required=True, help="The From address.")
 @click.option("--display-name", default=None)
-@click.option("--smtp-host", required=True)
-@click.option("--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none.")
-@click.option("--smtp-username", "--username", "smtp_username", default=None)
-@click.option(
-    "--smtp-password",
-    "--password",
-    "smtp_password",
-    default=None,
-    envvar="MAILER_SMTP_PASSWORD",
-    help="Stored encrypted. Prefer the env var or the prompt to the command line.",
-)
-@click.option("--prompt-password", is_flag=True, help="Ask for the password on the terminal.")
-@click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]), default="starttls")
+@smtp_options(adding=True)
 @click.option("--daily-limit", type=int, default=500)
 @click.option("--hourly-limit", type=int, default=None)
 @click.option("--min-delay-ms", type=int, default=1000)
@@ -168,12 +213,85 @@ def accounts_add(
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
     fields["status"] = "paused" if paused else "active"
+    _warn_tls_no_verify(fields.get("smtp_tls_verify"))
     account = ctx.run_db(
         lambda db: AccountManager(db).add(box, password=smtp_password, backend="smtp", **fields)
     )
     click.echo(
         f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
     )
+
+
+def _warn_tls_no_verify(verify: bool | None) -> None:
+    if verify is False:
+        click.echo(
+            "warning: TLS certificate verification is off for this account; anyone on the "
+            "path can read its mail and password. Prefer --tls-ca-file.",
+            err=True,
+        )
+
+
+@accounts.command("edit")
+@account_id_argument
+@smtp_options(adding=False)
+@click.option("--no-smtp-port", is_flag=True, help="Back to the default port.")
+@click.option("--no-smtp-username", is_flag=True, help="No AUTH (removes the password too).")
+@click.option("--no-ehlo-hostname", is_flag=True, help="Back to MAILER_EHLO_HOSTNAME.")
+@click.option("--no-tls-ca-file", is_flag=True, help="Back to the system's CAs.")
+@pass_ctx
+def accounts_edit(
+    ctx: Context,
+    account_id: int,
+    prompt_password: bool,
+    smtp_password: str | None,
+    no_smtp_port: bool,
+    no_smtp_username: bool,
+    no_ehlo_hostname: bool,
+    no_tls_ca_file: bool,
+    **fields: Any,
+) -> None:
+    """Change an account's SMTP settings (host, port, security, username, password, EHLO
+    name, TLS trust); what is not given stays. The running worker reconnects with them
+    within seconds."""
+    from mailer.accounts import AccountManager, AccountNotFound
+    from mailer.credentials import CredentialBox, secret_key
+
+    if prompt_password:
+        smtp_password = click.prompt("SMTP password", hide_input=True)
+    _warn_tls_no_verify(fields.get("smtp_tls_verify"))
+    clear = {
+        name
+        for name, flag in (
+            ("smtp_port", no_smtp_port),
+            ("smtp_username", no_smtp_username),
+            ("ehlo_hostname", no_ehlo_hostname),
+            ("smtp_tls_ca_file", no_tls_ca_file),
+        )
+        if flag
+    }
+    box = CredentialBox(secret_key(ctx.settings))
+    try:
+        account = ctx.run_db(
+            lambda db: AccountManager(db).edit_smtp(
+                box, account_id, password=smtp_password, clear=frozenset(clear), **fields
+            )
+        )
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = account_summary(account)
+    shown = ", ".join(
+        f"{k} {summary[k]}"
+        for k in (
+            "smtp_host",
+            "smtp_port",
+            "smtp_security",
+            "smtp_username",
+            "ehlo_hostname",
+            "smtp_tls_ca_file",
+            "smtp_tls_verify",
+        )
+    )
+    click.echo(f"account {account.id} <{account.email}>: {shown}")
 
 
 @accounts.command("list")
@@ -216,6 +334,9 @@ def account_summary(account: Any) -> dict[str, Any]:
         "smtp_port",
         "smtp_username",
         "smtp_security",
+        "ehlo_hostname",
+        "smtp_tls_ca_file",
+        "smtp_tls_verify",
         "last_error",
         "backoff_until",
     )
@@ -307,11 +428,20 @@ def accounts_set_limits(
 @pass_ctx
 def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
     """Send for one account (what `mailer run` spawns). Exit 3: another worker has it."""
+    from mailer.senders.smtp import warn_if_not_fully_qualified
     from mailer.worker import Worker
 
+    warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     settings = ctx.settings.with_overrides(batch_size=batch_size)
     code = run_until_signalled(Worker(settings, ctx.url, account_id), settings)
     sys.exit(code)
+
+
+def default_ehlo_hostname(settings: Settings) -> str:
+    """The EHLO name of accounts without their own: MAILER_EHLO_HOSTNAME or the host's."""
+    import socket
+
+    return settings.ehlo_hostname or socket.getfqdn()
 
 
 def run_until_signalled(service: Any, settings: Settings) -> int:
@@ -343,8 +473,10 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
 @pass_ctx
 def run(ctx: Context) -> None:
     """Run the orchestrator: one worker process per active account."""
+    from mailer.senders.smtp import warn_if_not_fully_qualified
     from orchestrator.supervisor import Orchestrator
 
+    warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     sys.exit(run_until_signalled(Orchestrator(ctx.settings, ctx.url), ctx.settings))
 
 

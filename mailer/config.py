@@ -45,6 +45,10 @@ class Settings:
     account_backoff_max_seconds: float = 900.0
     #: SMTP connect/command timeout.
     smtp_timeout_seconds: float = 30.0
+    #: The name Mailer gives in SMTP EHLO (an account's own ``ehlo_hostname`` wins);
+    #: empty = this host's fully qualified name (``socket.getfqdn()``). Strict servers
+    #: refuse a name that is not fully qualified, such as ``localhost``.
+    ehlo_hostname: str = ""
     #: Reconnect after this many messages on one SMTP connection.
     messages_per_connection: int = 100
     #: At most this many outcomes wait in memory; every send writes them first anyway.

@@ -22,6 +22,8 @@ class DeliveryError(MailerError):
         code: int | None = None,
         recipient: str | None = None,
         reached_provider: bool = True,
+        mail_from_at: float | None = None,
+        stage: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -29,9 +31,11 @@ class DeliveryError(MailerError):
         self.recipient = recipient
         #: The attempt opened a transaction with the provider and counts against limits.
         self.reached_provider = reached_provider
-        #: ``time.monotonic()`` when the server answered MAIL FROM (None: no transaction
-        #: began); the limit gate paces the next send from it.
-        self.mail_from_at: float | None = None
+        #: ``time.monotonic()`` when the server answered MAIL FROM (what pacing measures
+        #: from); None when the transaction never started at the server.
+        self.mail_from_at = mail_from_at
+        #: The SMTP step that failed (greeting, mail, rcpt, data, auth), when known.
+        self.stage = stage
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}" if self.code else self.message
@@ -42,10 +46,21 @@ class TransientDeliveryError(DeliveryError):
 
 
 class UnknownOutcomeError(TransientDeliveryError):
-    """The message data was sent but no reply came (timeout or dropped connection after
-    the final dot): it may have been delivered. It counts against the limits; the row is
-    retried with the same Message-ID (receivers de-duplicate on it) unless
-    ``MAILER_UNKNOWN_OUTCOME=fail``."""
+    """The message data was sent but no reply came: it may have been delivered.
+
+    Raised when the connection drops or times out after the final ``.`` of DATA was
+    written and before the server's reply arrived. It counts against the limits; a retry
+    keeps the row's Message-ID so receivers can de-duplicate.
+    """
+
+
+class DestinationThrottledError(TransientDeliveryError):
+    """One destination (a provider's MX group) asked us to slow down: the row waits
+    ``retry_seconds`` without using an attempt, sends elsewhere go on."""
+
+    def __init__(self, message: str, *, retry_seconds: float, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_seconds = retry_seconds
 
 
 class PermanentDeliveryError(DeliveryError):

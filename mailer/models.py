@@ -35,6 +35,12 @@ class SenderAccount:
     last_error: str | None
     backoff_until: datetime | None
     updated_at: datetime
+    #: EHLO name of this account's connections (None: MAILER_EHLO_HOSTNAME).
+    ehlo_hostname: str | None = None
+    #: PEM file of the CA(s) that sign the SMTP server's certificate (None: the system's).
+    smtp_tls_ca_file: str | None = None
+    #: False turns certificate verification off (discouraged, logged at every connect).
+    smtp_tls_verify: bool = True
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -57,6 +63,9 @@ class SenderAccount:
             self.smtp_security,
             self.smtp_password_encrypted,
             self.email,
+            self.ehlo_hostname,
+            self.smtp_tls_ca_file,
+            self.smtp_tls_verify,
         )
 
 

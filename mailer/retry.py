@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mailer.errors import (
     AccountError,
     DeliveryError,
+    DestinationThrottledError,
     InvalidMessageError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -57,11 +58,24 @@ def decide(
         return Decision(status="failed", outcome="invalid", counted=False)
     if isinstance(error, AccountError):
         return Decision(status="queued", outcome="account", counted=False, refund=True)
+    counted = isinstance(error, DeliveryError) and error.reached_provider
     if isinstance(error, PermanentDeliveryError):
         reason = "hard_bounce" if error.hard_bounce else None
-        return Decision(status="failed", outcome="permanent", counted=True, suppress_reason=reason)
+        return Decision(
+            status="failed", outcome="permanent", counted=counted, suppress_reason=reason
+        )
+    if isinstance(error, DestinationThrottledError):  # that provider's slot, not the row's fault
+        return Decision(
+            status="queued",
+            outcome="transient",
+            counted=counted,
+            retry_seconds=error.retry_seconds,
+            refund=True,
+        )
+    # The data went out and no reply came: it may have been delivered, so it always counts
+    # against the limits; the retry keeps the Message-ID (receivers de-duplicate on it).
     outcome = "unknown" if isinstance(error, UnknownOutcomeError) else "transient"
-    counted = isinstance(error, DeliveryError) and error.reached_provider
+    counted = counted or outcome == "unknown"
     if attempts >= max_attempts or (outcome == "unknown" and fail_unknown):
         return Decision(status="failed", outcome=outcome, counted=counted)
     delay = retry_delay(attempts, base=base, cap=cap, rng=rng)

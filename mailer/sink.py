@@ -40,15 +40,22 @@ THREAD_TIMEOUT_SECONDS = 10.0
 class SMTPServerThread:
     """An aiosmtpd ``SMTP`` server on a private event loop in a daemon thread.
 
-    ``smtp_kwargs`` are passed to every ``SMTP`` instance (one per connection). After
+    ``smtp_kwargs`` are passed to every ``smtp_class`` instance (one per connection). After
     :meth:`start`, ``host`` and ``port`` are the bound address (``port=0`` picks a free
     port) and ``connections`` counts accepted TCP connections.
     """
 
     def __init__(
-        self, handler: Any, host: str = "127.0.0.1", port: int = 0, **smtp_kwargs: Any
+        self,
+        handler: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        smtp_class: type[SMTP] = SMTP,
+        **smtp_kwargs: Any,
     ) -> None:
         self.handler = handler
+        self.smtp_class = smtp_class
         self.host = host
         self.port = port
         self._smtp_kwargs: dict[str, Any] = {"hostname": SERVER_HOSTNAME, **smtp_kwargs}
@@ -116,7 +123,7 @@ class SMTPServerThread:
     def _factory(self) -> SMTP:
         with self._lock:
             self._connections += 1
-        smtp = SMTP(self.handler, loop=self._loop, **self._smtp_kwargs)
+        smtp = self.smtp_class(self.handler, loop=self._loop, **self._smtp_kwargs)
         self._protocols.add(smtp)
         return smtp
 

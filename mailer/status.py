@@ -99,6 +99,8 @@ def _account_report(row: dict[str, Any]) -> dict[str, Any]:
             "live_workers",
             "last_error",
             "backoff_until",
+            "rate_per_minute",
+            "destination_rates",
         )
     }
     report["frees_at"] = _frees_at(row)
@@ -117,6 +119,20 @@ def _frees_at(row: dict[str, Any]) -> datetime | None:
     return max(times) if times else None
 
 
+def _join(note: str, more: str) -> str:
+    return f"{note}; {more}" if note and more else note or more
+
+
+def _rates_note(account: dict[str, Any]) -> str:
+    """The adaptive rates a throttle put in force (mailer.shaping), if any."""
+    parts = []
+    if account.get("rate_per_minute") is not None:
+        parts.append(f"rate {account['rate_per_minute']:.1f}/min")
+    for group, rate in sorted((account.get("destination_rates") or {}).items()):
+        parts.append(f"{group} {float(rate):.1f}/min")
+    return ("shaped: " + ", ".join(parts)) if parts else ""
+
+
 def format_status(report: dict[str, Any]) -> str:
     """The report as text tables."""
     queue = {k: v for k, v in report["queue"].items() if k != "stranded"}
@@ -131,8 +147,9 @@ def format_status(report: dict[str, Any]) -> str:
         note = ""
         if a["frees_at"] is not None:
             note = f"at limit, frees at {a['frees_at']:%Y-%m-%d %H:%M:%S %Z}"
+        note = _join(note, _rates_note(a))
         if a["last_error"]:
-            note = (note + "; " if note else "") + a["last_error"]
+            note = _join(note, a["last_error"])
         hour = f"{a['sent_last_hour']}/{hourly}"
         day = f"{a['sent_last_day']}/{a['daily_limit']}"
         lines.append(

@@ -52,6 +52,7 @@ from mailer.senders import Sender, make_sender
 from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
+from mailer.traffic import Traffic
 
 log = logging.getLogger("mailer.worker")
 
@@ -178,6 +179,8 @@ class Worker:
             log.warning("account %s %s; worker not started", self.account_id, not_running)
             return EXIT_OK
         self.journal.open()
+        self.traffic = Traffic(db, self.account_id)  # adaptive rates, server-wide storms
+        await self.traffic.load()
         await self.leases.recover_account_rows(self.account_id)
         await self.session.load_gate(self.worker_id)
         await db.execute(
@@ -358,9 +361,11 @@ class Worker:
     async def _send_batch(self, rows: list[QueuedEmail]) -> None:
         pending = list(rows)
         while pending:
-            if self.stopping or not await self._connected() or not await self._wait_for_slot():
+            if self.stopping or not await self._connected(pending[0]):
                 break
-            row = pending.pop(0)
+            if not await self._wait_for_slot():
+                break
+            row = pending.pop(self.traffic.pick(pending, self.session.gate.limits))
             step = await self._process(row)
             if step is Step.AGAIN:
                 pending.insert(0, row)
@@ -372,16 +377,26 @@ class Worker:
             await self.queue.release([r.id for r in pending])
         await self._flush()
 
-    async def _connected(self) -> bool:
+    async def _connected(self, row: QueuedEmail) -> bool:
         """Set up the connection before pacing (its set-up must not eat into
-        ``min_delay_ms``); False when the account cannot connect (it backs off)."""
+        ``min_delay_ms``); False when the account cannot connect: the failure is logged
+        against ``row`` (not counted, no attempt used) and the account backs off."""
         try:
             await (await self._sender()).ready()
-        except AccountError as exc:
-            await self._account_failed(exc)
-            return False
         except DeliveryError as exc:
-            await self._account_failed(AccountError(f"cannot connect: {exc}", kind="unavailable"))
+            error = exc
+            if not isinstance(exc, AccountError):
+                error = AccountError(f"cannot connect: {exc}", kind="unavailable", code=exc.code)
+            self._record(
+                row,
+                self.session.now(),
+                status="queued",
+                outcome="account",
+                code=error.code,
+                response=error.message,
+                error=str(error),
+            )
+            await self._account_failed(error)
             return False
         return True
 
@@ -450,6 +465,9 @@ class Worker:
         return True
 
     async def _deliver(self, row: QueuedEmail, message: RenderedMessage) -> Step:
+        if not await self.traffic.pace(row, self.session.gate.limits, self._sleep, self._halted):
+            await self.queue.release([row.id])
+            return Step.STOP
         mark = await self._mark_in_flight(row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, self.session.now(), mark.suppression_reason)
@@ -479,8 +497,13 @@ class Worker:
             code=result.code,
             response=result.response,
         )
+        await self.traffic.sent(row, self.session.gate.limits)
         await self.session.succeeded()
         return Step.DONE
+
+    def _halted(self) -> bool:
+        """Stopping, or the account is no longer active: no new send may start."""
+        return self.stopping or self.session.account.status != "active"
 
     async def _sender(self) -> Sender:
         """The account's sender, re-created when its connection settings changed."""
@@ -494,6 +517,7 @@ class Worker:
         return self.sender
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
+        exc = await self.traffic.failed(row, exc, self.session.gate.limits)
         decision = decide(
             exc,
             attempts=row.attempts + 1,

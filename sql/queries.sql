@@ -50,10 +50,33 @@ SELECT * FROM sender_accounts ORDER BY id
 -- insert_account --
 INSERT INTO sender_accounts (email, display_name, backend, status, daily_limit, hourly_limit,
                              min_delay_ms, pool, smtp_host, smtp_port, smtp_username,
-                             smtp_security, smtp_password_encrypted)
+                             smtp_security, smtp_password_encrypted, ehlo_hostname,
+                             smtp_tls_ca_file, smtp_tls_verify)
 VALUES (%(email)s, %(display_name)s, %(backend)s, %(status)s, %(daily_limit)s,
         %(hourly_limit)s, %(min_delay_ms)s, %(pool)s, %(smtp_host)s, %(smtp_port)s,
-        %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s)
+        %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s,
+        %(ehlo_hostname)s, %(smtp_tls_ca_file)s, %(smtp_tls_verify)s)
+RETURNING *
+
+-- edit_account_smtp --
+-- `mailer accounts edit`: change only the SMTP settings given (NULL = keep); the clear_*
+-- flags set a column back to NULL.
+UPDATE sender_accounts
+SET smtp_host = COALESCE(%(smtp_host)s, smtp_host),
+    smtp_port = CASE WHEN %(clear_smtp_port)s THEN NULL ELSE COALESCE(%(smtp_port)s, smtp_port) END,
+    smtp_security = COALESCE(%(smtp_security)s, smtp_security),
+    smtp_username = CASE WHEN %(clear_smtp_username)s THEN NULL
+                         ELSE COALESCE(%(smtp_username)s, smtp_username) END,
+    smtp_password_encrypted = CASE WHEN %(clear_smtp_username)s THEN NULL
+                                   ELSE COALESCE(%(smtp_password_encrypted)s,
+                                                 smtp_password_encrypted) END,
+    ehlo_hostname = CASE WHEN %(clear_ehlo_hostname)s THEN NULL
+                         ELSE COALESCE(%(ehlo_hostname)s, ehlo_hostname) END,
+    smtp_tls_ca_file = CASE WHEN %(clear_smtp_tls_ca_file)s THEN NULL
+                            ELSE COALESCE(%(smtp_tls_ca_file)s, smtp_tls_ca_file) END,
+    smtp_tls_verify = COALESCE(%(smtp_tls_verify)s, smtp_tls_verify),
+    updated_at = now()
+WHERE id = %(account_id)s
 RETURNING *
 
 -- set_account_status --
@@ -409,6 +432,31 @@ DELETE FROM workers WHERE id = %(worker_id)s
 -- forget_stale_workers --
 DELETE FROM workers WHERE heartbeat_at < now() - interval '10 minutes'
 
+-- send_rates --
+-- The adaptive rates in force for one account (see mailer/shaping.py).
+SELECT destination, per_minute, release_at, reason, updated_at FROM send_rates
+WHERE account_id = %(account_id)s ORDER BY destination
+
+-- save_send_rate --
+INSERT INTO send_rates (account_id, destination, per_minute, release_at, reason)
+VALUES (%(account_id)s, %(destination)s, %(per_minute)s, %(release_at)s, %(reason)s)
+ON CONFLICT (account_id, destination) DO UPDATE
+SET per_minute = EXCLUDED.per_minute, release_at = EXCLUDED.release_at,
+    reason = COALESCE(EXCLUDED.reason, send_rates.reason), updated_at = now()
+
+-- delete_send_rate --
+-- The rate climbed back to the configured limits: no shaping any more.
+DELETE FROM send_rates WHERE account_id = %(account_id)s AND destination = %(destination)s
+
+-- all_send_rates --
+SELECT account_id, destination, per_minute, reason FROM send_rates
+ORDER BY account_id, destination
+
+-- refund_attempts --
+-- Attempts of rows that met a server-wide temporary failure do not count: give them back.
+UPDATE email_queue SET attempts = attempts - 1
+WHERE id = ANY(%(ids)s) AND status = 'queued' AND attempts > 0
+
 -- queue_counts --
 SELECT status, count(*) AS count FROM email_queue GROUP BY status ORDER BY status
 
@@ -424,7 +472,12 @@ SELECT a.id, a.email, a.status, a.pool, a.daily_limit, a.hourly_limit, a.min_del
        min(l.created_at) + interval '24 hours' AS day_window_frees_at,
        (SELECT count(*) FROM workers AS w
          WHERE w.account_id = a.id AND w.heartbeat_at > now() - interval '30 seconds')
-           AS live_workers
+           AS live_workers,
+       (SELECT r.per_minute FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination = '') AS rate_per_minute,
+       (SELECT jsonb_object_agg(r.destination, round(r.per_minute::numeric, 1))
+          FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination <> '') AS destination_rates
 FROM sender_accounts AS a
 LEFT JOIN send_logs AS l
        ON l.account_id = a.id AND l.counted AND l.created_at > now() - interval '24 hours'

@@ -23,7 +23,8 @@ class SendResult:
 
     code: int
     response: str
-    #: ``time.monotonic()`` when the server answered MAIL FROM (None if unknown).
+    #: ``time.monotonic()`` when the server answered MAIL FROM: the start of the mail
+    #: transaction as the server saw it, which ``min_delay_ms`` paces.
     mail_from_at: float | None = None
 
 
@@ -31,8 +32,9 @@ class Sender(Protocol):
     """What a worker needs from a backend."""
 
     async def ready(self) -> None:
-        """Connect (and authenticate) now if not connected, so the worker's pacing does
-        not include connection set-up; raise a DeliveryError subclass on failure."""
+        """Open the connection now if there is none (connect, greeting, EHLO, STARTTLS,
+        AUTH), raising AccountError on failure, so that pacing measures from the mail
+        transaction and not from connection set-up. Call it before waiting for a slot."""
         ...
 
     async def send(self, message: RenderedMessage) -> SendResult:

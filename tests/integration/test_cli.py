@@ -156,3 +156,73 @@ def test_db_stop_stops_the_embedded_server(tmp_path):
 
 def test_db_stop_leaves_an_external_server_alone(mailer):
     assert "DATABASE_URL is set" in mailer("db", "stop", code=1)
+
+
+def test_accounts_add_and_edit_smtp_settings(mailer, sql, tmp_path):
+    ca = tmp_path / "relay-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    mailer(
+        "accounts",
+        "add",
+        "--email",
+        "a@shop.example",
+        "--smtp-host",
+        "relay.internal",
+        "--ehlo-hostname",
+        "mailer1.shop.example",
+        "--tls-ca-file",
+        str(ca),
+    )
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert row["ehlo_hostname"] == "mailer1.shop.example"
+    assert row["smtp_tls_ca_file"] == str(ca.resolve()) and row["smtp_tls_verify"] is True
+
+    out = mailer(
+        "accounts",
+        "edit",
+        "1",
+        "--smtp-host",
+        "relay2.internal",
+        "--smtp-port",
+        "2525",
+        "--smtp-security",
+        "tls",
+        "--username",
+        "news",
+        "--password",
+        "s3cret-pw",
+        "--no-tls-ca-file",
+        "--tls-no-verify",
+    )
+    assert "relay2.internal" in out and "s3cret" not in out
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert (row["smtp_host"], row["smtp_port"], row["smtp_security"]) == (
+        "relay2.internal",
+        2525,
+        "tls",
+    )
+    assert row["smtp_username"] == "news" and row["smtp_tls_ca_file"] is None
+    assert row["smtp_tls_verify"] is False
+    assert CredentialBox("test-secret-key").decrypt(row["smtp_password_encrypted"]) == "s3cret-pw"
+    assert row["ehlo_hostname"] == "mailer1.shop.example"  # not given: kept
+
+    mailer("accounts", "edit", "1", "--no-ehlo-hostname", "--tls-verify", "--no-smtp-username")
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert row["ehlo_hostname"] is None and row["smtp_tls_verify"] is True
+    assert row["smtp_username"] is None and row["smtp_password_encrypted"] is None
+    assert "no sender account with id 9" in mailer(
+        "accounts", "edit", "9", "--smtp-port", "25", code=1
+    )
+    assert "does not exist" in mailer("accounts", "edit", "1", "--tls-ca-file", "/nope.pem", code=2)
+
+
+def test_status_shows_the_adaptive_rates(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    sql.execute(
+        "INSERT INTO send_rates (account_id, destination, per_minute, reason) VALUES "
+        "(1, '', 5, '450 4.7.1 too much mail'), (1, 'gmail', 2.5, '421 4.7.0 try later')"
+    )
+    [account] = json.loads(mailer("status", "--json"))["accounts"]
+    assert account["rate_per_minute"] == 5.0
+    assert account["destination_rates"] == {"gmail": 2.5}
+    assert "shaped: rate 5.0/min, gmail 2.5/min" in mailer("status")

@@ -123,6 +123,19 @@ def account_row(sql: psycopg.Connection, account_id: int) -> dict[str, Any]:
     return sql.execute("SELECT * FROM sender_accounts WHERE id = %s", (account_id,)).fetchone()
 
 
+def backing_off(
+    sql: psycopg.Connection, account_id: int, seen: list[dict[str, Any]] | None = None
+) -> bool:
+    """True while the account's ``backoff_until`` is in the future (then its row is
+    appended to ``seen``, for the assertions after)."""
+    acc = account_row(sql, account_id)
+    if acc["backoff_until"] is not None and acc["backoff_until"] > db_now(sql):
+        if seen is not None:
+            seen.append(acc)
+        return True
+    return False
+
+
 def db_now(sql: psycopg.Connection, offset_seconds: float = 0.0) -> datetime:
     """The database's clock, plus ``offset_seconds``."""
     row = sql.execute("SELECT now() + make_interval(secs => %s) AS t", (offset_seconds,)).fetchone()

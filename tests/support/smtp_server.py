@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class _Rule:
     """One scripted behaviour; ``remaining`` None means it never runs out."""
 
     action: Literal["reply", "drop", "delay"]
-    stage: Stage
+    stage: Stage | Literal["greeting"]
     response: str = ""
     seconds: float = 0.0
     address: str | None = None
@@ -89,8 +90,25 @@ class ScriptedSMTPServer:
     to wrong credentials and 530 to MAIL FROM before a successful AUTH.
     """
 
-    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        auth: tuple[str, str] | None = None,
+        *,
+        size_limit: int = DATA_SIZE_LIMIT,
+        smtputf8: bool = True,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``size_limit`` is advertised as SIZE in EHLO (0: none, nor enforced);
+        ``smtputf8`` False: the server does not offer SMTPUTF8; ``tls_context`` offers
+        STARTTLS with that certificate."""
         self.auth = auth
+        self.tls_context = tls_context
+        self.size_limit = size_limit
+        self.smtputf8 = smtputf8
+        #: The name each session gave in EHLO/HELO, in order (one per transaction).
+        self.ehlo_names: list[str] = []
+        #: ``time.monotonic()`` of each MAIL FROM the server answered, in order.
+        self.mail_from_times: list[float] = []
         self.host = "127.0.0.1"
         self.port = 0
         self._lock = threading.Lock()
@@ -105,7 +123,13 @@ class ScriptedSMTPServer:
         """Bind 127.0.0.1 on a free port and serve in a background thread."""
         if self._thread is not None:
             raise RuntimeError("server already started")
-        thread = SMTPServerThread(_ScriptedHandler(self), self.host, 0, **self._smtp_kwargs())
+        thread = SMTPServerThread(
+            _ScriptedHandler(self),
+            self.host,
+            0,
+            smtp_class=_make_smtp_class(self),
+            **self._smtp_kwargs(),
+        )
         thread.start()
         self._thread, self.port = thread, thread.port
         return self
@@ -123,7 +147,12 @@ class ScriptedSMTPServer:
         self.stop()
 
     def _smtp_kwargs(self) -> dict[str, object]:
-        kwargs: dict[str, object] = {"data_size_limit": DATA_SIZE_LIMIT, "enable_SMTPUTF8": True}
+        kwargs: dict[str, object] = {
+            "data_size_limit": self.size_limit or None,
+            "enable_SMTPUTF8": self.smtputf8,
+        }
+        if self.tls_context is not None:
+            kwargs.update(tls_context=self.tls_context)
         if self.auth is not None:
             kwargs.update(auth_require_tls=False, authenticator=self._authenticate)
         return kwargs
@@ -176,6 +205,11 @@ class ScriptedSMTPServer:
 
     # -- scripting -------------------------------------------------------------------------
 
+    def reply_mail(self, response: str, *, times: int | None = 1) -> None:
+        """Answer MAIL FROM with ``response`` (e.g. ``"552 5.3.4 Message size exceeds fixed
+        limit"``). A 2xx accepts."""
+        self._add(_Rule("reply", "mail", _check_reply(response), 0.0, None, times))
+
     def reply_rcpt(
         self, response: str, *, address: str | None = None, times: int | None = 1
     ) -> None:
@@ -196,6 +230,14 @@ class ScriptedSMTPServer:
         if stage not in _STAGES:
             raise ValueError(f"stage must be one of {_STAGES}, not {stage!r}")
         self._add(_Rule("drop", stage, remaining=times))
+
+    def greet(self, response: str = "", *, delay: float = 0.0, times: int | None = 1) -> None:
+        """The next ``times`` connections wait ``delay`` seconds before the greeting and,
+        with ``response`` (e.g. ``"421 4.7.0 Too many connections"``), answer that instead
+        of 220 and hang up."""
+        if response:
+            _check_reply(response)
+        self._add(_Rule("reply", "greeting", response, delay, None, times))
 
     def delay_data(self, seconds: float, times: int | None = 1) -> None:
         """Sleep ``seconds`` after receiving the data, before answering it."""
@@ -270,6 +312,12 @@ class _ScriptedHandler:
             return "530 5.7.0 Authentication required"
         if self.owner._take("drop", "mail", []):
             _drop(server)
+        with self.owner._lock:
+            self.owner.ehlo_names.append(session.host_name or "")
+            self.owner.mail_from_times.append(time.monotonic())
+        rule = self.owner._take("reply", "mail", [])
+        if rule is not None and not rule.response.startswith("2"):
+            return await _answer(server, rule.response)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -299,6 +347,24 @@ class _ScriptedHandler:
             return await _answer(server, rule.response)
         self.owner._record(envelope)
         return rule.response if rule is not None else "250 OK"
+
+
+def _make_smtp_class(owner: ScriptedSMTPServer) -> type[SMTP]:
+    """aiosmtpd's SMTP with a scriptable greeting (see :meth:`ScriptedSMTPServer.greet`)."""
+
+    class _ScriptedSMTP(SMTP):
+        async def _handle_client(self) -> None:
+            rule = owner._take("reply", "greeting", [])
+            if rule is not None:
+                await asyncio.sleep(rule.seconds)
+                if rule.response:  # refuse the session, as a busy or blocking server does
+                    await self.push(rule.response)
+                    assert self.transport is not None
+                    self.transport.close()
+                    return
+            await super()._handle_client()
+
+    return _ScriptedSMTP
 
 
 def _drop(server: SMTP) -> NoReturn:
