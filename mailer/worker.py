@@ -101,6 +101,7 @@ class Worker:
             variables=[tracking.variables],
             post_render=[tracking.post_render] if post_render is None else post_render,
             reject_special_use_domains=settings.reject_special_use_domains,
+            smtputf8=True,  # senders use SMTPUTF8 where offered, else fail the row clearly
         )
         self.box = CredentialBox(secret)
         self.journal = OutcomeJournal(

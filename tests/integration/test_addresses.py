@@ -45,20 +45,28 @@ async def test_special_use_domains_fail_the_row_when_refused(sql, db_url, settin
     assert "MAILER_REJECT_SPECIAL_USE_DOMAINS" in rows[bad]["last_error"]
 
 
-async def test_an_internationalized_local_part_without_smtputf8_fails_clearly(
+async def test_an_internationalized_local_part_needs_a_server_offering_smtputf8(
     sql, db_url, settings
 ):
-    """A non-ASCII local part fails its row with a clear error (the worker's sender does
-    not negotiate SMTPUTF8 yet); an IDN domain goes out in punycode; the account and the
-    worker carry on."""
-    with ScriptedSMTPServer() as smtp:
-        account = add_account(sql, smtp, email="sender@example.com")
-        [intl] = insert_emails(sql, 1, to_address="jöran@bücher.example")
-        [idn] = insert_emails(sql, 1, to_address="bob@bücher.example")
-        async with running_worker(settings, db_url, account):
-            await wait_until(lambda: statuses(sql) == {"sent": 1, "failed": 1})
-        assert [m.rcpt_tos for m in smtp.received] == [["bob@xn--bcher-kva.example"]]
-    rows = rows_by_id(sql)
-    assert rows[idn]["status"] == "sent"
-    assert "SMTPUTF8" in rows[intl]["last_error"]
-    assert account_row(sql, account)["status"] == "active"
+    """A non-ASCII local part goes out with SMTPUTF8 where the server offers it and fails
+    its row with a clear error where it does not; an IDN domain goes out in punycode; the
+    account and the worker carry on."""
+    for offered in (True, False):
+        sql.execute("DELETE FROM email_queue")
+        sql.execute("DELETE FROM sender_accounts")
+        with ScriptedSMTPServer(smtputf8=offered) as smtp:
+            account = add_account(sql, smtp, email="sender@example.com")
+            [intl] = insert_emails(sql, 1, to_address="jöran@bücher.example")
+            [idn] = insert_emails(sql, 1, to_address="bob@bücher.example")
+            expected = {"sent": 2} if offered else {"sent": 1, "failed": 1}
+            async with running_worker(settings, db_url, account):
+                await wait_until(lambda: statuses(sql) == expected)  # noqa: B023
+            sent_to = sorted(m.rcpt_tos[0] for m in smtp.received)
+        rows = rows_by_id(sql)
+        assert rows[idn]["status"] == "sent"
+        assert account_row(sql, account)["status"] == "active"
+        if offered:
+            assert sent_to == ["bob@xn--bcher-kva.example", "jöran@xn--bcher-kva.example"]
+        else:
+            assert sent_to == ["bob@xn--bcher-kva.example"]
+            assert "SMTPUTF8" in rows[intl]["last_error"]
