@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
@@ -97,34 +98,53 @@ def postgres_server() -> Iterator[Server]:
     if url:
         yield Server(url, embedded=False)
         return
+    with embedded_postgres(max_connections=700) as server:
+        yield server
+
+
+def pg_ctl(server: Server, *args: str, timeout: float = 60) -> None:
+    """Run the ``pg_ctl`` shipped with pgserver on an embedded ``server`` (e.g.
+    ``pg_ctl(server, "-w", "-m", "fast", "restart")``)."""
+    from pgserver._commands import pg_ctl as run_pg_ctl
+
+    assert server.data_dir is not None, "pg_ctl needs an embedded server"
+    run_pg_ctl(list(args), pgdata=server.data_dir, user=server.system_user, timeout=timeout)
+
+
+@contextlib.contextmanager
+def embedded_postgres(max_connections: int) -> Iterator[Server]:
+    """A temporary embedded PostgreSQL (pgserver) in its own directory, stopped and removed
+    after. Its settings live in the data directory (``ALTER SYSTEM``), so a plain
+    ``pg_ctl start`` after a stop brings it back on the same socket."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
-        from pgserver._commands import pg_ctl
 
-        tmp = Path(tempfile.mkdtemp(prefix="mailer-bench-pg-"))
-        data_dir = tmp / "pgdata"
-        server = pgserver.get_server(data_dir, cleanup_mode=None)
-        url = str(server.get_uri())
-        with connect(url) as conn:
-            conn.execute(q("set_max_connections"))
-        # restart reuses the original options (postmaster.opts)
-        pg_ctl(
-            ["-w", "-m", "fast", "restart"],
-            pgdata=server.pgdata,
-            user=server.system_user,
-            timeout=60,
-        )
+        tmp = Path(tempfile.mkdtemp(prefix="mailer-pg-"))
+        pgdata = pgserver.get_server(tmp / "pgdata", cleanup_mode=None)
+    server = Server(
+        str(pgdata.get_uri()),
+        embedded=True,
+        data_dir=pgdata.pgdata,
+        system_user=pgdata.system_user,
+    )
     try:
-        yield Server(url, embedded=True, data_dir=server.pgdata, system_user=server.system_user)
+        with connect(server.url) as conn:
+            settings: dict[str, object] = {"max_connections": max_connections}
+            for name in ("listen_addresses", "port", "unix_socket_directories"):
+                settings[name] = one(conn, "show_setting", {"name": name})["value"]
+            for name, value in settings.items():
+                conn.execute(
+                    sql.SQL(q("alter_system")).format(
+                        name=sql.Identifier(name), value=sql.Literal(value)
+                    )
+                )
+        # restart reuses the original options (postmaster.opts)
+        pg_ctl(server, "-w", "-m", "fast", "restart")
+        yield server
     finally:
         with contextlib.suppress(Exception):
-            pg_ctl(
-                ["-w", "-m", "fast", "stop"],
-                pgdata=server.pgdata,
-                user=server.system_user,
-                timeout=60,
-            )
+            pg_ctl(server, "-w", "-m", "fast", "stop")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
