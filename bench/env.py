@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 import psycopg
@@ -43,14 +43,15 @@ SECRET_KEY = "mailer-bench-secret-key"
 
 
 @cache
-def _queries() -> dict[str, str]:
-    text = resources.files("bench").joinpath("queries.sql").read_text(encoding="utf-8")
+def package_queries(package: str) -> dict[str, str]:
+    """The named statements of ``<package>/queries.sql`` (bench's, chaos's)."""
+    text = resources.files(package).joinpath("queries.sql").read_text(encoding="utf-8")
     return parse_query_blocks(text)
 
 
 def q(name: str) -> str:
     """A named statement of ``bench/queries.sql``."""
-    return _queries()[name]
+    return package_queries("bench")[name]
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection:
@@ -174,6 +175,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_server_process(argv: list[str], what: str, stdin: int) -> subprocess.Popen[str]:
+    """Start a server process (text stdout piped) and wait for its "listening" line."""
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=mailer_env(""), text=True, stdout=subprocess.PIPE, stdin=stdin
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{what} did not start: {line!r}")
+    return proc
+
+
 class Sink:
     """``python -m mailer sink`` in its own process (discard mode unless ``directory``)."""
 
@@ -193,18 +208,7 @@ class Sink:
             str(self.port),
         ]
         argv += ["--directory", str(directory)] if directory else ["--discard"]
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=mailer_env(""),
-            text=True,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "listening" not in line:
-            raise RuntimeError(f"the sink did not start: {line!r}")
+        self.proc = start_server_process(argv, "the sink", stdin=subprocess.DEVNULL)
         self.process = psutil.Process(self.proc.pid)
 
     def stop(self) -> int:
@@ -236,27 +240,29 @@ def mailer_env(url: str, **extra: str) -> dict[str, str]:
 
 
 class MailerRun:
-    """``python -m mailer run`` against ``url``; :meth:`stop` SIGTERMs it and waits."""
+    """``python -m mailer run`` against ``url``; :meth:`stop` SIGTERMs it and waits.
+    Its output (and its workers') goes to ``log`` when given, else to this process's."""
 
-    def __init__(self, url: str, **extra_env: str) -> None:
+    def __init__(self, url: str, log: IO[bytes] | None = None, **extra_env: str) -> None:
         self.started = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailer", "run"],
             cwd=ROOT,
             env=mailer_env(url, **extra_env),
             stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
         )
         self.process = psutil.Process(self.proc.pid)
 
     def workers(self) -> list[psutil.Process]:
-        try:
-            return [
-                p
-                for p in self.process.children(recursive=True)
-                if "worker" in " ".join(p.cmdline())
-            ]
-        except psutil.Error:
-            return []
+        """The live worker processes (a killed one not yet reaped is skipped)."""
+        found = []
+        for p in self.all_processes()[1:]:
+            with contextlib.suppress(psutil.Error):
+                if p.status() != psutil.STATUS_ZOMBIE and "worker" in p.cmdline():
+                    found.append(p)
+        return found
 
     def all_processes(self) -> list[psutil.Process]:
         try:
