@@ -223,7 +223,8 @@ class SMTPServerProcess:
         argv += ["--port", str(self.port), "--record", str(record)]
         self.proc = start_server_process(argv, f"SMTP server {name}", stdin=subprocess.PIPE)
         self._held = threading.Semaphore(0)
-        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -256,6 +257,9 @@ class SMTPServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(timeout=5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> None:
