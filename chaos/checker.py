@@ -243,9 +243,10 @@ def check_min_delay(
             delay = in_force(initial[account_id], history.changes, d.mail_at, grace).min_delay_ms
             gap = d.mail_at - prev.mail_at
             if gap < delay / 1000.0 - tolerance:
+                fresh = " on a new connection" if d.connection != prev.connection else ""
                 violations.append(
                     f"{d.server}: MAIL FROM {gap * 1000:.1f} ms after the previous "
-                    f"one at {d.mail_at:.3f}, min_delay_ms {delay} ({d.message_id})"
+                    f"one{fresh} at {d.mail_at:.3f}, min_delay_ms {delay} ({d.message_id})"
                 )
     return violations
 

@@ -24,6 +24,7 @@ class Delivery:
     mail_at: float
     data_end_at: float
     acked: bool
+    connection: str = ""  # the client's port: which SMTP connection carried it
 
 
 @dataclass(frozen=True)
@@ -127,4 +128,5 @@ def _delivery(record: dict[str, Any], acked: bool) -> Delivery:
         mail_at=float(record["mail_at"]),
         data_end_at=float(record["data_end_at"]),
         acked=acked,
+        connection=str(record.get("connection", "")),
     )

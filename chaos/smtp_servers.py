@@ -89,7 +89,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._count = 0
 
-    def data(self, envelope: Envelope) -> int:
+    def data(self, session: Session, envelope: Envelope) -> int:
         """Record a fully received message; return its number for :meth:`ack`."""
         headers = BytesHeaderParser(policy=default_policy).parsebytes(
             bytes(envelope.original_content or b"")
@@ -107,6 +107,7 @@ class Recorder:
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "mail_at": getattr(envelope, "chaos_mail_at", 0.0),
                 "data_end_at": time.time(),
+                "connection": f"{session.peer[1]}" if session.peer else "",
             }
         )
         return number
@@ -154,7 +155,7 @@ class ChaosHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        number = self.recorder.data(envelope)
+        number = self.recorder.data(session, envelope)
         if self.behaviour.take("drop_after_data"):
             _drop(server)
         hold = self.behaviour.take("hold")

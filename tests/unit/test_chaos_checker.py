@@ -259,3 +259,13 @@ def test_deliveries_load_from_record_lines_with_their_acknowledgement(tmp_path: 
     first, second = load_deliveries([path])
     assert (first.message_id, first.acked) == (mid(2), False)
     assert (second.message_id, second.acked, second.rcpt_tos) == (mid(1), True, ("x@example.org",))
+
+
+def test_a_pacing_violation_says_when_it_came_on_a_new_connection() -> None:
+    history = clean_history(count=3, gap=0.030)
+    history.deliveries = [
+        replace(d, connection="5001" if i < 2 else "5002") for i, d in enumerate(history.deliveries)
+    ]
+    first, second = check(history).violations["min_delay"]
+    assert "new connection" not in first
+    assert "on a new connection" in second
