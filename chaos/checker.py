@@ -20,7 +20,6 @@ readable line each); :func:`check` runs them all into a :class:`Report`:
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -239,16 +238,26 @@ def check_min_delay(
     violations = []
     initial = {a.id: a for a in history.initial}
     for account_id, sends in _by_account(history).items():
-        for prev, d in itertools.pairwise(sends):
+        for before, prev, d in zip([None, *sends], sends, sends[1:], strict=False):
             delay = in_force(initial[account_id], history.changes, d.mail_at, grace).min_delay_ms
             gap = d.mail_at - prev.mail_at
             if gap < delay / 1000.0 - tolerance:
-                fresh = " on a new connection" if d.connection != prev.connection else ""
                 violations.append(
                     f"{d.server}: MAIL FROM {gap * 1000:.1f} ms after the previous "
-                    f"one{fresh} at {d.mail_at:.3f}, min_delay_ms {delay} ({d.message_id})"
+                    f"one{_connection_note(before, prev, d)} at {d.mail_at:.3f}, "
+                    f"min_delay_ms {delay} ({d.message_id})"
                 )
     return violations
+
+
+def _connection_note(before: Delivery | None, prev: Delivery, d: Delivery) -> str:
+    """Whether the pair straddles a new SMTP connection (evidence for a pacing clock
+    that starts before connecting)."""
+    if d.connection != prev.connection:
+        return " on a new connection"
+    if before is None or before.connection != prev.connection:
+        return ", which opened its connection"
+    return ""
 
 
 # -- suppressions -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ harness, timed when their ``UPDATE``/``INSERT`` committed. Times are Unix second
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,4 +129,24 @@ def _delivery(record: dict[str, Any], acked: bool) -> Delivery:
         data_end_at=float(record["data_end_at"]),
         acked=acked,
         connection=str(record.get("connection", "")),
+    )
+
+
+def save_history(history: History, path: Path) -> None:
+    """Write ``history`` as JSON (kept beside a run's records, for a later look)."""
+    path.write_text(json.dumps(asdict(history)), encoding="utf-8")
+
+
+def load_history(path: Path) -> History:
+    """Read a history written by :func:`save_history`."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return History(
+        deliveries=[Delivery(**{**d, "rcpt_tos": tuple(d["rcpt_tos"])}) for d in raw["deliveries"]],
+        rows=[Row(**r) for r in raw["rows"]],
+        attempts=[Attempt(**a) for a in raw["attempts"]],
+        initial=[Account(**a) for a in raw["initial"]],
+        final=[Account(**a) for a in raw["final"]],
+        changes=[Change(**c) for c in raw["changes"]],
+        suppressions=[Suppression(**s) for s in raw["suppressions"]],
+        ended_at=raw["ended_at"],
     )

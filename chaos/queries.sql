@@ -36,13 +36,6 @@ RETURNING id
 INSERT INTO suppressions (email, reason, source) VALUES (%(email)s, 'manual', 'chaos')
 ON CONFLICT ((lower(email))) DO NOTHING
 
--- settle_state --
--- Rows being sent, rows waiting for a retry, and how many rows are done.
-SELECT count(*) FILTER (WHERE status = 'sending') AS sending,
-       count(*) FILTER (WHERE status = 'queued' AND due_at > now()) AS later,
-       count(*) FILTER (WHERE status NOT IN ('queued', 'sending')) AS done
-FROM email_queue
-
 -- snapshot_rows --
 SELECT id, status, to_address, account_id, pool, message_id,
        extract(epoch FROM due_at)::float8 AS due_at

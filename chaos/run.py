@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from bench.env import Server, connect, fresh_database
-from chaos.checker import GRACE, Report, check
+from chaos.checker import GRACE, Report, check, check_terminal
 from chaos.faults import Injector
-from chaos.history import Account, Attempt, History, Row, load_deliveries
+from chaos.history import Account, Attempt, History, Row, load_deliveries, save_history
 from chaos.schedule import Schedule
 from chaos.system import System, q
 
@@ -53,11 +55,11 @@ def run_schedule(
         system.start_orchestrator()
         _play(schedule, injector)
         _calm(system)
-        settled = system.settle(settle_seconds)
-        ended_at = time.time()
+        settled = _settle(system, initial, injector, settle_seconds)
     finally:
         system.close()
-    history = _history(system, initial, injector, ended_at)
+    history = _history(system, initial, injector)
+    save_history(history, workdir / "history.json")
     return RunResult(
         schedule,
         check(history, GRACE),
@@ -109,9 +111,34 @@ def _calm(system: System) -> None:
         system.start_orchestrator()
 
 
-def _history(system: System, initial: list[Account], injector: Injector, ended: float) -> History:
+def _settle(
+    system: System, initial: list[Account], injector: Injector, timeout: float, quiet: float = 2.0
+) -> bool:
+    """Wait (at most ``timeout`` s) until, for ``quiet`` seconds, no row is sending and
+    every queued row waits for a paused or full account (as the checker judges); True if
+    the queue settled."""
+    deadline = time.monotonic() + timeout
+    since = None
+    while time.monotonic() < deadline:
+        system.workers()  # remember every worker, to kill leftovers by pid at the end
+        try:
+            lost, _ = check_terminal(_history(system, initial, injector))
+        except psycopg.Error:
+            lost = ["database unavailable"]
+        if lost:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _history(system: System, initial: list[Account], injector: Injector) -> History:
+    """The run's history so far: the servers' records, the database, the admin changes."""
     paths = [system.record_path(a.email) for a in initial]
-    with connect(system.url) as conn:
+    with connect(system.url, connect_timeout=2) as conn:
         rows = [Row(**r) for r in conn.execute(q("snapshot_rows"))]
         attempts = [Attempt(**r) for r in conn.execute(q("snapshot_attempts"))]
         final = [Account(**r) for r in conn.execute(q("snapshot_accounts"))]
@@ -123,7 +150,7 @@ def _history(system: System, initial: list[Account], injector: Injector, ended: 
         final=final,
         changes=injector.changes,
         suppressions=injector.suppressions,
-        ended_at=ended,
+        ended_at=time.time(),
     )
 
 

@@ -9,12 +9,10 @@ remembered and killed by pid when the schedule ends, whatever happened to its pa
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
-import psycopg
 
 from bench.env import MailerRun, Server, connect, package_queries
 from chaos.history import Account
@@ -131,30 +129,7 @@ class System:
             with contextlib.suppress(Exception):
                 run.proc.wait(timeout=10)
 
-    # -- settling and teardown -----------------------------------------------------------
-
-    def settle(self, timeout: float, quiet: float = 3.0) -> bool:
-        """Wait (at most ``timeout`` s) until no row is sending or waiting for a retry and
-        no row changed state for ``quiet`` seconds; True if it settled."""
-        deadline = time.monotonic() + timeout
-        last: dict[str, int] | None = None
-        since = time.monotonic()
-        while time.monotonic() < deadline:
-            self.workers()
-            state = self._settle_state()
-            if state != last:
-                last, since = state, time.monotonic()
-            elif _idle(state) and time.monotonic() - since >= quiet:
-                return True
-            time.sleep(0.25)
-        return False
-
-    def _settle_state(self) -> dict[str, int] | None:
-        try:
-            with connect(self.url, connect_timeout=2) as conn:
-                return dict(conn.execute(q("settle_state")).fetchone())
-        except psycopg.Error:
-            return None
+    # -- teardown ----------------------------------------------------------------------
 
     def close(self) -> None:
         self.stop_orchestrators()
@@ -162,8 +137,3 @@ class System:
         for smtp in self.smtp:
             smtp.stop()
         self.log.close()
-
-
-def _idle(state: dict[str, int] | None) -> bool:
-    """No row being sent, none waiting for a retry."""
-    return bool(state) and not state["sending"] and not state["later"]

@@ -17,6 +17,8 @@ from chaos.history import (
     Row,
     Suppression,
     load_deliveries,
+    load_history,
+    save_history,
 )
 
 T0 = 1_000_000.0
@@ -261,11 +263,23 @@ def test_deliveries_load_from_record_lines_with_their_acknowledgement(tmp_path: 
     assert (second.message_id, second.acked, second.rcpt_tos) == (mid(1), True, ("x@example.org",))
 
 
-def test_a_pacing_violation_says_when_it_came_on_a_new_connection() -> None:
-    history = clean_history(count=3, gap=0.030)
+def test_a_pacing_violation_says_when_it_straddles_a_new_connection() -> None:
+    history = clean_history(count=6, gap=0.030)
+    connections = ["5001", "5001", "5001", "5002", "5002", "5002"]
     history.deliveries = [
-        replace(d, connection="5001" if i < 2 else "5002") for i, d in enumerate(history.deliveries)
+        replace(d, connection=c) for d, c in zip(history.deliveries, connections, strict=True)
     ]
-    first, second = check(history).violations["min_delay"]
-    assert "new connection" not in first
-    assert "on a new connection" in second
+    notes = [
+        line.split(" at ")[0].split("previous one")[1]
+        for line in check(history).violations["min_delay"]
+    ]
+    opened, fresh = ", which opened its connection", " on a new connection"
+    assert notes == [opened, "", fresh, opened, ""]
+
+
+def test_a_saved_history_loads_back_equal(tmp_path: Path) -> None:
+    history = clean_history()
+    history.changes.append(Change(1, T0 + 1, daily_limit=3))
+    history.suppressions.append(Suppression("user1@example.org", T0 + 2))
+    save_history(history, tmp_path / "history.json")
+    assert load_history(tmp_path / "history.json") == history
