@@ -86,7 +86,7 @@ def print_result(result: RunResult) -> None:
             print(f"  {name}: {line}")
         if len(problems) > 5:
             print(f"  {name}: ... {len(problems) - 5} more")
-    print(f"  replay: python -m chaos --seeds {seed} (timeline below)")
+    print(f"  replay: {result.schedule.replay()}; fault timeline:")
     for line in result.fault_log:
         print(f"    {line}")
     sys.stdout.flush()

@@ -60,6 +60,7 @@ def run_schedule(
         system.close()
     history = _history(system, initial, injector)
     save_history(history, workdir / "history.json")
+    (workdir / "faults.log").write_text("\n".join(injector.log) + "\n", encoding="utf-8")
     return RunResult(
         schedule,
         check(history, GRACE),

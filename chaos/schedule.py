@@ -87,12 +87,17 @@ class Schedule:
 
     seed: int
     duration: float
+    outage_seconds: float
     accounts: list[AccountSpec]
     rows: list[RowSpec]
     faults: list[Fault]
 
-    def timeline(self) -> str:
-        return "\n".join(f.describe() for f in self.faults)
+    def replay(self) -> str:
+        """The command that runs this schedule again."""
+        return (
+            f"python -m chaos --seeds {self.seed} --duration {self.duration:g} "
+            f"--outage-seconds {self.outage_seconds:g}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +113,7 @@ def make_schedule(
     accounts = _accounts(rng)
     rows = _rows(rng, len(accounts), duration)
     faults = _faults(rng, len(accounts), rows, duration, outage_seconds, lease_seconds)
-    return Schedule(seed, duration, accounts, rows, faults)
+    return Schedule(seed, duration, outage_seconds, accounts, rows, faults)
 
 
 def _accounts(rng: random.Random) -> list[AccountSpec]:
