@@ -213,6 +213,17 @@ def in_force(initial: Account, changes: list[Change], at: float, grace: float) -
     return Account(initial.id, initial.email, initial.pool, initial.status, **limits)
 
 
+def _since_change(history: History, account_id: int, name: str, at: float) -> str:
+    """ ", set 1.2 s earlier" when an admin changed limit ``name`` of the account before
+    ``at`` (a violation soon after it may be a change applied late)."""
+    times = [
+        c.at
+        for c in history.changes
+        if c.account_id == account_id and getattr(c, name) is not None and c.at <= at
+    ]
+    return f", set {at - max(times):.1f}s earlier" if times else ""
+
+
 def check_limits(history: History, grace: float = GRACE) -> list[str]:
     """Deliveries beyond the daily or hourly limit in force when their MAIL FROM came."""
     overshoots = []
@@ -226,7 +237,9 @@ def check_limits(history: History, grace: float = GRACE) -> list[str]:
                 if limit is not None and count > limit:
                     overshoots.append(
                         f"{d.server}: send #{count} in {name} window at "
-                        f"{d.mail_at:.3f} over limit {limit} ({d.message_id})"
+                        f"{d.mail_at:.3f} over limit {limit}"
+                        f"{_since_change(history, account_id, name + '_limit', d.mail_at)}"
+                        f" ({d.message_id})"
                     )
     return overshoots
 
@@ -245,7 +258,9 @@ def check_min_delay(
                 violations.append(
                     f"{d.server}: MAIL FROM {gap * 1000:.1f} ms after the previous "
                     f"one{_connection_note(before, prev, d)} at {d.mail_at:.3f}, "
-                    f"min_delay_ms {delay} ({d.message_id})"
+                    f"min_delay_ms {delay}"
+                    f"{_since_change(history, account_id, 'min_delay_ms', d.mail_at)}"
+                    f" ({d.message_id})"
                 )
     return violations
 

@@ -166,7 +166,7 @@ def test_a_lowered_limit_counts_the_sends_already_in_its_window() -> None:
     history.changes.append(Change(1, T0 + 2.2, daily_limit=3))
     report = check(history)  # the 4th send (+4 s) is past the change and its grace
     assert report.failed_invariants() == ["limits"]
-    assert "over limit 3" in report.violations["limits"][0]
+    assert "over limit 3, set 1.8s earlier" in report.violations["limits"][0]
 
 
 def test_a_send_within_the_grace_of_a_change_may_use_the_old_limit() -> None:
