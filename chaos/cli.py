@@ -97,9 +97,11 @@ def totals(results: list[RunResult]) -> dict[str, Any]:
     faults: Counter[str] = Counter()
     duplicates: Counter[str] = Counter()
     violations: Counter[str] = Counter()
+    waiting: Counter[str] = Counter()
     for r in results:
         faults.update(r.injected)
         duplicates.update(r.report.duplicates)
+        waiting.update(r.report.waiting)
         violations.update({k: len(v) for k, v in r.report.violations.items()})
     return {
         "schedules": len(results),
@@ -108,6 +110,7 @@ def totals(results: list[RunResult]) -> dict[str, Any]:
         "deliveries": sum(r.report.deliveries for r in results),
         "duplicates": dict(duplicates),
         "violations": {k: violations[k] for k in INVARIANTS},
+        "waiting": dict(waiting),
         "unsettled": sum(1 for r in results if not r.settled),
     }
 
@@ -126,6 +129,7 @@ def print_table(total: dict[str, Any], seconds: float) -> None:
         ("min_delay violations", v["min_delay"]),
         ("deliveries after suppression", v["suppression"]),
         ("rows lost (not terminal)", v["terminal"]),
+        ("rows waiting (account paused or full)", sum(total["waiting"].values())),
         ("sink/database disagreements", v["agreement"]),
         ("unexplained duplicates", v["at_most_once"]),
         ("schedules that did not settle", total["unsettled"]),
