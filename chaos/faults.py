@@ -24,7 +24,7 @@ import psutil
 import psycopg
 
 from bench.env import connect, pg_ctl
-from chaos.history import Change, Suppression
+from chaos.history import Change, Suppression, load_deliveries
 from chaos.schedule import Fault
 from chaos.system import System, q
 
@@ -32,6 +32,8 @@ from chaos.system import System, q
 #: long the harness waits for such a message to arrive.
 HOLD_SECONDS = 2.0
 HOLD_WAIT_SECONDS = 3.0
+#: How long a kill at the limit waits for the account to near its limit.
+AT_LIMIT_WAIT_SECONDS = 6.0
 
 FollowUp = tuple[float, str, Callable[[], None]]
 
@@ -86,6 +88,26 @@ class Injector:
             raise Skipped("the sender of the held message is gone")
         for worker in talking:
             worker.kill()
+
+    def _kill_at_limit(self, account: int) -> None:
+        """Kill the worker while its account's last allowed message is held in flight
+        (then its successor must count that message before sending another)."""
+        limit = self._limit_now(account)
+        path = self.system.record_path(self.system.smtp[account].name)
+        deadline = time.monotonic() + AT_LIMIT_WAIT_SECONDS
+        while (sent := len(load_deliveries([path]))) < limit - 1:
+            if time.monotonic() > deadline:
+                raise Skipped(f"only {sent} of {limit} sent")
+            time.sleep(0.01)
+        if sent >= limit:
+            raise Skipped(f"already at its limit ({sent} of {limit})")
+        self._kill_in_flight(account)
+
+    def _limit_now(self, account: int) -> int:
+        with connect(self.system.url, connect_timeout=2) as conn:
+            row = conn.execute(q("account_limits"), {"id": self.system.account_ids[account]})
+            limits = row.fetchone()
+        return min(v for v in (limits["daily_limit"], limits["hourly_limit"]) if v is not None)
 
     def _kill_orchestrator(self, restart_after: float) -> list[FollowUp]:
         live = self.system.live_orchestrators()

@@ -15,6 +15,7 @@ from typing import Any
 FAULT_KINDS = (
     "kill_worker",
     "kill_in_flight",
+    "kill_at_limit",
     "kill_orchestrator",
     "stop_worker",
     "second_orchestrator",
@@ -33,6 +34,7 @@ FAULT_KINDS = (
 _WEIGHTS = {
     "kill_worker": 3,
     "kill_in_flight": 3,
+    "kill_at_limit": 1.5,
     "kill_orchestrator": 1,
     "stop_worker": 1,
     "second_orchestrator": 1,
@@ -112,7 +114,7 @@ def make_schedule(
     rng = random.Random(seed)
     accounts = _accounts(rng)
     rows = _rows(rng, len(accounts), duration)
-    faults = _faults(rng, len(accounts), rows, duration, outage_seconds, lease_seconds)
+    faults = _faults(rng, accounts, rows, duration, outage_seconds, lease_seconds)
     return Schedule(seed, duration, outage_seconds, accounts, rows, faults)
 
 
@@ -145,7 +147,7 @@ def _rows(rng: random.Random, accounts: int, duration: float) -> list[RowSpec]:
 
 def _faults(
     rng: random.Random,
-    accounts: int,
+    accounts: list[AccountSpec],
     rows: list[RowSpec],
     duration: float,
     outage_seconds: float,
@@ -157,7 +159,9 @@ def _faults(
     faults = []
     for _ in range(count):
         kind = rng.choices(kinds, weights)[0]
-        at = round(rng.uniform(1.0, duration * 0.85), 2)
+        # the tight account reaches its limit within seconds: watch for it early
+        early = kind == "kill_at_limit"
+        at = round(rng.uniform(0.5, 3.0) if early else rng.uniform(1.0, duration * 0.85), 2)
         params = _params(rng, kind, accounts, rows, outage_seconds, lease_seconds)
         faults.append(Fault(at, kind, params))
     return sorted(faults, key=lambda f: f.at)
@@ -166,15 +170,17 @@ def _faults(
 def _params(
     rng: random.Random,
     kind: str,
-    accounts: int,
+    accounts: list[AccountSpec],
     rows: list[RowSpec],
     outage_seconds: float,
     lease_seconds: float,
 ) -> dict[str, Any]:
-    account = rng.randrange(accounts)
+    account = rng.randrange(len(accounts))
     match kind:
         case "kill_worker" | "kill_in_flight":
             return {"account": account}
+        case "kill_at_limit":
+            return {"account": _tightest(accounts)}
         case "kill_orchestrator":
             return {"restart_after": round(rng.uniform(0.2, 2.0), 2)}
         case "stop_worker":
@@ -202,6 +208,12 @@ def _params(
             picked = rng.sample(range(len(rows)), k=min(len(rows), rng.randint(3, 10)))
             return {"addresses": [rows[i].to_address for i in sorted(picked)]}
     raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def _tightest(accounts: list[AccountSpec]) -> int:
+    """The account with the smallest hourly limit."""
+    limits = [a.hourly_limit or a.daily_limit for a in accounts]
+    return limits.index(min(limits))
 
 
 def _slow(rng: random.Random) -> float:

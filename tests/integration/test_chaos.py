@@ -18,7 +18,7 @@ from chaos.run import run_schedule
 from chaos.schedule import make_schedule
 
 #: Seeds whose 12-second schedules cover all fault kinds between them.
-SEEDS = (5, 6, 101, 189)
+SEEDS = (1, 4, 5, 156)
 DURATION_SECONDS = 12.0
 OUTAGE_SECONDS = 3.0
 
