@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
@@ -42,14 +43,15 @@ SECRET_KEY = "mailer-bench-secret-key"
 
 
 @cache
-def _queries() -> dict[str, str]:
-    text = resources.files("bench").joinpath("queries.sql").read_text(encoding="utf-8")
+def package_queries(package: str) -> dict[str, str]:
+    """The named statements of ``<package>/queries.sql`` (bench's, chaos's)."""
+    text = resources.files(package).joinpath("queries.sql").read_text(encoding="utf-8")
     return parse_query_blocks(text)
 
 
 def q(name: str) -> str:
     """A named statement of ``bench/queries.sql``."""
-    return _queries()[name]
+    return package_queries("bench")[name]
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection:
@@ -97,34 +99,53 @@ def postgres_server() -> Iterator[Server]:
     if url:
         yield Server(url, embedded=False)
         return
+    with embedded_postgres(max_connections=700) as server:
+        yield server
+
+
+def pg_ctl(server: Server, *args: str, timeout: float = 60) -> None:
+    """Run the ``pg_ctl`` shipped with pgserver on an embedded ``server`` (e.g.
+    ``pg_ctl(server, "-w", "-m", "fast", "restart")``)."""
+    from pgserver._commands import pg_ctl as run_pg_ctl
+
+    assert server.data_dir is not None, "pg_ctl needs an embedded server"
+    run_pg_ctl(list(args), pgdata=server.data_dir, user=server.system_user, timeout=timeout)
+
+
+@contextlib.contextmanager
+def embedded_postgres(max_connections: int) -> Iterator[Server]:
+    """A temporary embedded PostgreSQL (pgserver) in its own directory, stopped and removed
+    after. Its settings live in the data directory (``ALTER SYSTEM``), so a plain
+    ``pg_ctl start`` after a stop brings it back on the same socket."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
-        from pgserver._commands import pg_ctl
 
-        tmp = Path(tempfile.mkdtemp(prefix="mailer-bench-pg-"))
-        data_dir = tmp / "pgdata"
-        server = pgserver.get_server(data_dir, cleanup_mode=None)
-        url = str(server.get_uri())
-        with connect(url) as conn:
-            conn.execute(q("set_max_connections"))
-        # restart reuses the original options (postmaster.opts)
-        pg_ctl(
-            ["-w", "-m", "fast", "restart"],
-            pgdata=server.pgdata,
-            user=server.system_user,
-            timeout=60,
-        )
+        tmp = Path(tempfile.mkdtemp(prefix="mailer-pg-"))
+        pgdata = pgserver.get_server(tmp / "pgdata", cleanup_mode=None)
+    server = Server(
+        str(pgdata.get_uri()),
+        embedded=True,
+        data_dir=pgdata.pgdata,
+        system_user=pgdata.system_user,
+    )
     try:
-        yield Server(url, embedded=True, data_dir=server.pgdata, system_user=server.system_user)
+        with connect(server.url) as conn:
+            settings: dict[str, object] = {"max_connections": max_connections}
+            for name in ("listen_addresses", "port", "unix_socket_directories"):
+                settings[name] = one(conn, "show_setting", {"name": name})["value"]
+            for name, value in settings.items():
+                conn.execute(
+                    sql.SQL(q("alter_system")).format(
+                        name=sql.Identifier(name), value=sql.Literal(value)
+                    )
+                )
+        # restart reuses the original options (postmaster.opts)
+        pg_ctl(server, "-w", "-m", "fast", "restart")
+        yield server
     finally:
         with contextlib.suppress(Exception):
-            pg_ctl(
-                ["-w", "-m", "fast", "stop"],
-                pgdata=server.pgdata,
-                user=server.system_user,
-                timeout=60,
-            )
+            pg_ctl(server, "-w", "-m", "fast", "stop")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -154,6 +175,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_server_process(argv: list[str], what: str, stdin: int) -> subprocess.Popen[str]:
+    """Start a server process (text stdout piped) and wait for its "listening" line."""
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=mailer_env(""), text=True, stdout=subprocess.PIPE, stdin=stdin
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{what} did not start: {line!r}")
+    return proc
+
+
 class Sink:
     """``python -m mailer sink`` in its own process (discard mode unless ``directory``)."""
 
@@ -173,18 +208,7 @@ class Sink:
             str(self.port),
         ]
         argv += ["--directory", str(directory)] if directory else ["--discard"]
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=mailer_env(""),
-            text=True,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "listening" not in line:
-            raise RuntimeError(f"the sink did not start: {line!r}")
+        self.proc = start_server_process(argv, "the sink", stdin=subprocess.DEVNULL)
         self.process = psutil.Process(self.proc.pid)
 
     def stop(self) -> int:
@@ -216,27 +240,29 @@ def mailer_env(url: str, **extra: str) -> dict[str, str]:
 
 
 class MailerRun:
-    """``python -m mailer run`` against ``url``; :meth:`stop` SIGTERMs it and waits."""
+    """``python -m mailer run`` against ``url``; :meth:`stop` SIGTERMs it and waits.
+    Its output (and its workers') goes to ``log`` when given, else to this process's."""
 
-    def __init__(self, url: str, **extra_env: str) -> None:
+    def __init__(self, url: str, log: IO[bytes] | None = None, **extra_env: str) -> None:
         self.started = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailer", "run"],
             cwd=ROOT,
             env=mailer_env(url, **extra_env),
             stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
         )
         self.process = psutil.Process(self.proc.pid)
 
     def workers(self) -> list[psutil.Process]:
-        try:
-            return [
-                p
-                for p in self.process.children(recursive=True)
-                if "worker" in " ".join(p.cmdline())
-            ]
-        except psutil.Error:
-            return []
+        """The live worker processes (a killed one not yet reaped is skipped)."""
+        found = []
+        for p in self.all_processes()[1:]:
+            with contextlib.suppress(psutil.Error):
+                if p.status() != psutil.STATUS_ZOMBIE and "worker" in p.cmdline():
+                    found.append(p)
+        return found
 
     def all_processes(self) -> list[psutil.Process]:
         try:

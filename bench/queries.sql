@@ -6,8 +6,12 @@ SELECT version() AS version, current_setting('max_connections') AS max_connectio
        current_setting('shared_buffers') AS shared_buffers,
        current_setting('synchronous_commit') AS synchronous_commit
 
--- set_max_connections --
-ALTER SYSTEM SET max_connections = 700
+-- show_setting --
+SELECT current_setting(%(name)s) AS value
+
+-- alter_system --
+-- Formatted with psycopg.sql (ALTER SYSTEM takes no bind parameters).
+ALTER SYSTEM SET {name} = {value}
 
 -- drop_database --
 DROP DATABASE IF EXISTS mailer_bench WITH (FORCE)

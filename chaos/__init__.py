@@ -1,0 +1,1 @@
+"""Mailer's chaos harness: randomized fault schedules and the invariant checker."""
