@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (real reports have long lines; the samples keep them)
 """Real-world style bounce mailbox contents, modelled on what each system sends.
 
 Every sample takes the original message's Message-ID (with angle brackets) and the
