@@ -1,7 +1,8 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
-Commands: ``db migrate``, ``accounts add|list|pause|resume|set-limits``, ``run``
-(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
+Commands: ``db migrate``, ``accounts add|edit|list|pause|resume|set-limits``, ``run``
+(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
+``suppress ...`` (cli_suppress) and ``bounces ...`` (cli_bounces).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_suppress import suppress
 from mailer.config import Settings, load_settings
@@ -156,24 +158,63 @@ def account_id_argument(fn: Any) -> Any:
 @click.option("--min-delay-ms", type=int, default=1000)
 @click.option("--pool", default="default")
 @click.option("--paused", is_flag=True, help="Create the account paused.")
+@imap_options
 @pass_ctx
 def accounts_add(
     ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None, **fields: Any
 ) -> None:
-    """Add an SMTP sender account."""
+    """Add an SMTP sender account (and, with --imap-host, the mailbox its bounces reach)."""
     from mailer.accounts import AccountManager
     from mailer.credentials import CredentialBox, secret_key
 
+    imap = imap_fields(fields)
+    if not imap["imap_host"] and any(v is not None for v in imap.values()):
+        raise click.UsageError("--imap-* options need --imap-host")
     if prompt_password:
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
     fields["status"] = "paused" if paused else "active"
-    account = ctx.run_db(
-        lambda db: AccountManager(db).add(box, password=smtp_password, backend="smtp", **fields)
-    )
+
+    async def add(db: Any) -> Any:
+        manager = AccountManager(db)
+        account = await manager.add(box, password=smtp_password, backend="smtp", **fields)
+        if imap["imap_host"]:
+            account = await manager.set_imap(box, account.id, **imap)
+        return account
+
+    account = ctx.run_db(add)
     click.echo(
         f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
     )
+
+
+@accounts.command("edit")
+@account_id_argument
+@imap_options
+@click.option("--no-imap", is_flag=True, help="Remove the bounce mailbox settings.")
+@pass_ctx
+def accounts_edit(ctx: Context, account_id: int, no_imap: bool, **fields: Any) -> None:
+    """Change an account's settings; options not given keep their value."""
+    from mailer.accounts import AccountManager, AccountNotFound
+    from mailer.credentials import CredentialBox, secret_key
+
+    imap = imap_fields(fields)
+    if not no_imap and all(v is None for v in imap.values()):
+        raise click.UsageError("nothing to change: give an --imap-* option or --no-imap")
+    box = CredentialBox(secret_key(ctx.settings))
+    try:
+        a = ctx.run_db(
+            lambda db: AccountManager(db).set_imap(box, account_id, clear=no_imap, **imap)
+        )
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    mailbox = (
+        f"{a.imap_username or a.smtp_username or a.email}@{a.imap_host}:"
+        f"{a.imap_port or 'default'} ({a.imap_security})"
+        if a.imap_host
+        else "none"
+    )
+    click.echo(f"account {a.id} <{a.email}>: bounce mailbox {mailbox}")
 
 
 @accounts.command("list")
@@ -216,6 +257,10 @@ def account_summary(account: Any) -> dict[str, Any]:
         "smtp_port",
         "smtp_username",
         "smtp_security",
+        "imap_host",
+        "imap_port",
+        "imap_security",
+        "imap_username",
         "last_error",
         "backoff_until",
     )
@@ -424,6 +469,7 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
 
 main.add_command(suppress)
+main.add_command(bounces)
 
 if __name__ == "__main__":
     main()

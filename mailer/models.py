@@ -35,6 +35,12 @@ class SenderAccount:
     last_error: str | None
     backoff_until: datetime | None
     updated_at: datetime
+    #: The mailbox bounces and complaints arrive in (bounce reader); password encrypted.
+    imap_host: str | None = None
+    imap_port: int | None = None
+    imap_security: str = "tls"
+    imap_username: str | None = None
+    imap_password_encrypted: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
