@@ -387,10 +387,11 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
 @main.command()
 @pass_ctx
 def run(ctx: Context) -> None:
-    """Run the orchestrator: one worker process per active account."""
-    from orchestrator.supervisor import Orchestrator
+    """Run the orchestrator: one worker process per active account, and the bounce reader."""
+    from orchestrator.supervisor import Orchestrator, default_companions
 
-    sys.exit(run_until_signalled(Orchestrator(ctx.settings, ctx.url), ctx.settings))
+    service = Orchestrator(ctx.settings, ctx.url, companions=default_companions(ctx.settings))
+    sys.exit(run_until_signalled(service, ctx.settings))
 
 
 @main.command()

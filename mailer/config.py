@@ -107,6 +107,8 @@ class Settings:
     reputation_check_seconds: float = 30.0
 
     # -- bounce mail (mailer/bounces: `mailer bounces run`) ---------------------------
+    #: Whether ``mailer run`` starts the bounce reader beside the workers.
+    bounce_reader: bool = True
     #: How often the bounce reader polls every account's bounce mailbox.
     bounce_poll_seconds: float = 60.0
     #: Messages read from one mailbox per poll (the rest wait for the next poll).

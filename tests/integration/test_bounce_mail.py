@@ -3,7 +3,12 @@ reader run, then suppressions, events, row linkage, flags, untouched mail, crash
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +18,7 @@ from mailer.bounces.mailbox import PROCESSED_KEYWORD, Mailbox, open_mailbox
 from mailer.bounces.reader import poll_all
 from tests.support.bounce_samples import SAMPLES
 from tests.support.dovecot import Dovecot, run_dovecot
+from tests.support.mailer_env import wait_until
 
 REPORTS = ("postfix", "exim", "exchange", "gmail", "yahoo", "delayed", "arf")
 LEFT_ALONE = ("vacation", "challenge", "unrelated", "foreign")
@@ -271,3 +277,56 @@ def test_cli_settings_list_and_show(dovecot, account, sql, mailer):
     assert "@127.0.0.1:10143 (none)" in edited
     assert mailer("accounts", "edit", str(account), "--no-imap").endswith("bounce mailbox none\n")
     mailer("accounts", "edit", str(account), code=2)
+
+
+def bounce_reader_lock_held(sql: Any) -> bool:
+    return (
+        sql.execute(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 734603 "
+            "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
+            "current_database())"
+        ).fetchone()["n"]
+        > 0
+    )
+
+
+@pytest.mark.slow
+async def test_mailer_run_reads_bounces_of_a_paused_account(
+    dovecot, account, sql, db_url, tmp_path
+):
+    """`mailer run` starts the bounce reader beside the workers; a paused account has no
+    worker, but its bounces are read; SIGTERM stops the reader with the orchestrator."""
+    sql.execute("UPDATE sender_accounts SET status = 'paused' WHERE id = %s", (account,))
+    row = append_sample(dovecot, sql, account, "postfix")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env |= {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(tmp_path / "home"),
+        "MAILER_SECRET_KEY": "test-secret-key",
+        "MAILER_BOUNCE_POLL_SECONDS": "0.5",
+        "MAILER_SHUTDOWN_GRACE_SECONDS": "5",
+        "MAILER_ORCHESTRATOR_POLL_SECONDS": "0.5",
+    }
+    with open(tmp_path / "run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "run"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            await wait_until(
+                lambda: row["to_address"] in suppressions(sql), timeout=20, message="suppressed"
+            )
+            assert bounce_reader_lock_held(sql)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert "started the bounce reader" in (tmp_path / "run.log").read_text()
+    assert not bounce_reader_lock_held(sql)
+    assert sql.execute("SELECT count(*) AS n FROM workers").fetchone()["n"] == 0
