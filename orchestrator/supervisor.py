@@ -70,6 +70,14 @@ def worker_command(account_id: int) -> list[str]:
     return [sys.executable, "-m", "mailer", "worker", "--account-id", str(account_id)]
 
 
+async def _uncancellable(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` even if the waiting task is cancelled meanwhile (a stop that
+    ``mailer run`` cancels after the grace period must still finish)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(future)
+
+
 def default_companions(settings: Settings) -> list[tuple[str, list[str]]]:
     """What ``mailer run`` keeps running beside the workers."""
     return [("bounce reader", bounce_reader_command())] if settings.bounce_reader else []
@@ -150,8 +158,9 @@ class Orchestrator:
             for task in (supervise, stopped):
                 task.cancel()
             results = await asyncio.gather(supervise, stopped, return_exceptions=True)
-            await asyncio.gather(self._stop_all(), *(c.stop() for c in self.companions))
-            await asyncio.gather(*companions, return_exceptions=True)
+            stops = [asyncio.create_task(c.stop()) for c in self.companions]
+            await self._stop_all()
+            await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
         error = results[0]
         if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error
