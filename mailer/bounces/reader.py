@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import psycopg
 
 from mailer.bounces.mailbox import Mailbox, MailboxError, open_mailbox
-from mailer.bounces.parse import IGNORED, parse_report
+from mailer.bounces.parse import IGNORED, Report, parse_report
 from mailer.bounces.records import BounceManager
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, SecretKeyError, secret_key
@@ -109,9 +109,9 @@ async def _read_batch(
     batch = await asyncio.to_thread(mailbox.list_new, tally.cursor, settings.bounce_batch_size)
     for ref in batch.refs:
         raw = await asyncio.to_thread(mailbox.fetch, ref)
-        report = parse_report(raw)
+        report = _parse(raw, account.id, ref)
         outcome = "not_ours"
-        if report.kind != IGNORED:
+        if report is not None and report.kind != IGNORED:
             applied = await manager.apply(report, raw, account_id=account.id, mailbox_ref=ref)
             outcome = applied.outcome
         if outcome == "not_ours":
@@ -121,6 +121,16 @@ async def _read_batch(
             tally.applied += outcome == "applied"
             tally.duplicates += outcome == "duplicate"
         tally.cursor = mailbox.cursor_after(ref)
+
+
+def _parse(raw: bytes, account_id: int, ref: str) -> Report | None:
+    """The report, or None (left untouched) for a message the parser cannot read, so one
+    strange message never stops the mailbox."""
+    try:
+        return parse_report(raw)
+    except Exception:
+        log.exception("bounce mailbox of account %s: message %s is unreadable", account_id, ref)
+        return None
 
 
 async def _finish(db: Database, account_id: int, tally: _Tally, error: str | None) -> PollResult:

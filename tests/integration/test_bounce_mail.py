@@ -330,3 +330,23 @@ async def test_mailer_run_reads_bounces_of_a_paused_account(
     assert "started the bounce reader" in (tmp_path / "run.log").read_text()
     assert not bounce_reader_lock_held(sql)
     assert sql.execute("SELECT count(*) AS n FROM workers").fetchone()["n"] == 0
+
+
+async def test_an_unreadable_message_is_left_alone(
+    dovecot, account, sql, db, settings, monkeypatch
+):
+    import mailer.bounces.reader as reader
+
+    def parse(raw: bytes) -> Any:
+        if b"Exim" in raw:
+            raise ValueError("unparseable")
+        return real_parse(raw)
+
+    real_parse = reader.parse_report
+    monkeypatch.setattr(reader, "parse_report", parse)
+    for name in ("exim", "gmail"):
+        append_sample(dovecot, sql, account, name)
+    [result] = await poll_all(db, settings)
+    assert (result.applied, result.untouched, result.error) == (1, 1, None)
+    flags = [f for f, _ in dovecot.messages().values()]
+    assert [PROCESSED_KEYWORD in f for f in flags] == [False, True]
