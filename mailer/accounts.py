@@ -61,6 +61,32 @@ class AccountManager:
         assert row is not None
         return SenderAccount.from_row(row)
 
+    async def set_imap(
+        self,
+        box: CredentialBox,
+        account_id: int,
+        *,
+        clear: bool = False,
+        imap_password: str | None = None,
+        **imap: Any,
+    ) -> SenderAccount:
+        """Set the bounce mailbox (``imap_host``, ``imap_port``, ``imap_security``,
+        ``imap_username``; None keeps a value; the password is stored encrypted);
+        ``clear`` removes it."""
+        params = {
+            "account_id": account_id,
+            "clear": clear,
+            "imap_host": imap.get("imap_host"),
+            "imap_port": imap.get("imap_port"),
+            "imap_security": imap.get("imap_security"),
+            "imap_username": imap.get("imap_username"),
+            "imap_password_encrypted": box.encrypt(imap_password) if imap_password else None,
+        }
+        row = await self.db.fetch_one("set_account_imap", params)
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
     async def set_status(
         self, account_id: int, status: str, reason: str | None = None
     ) -> SenderAccount:

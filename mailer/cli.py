@@ -1,7 +1,8 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
 Commands: ``db migrate``, ``accounts add|edit|list|pause|resume|set-limits``, ``run``
-(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
+(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
+``suppress ...`` (cli_suppress) and ``bounces ...`` (cli_bounces).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_suppress import suppress
 from mailer.config import Settings, load_settings
@@ -201,22 +203,32 @@ def smtp_options(*, adding: bool) -> Any:
 @click.option("--min-delay-ms", type=int, default=1000)
 @click.option("--pool", default="default")
 @click.option("--paused", is_flag=True, help="Create the account paused.")
+@imap_options
 @pass_ctx
 def accounts_add(
     ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None, **fields: Any
 ) -> None:
-    """Add an SMTP sender account."""
+    """Add an SMTP sender account (and, with --imap-host, the mailbox its bounces reach)."""
     from mailer.accounts import AccountManager
     from mailer.credentials import CredentialBox, secret_key
 
+    imap = imap_fields(fields)
+    if not imap["imap_host"] and any(v is not None for v in imap.values()):
+        raise click.UsageError("--imap-* options need --imap-host")
     if prompt_password:
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
     fields["status"] = "paused" if paused else "active"
     _warn_tls_no_verify(fields.get("smtp_tls_verify"))
-    account = ctx.run_db(
-        lambda db: AccountManager(db).add(box, password=smtp_password, backend="smtp", **fields)
-    )
+
+    async def add(db: Any) -> Any:
+        manager = AccountManager(db)
+        account = await manager.add(box, password=smtp_password, backend="smtp", **fields)
+        if imap["imap_host"]:
+            account = await manager.set_imap(box, account.id, **imap)
+        return account
+
+    account = ctx.run_db(add)
     click.echo(
         f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
     )
@@ -234,6 +246,8 @@ def _warn_tls_no_verify(verify: bool | None) -> None:
 @accounts.command("edit")
 @account_id_argument
 @smtp_options(adding=False)
+@imap_options
+@click.option("--no-imap", is_flag=True, help="Remove the bounce mailbox settings.")
 @click.option("--no-smtp-port", is_flag=True, help="Back to the default port.")
 @click.option("--no-smtp-username", is_flag=True, help="No AUTH (removes the password too).")
 @click.option("--no-ehlo-hostname", is_flag=True, help="Back to MAILER_EHLO_HOSTNAME.")
@@ -248,11 +262,12 @@ def accounts_edit(
     no_smtp_username: bool,
     no_ehlo_hostname: bool,
     no_tls_ca_file: bool,
+    no_imap: bool,
     **fields: Any,
 ) -> None:
     """Change an account's SMTP settings (host, port, security, username, password, EHLO
-    name, TLS trust); what is not given stays. The running worker reconnects with them
-    within seconds."""
+    name, TLS trust) and its bounce mailbox (--imap-*, --no-imap); what is not given
+    stays. The running worker reconnects with them within seconds."""
     from mailer.accounts import AccountManager, AccountNotFound
     from mailer.credentials import CredentialBox, secret_key
 
@@ -269,13 +284,23 @@ def accounts_edit(
         )
         if flag
     }
+    imap = imap_fields(fields)
+    changes = [*fields.values(), *imap.values(), smtp_password]
+    if not clear and not no_imap and all(v is None for v in changes):
+        raise click.UsageError("nothing to change: give a setting to change (see --help)")
     box = CredentialBox(secret_key(ctx.settings))
-    try:
-        account = ctx.run_db(
-            lambda db: AccountManager(db).edit_smtp(
-                box, account_id, password=smtp_password, clear=frozenset(clear), **fields
-            )
+
+    async def edit(db: Any) -> Any:
+        manager = AccountManager(db)
+        account = await manager.edit_smtp(
+            box, account_id, password=smtp_password, clear=frozenset(clear), **fields
         )
+        if no_imap or any(v is not None for v in imap.values()):
+            account = await manager.set_imap(box, account_id, clear=no_imap, **imap)
+        return account
+
+    try:
+        account = ctx.run_db(edit)
     except AccountNotFound as exc:
         raise click.ClickException(str(exc)) from None
     summary = account_summary(account)
@@ -292,6 +317,15 @@ def accounts_edit(
         )
     )
     click.echo(f"account {account.id} <{account.email}>: {shown}")
+    click.echo(f"account {account.id} <{account.email}>: bounce mailbox {_mailbox(account)}")
+
+
+def _mailbox(a: Any) -> str:
+    """Where an account's bounces are read, without secrets."""
+    if not a.imap_host:
+        return "none"
+    user = a.imap_username or a.smtp_username or a.email
+    return f"{user}@{a.imap_host}:{a.imap_port or 'default'} ({a.imap_security})"
 
 
 @accounts.command("list")
@@ -337,6 +371,10 @@ def account_summary(account: Any) -> dict[str, Any]:
         "ehlo_hostname",
         "smtp_tls_ca_file",
         "smtp_tls_verify",
+        "imap_host",
+        "imap_port",
+        "imap_security",
+        "imap_username",
         "last_error",
         "backoff_until",
     )
@@ -472,12 +510,13 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
 @main.command()
 @pass_ctx
 def run(ctx: Context) -> None:
-    """Run the orchestrator: one worker process per active account."""
+    """Run the orchestrator: one worker process per active account, and the bounce reader."""
     from mailer.senders.smtp import warn_if_not_fully_qualified
-    from orchestrator.supervisor import Orchestrator
+    from orchestrator.supervisor import Orchestrator, default_companions
 
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
-    sys.exit(run_until_signalled(Orchestrator(ctx.settings, ctx.url), ctx.settings))
+    service = Orchestrator(ctx.settings, ctx.url, companions=default_companions(ctx.settings))
+    sys.exit(run_until_signalled(service, ctx.settings))
 
 
 @main.command()
@@ -556,6 +595,7 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
 
 main.add_command(suppress)
+main.add_command(bounces)
 
 if __name__ == "__main__":
     main()

@@ -110,6 +110,21 @@ class Settings:
     #: How often a worker checks its own account.
     reputation_check_seconds: float = 30.0
 
+    # -- bounce mail (mailer/bounces: `mailer bounces run`) ---------------------------
+    #: Whether ``mailer run`` starts the bounce reader beside the workers.
+    bounce_reader: bool = True
+    #: How often the bounce reader polls every account's bounce mailbox.
+    bounce_poll_seconds: float = 60.0
+    #: Messages read from one mailbox per poll (the rest wait for the next poll).
+    bounce_batch_size: int = 100
+    #: IMAP connect and command timeout.
+    imap_timeout_seconds: float = 30.0
+    #: Temporary bounces (4.x.x, ``Action: delayed``) only record an event until an address
+    #: has this many within ``bounce_soft_window_hours``; then it gets a ``soft_bounce``
+    #: suppression that expires after ``soft_bounce_suppression_hours``.
+    bounce_soft_threshold: int = 3
+    bounce_soft_window_hours: float = 72.0
+
     @property
     def ses_topic_arn_list(self) -> frozenset[str]:
         """The TopicArn allow-list of ``ses_topic_arns``."""

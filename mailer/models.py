@@ -41,6 +41,12 @@ class SenderAccount:
     smtp_tls_ca_file: str | None = None
     #: False turns certificate verification off (discouraged, logged at every connect).
     smtp_tls_verify: bool = True
+    #: The mailbox bounces and complaints arrive in (bounce reader); password encrypted.
+    imap_host: str | None = None
+    imap_port: int | None = None
+    imap_security: str = "tls"
+    imap_username: str | None = None
+    imap_password_encrypted: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

@@ -18,6 +18,10 @@ stragglers and returns 0.
 
 It holds two database connections: one LISTENing, one (a pool of one) for queries. If the
 database goes away it keeps its workers running and reconnects with backoff.
+
+Beside the workers it keeps its companions running (:mod:`orchestrator.companion`):
+``mailer run`` passes the bounce reader (``mailer bounces run``) unless
+``MAILER_BOUNCE_READER=0``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import psycopg
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
+from orchestrator.companion import Companion, bounce_reader_command
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -63,6 +68,19 @@ Process = asyncio.subprocess.Process
 def worker_command(account_id: int) -> list[str]:
     """The command line of one account's worker process."""
     return [sys.executable, "-m", "mailer", "worker", "--account-id", str(account_id)]
+
+
+async def _uncancellable(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` even if the waiting task is cancelled meanwhile (a stop that
+    ``mailer run`` cancels after the grace period must still finish)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(future)
+
+
+def default_companions(settings: Settings) -> list[tuple[str, list[str]]]:
+    """What ``mailer run`` keeps running beside the workers."""
+    return [("bounce reader", bounce_reader_command())] if settings.bounce_reader else []
 
 
 @dataclass(eq=False)
@@ -104,6 +122,7 @@ class Orchestrator:
         command: WorkerCommand = worker_command,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        companions: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> None:
         self.settings = settings
         self.url = database_url
@@ -119,6 +138,11 @@ class Orchestrator:
         self._forget_pids: list[int] = []
         self._next_stale_cleanup = 0.0
         self._db_failures = 0
+        patience = settings.shutdown_grace_seconds + self.kill_margin_seconds
+        self.companions = [
+            Companion(name, argv, self._child_env, patience=patience, clock=clock)
+            for name, argv in companions
+        ]
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -127,13 +151,16 @@ class Orchestrator:
         log.info("orchestrator starting on %s (pid %s)", self.hostname, os.getpid())
         supervise = asyncio.create_task(self._supervise(), name="orchestrator-supervise")
         stopped = asyncio.create_task(self._stop_requested.wait(), name="orchestrator-stop")
+        companions = [asyncio.create_task(c.run(), name=c.name) for c in self.companions]
         try:
             await asyncio.wait({supervise, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (supervise, stopped):
                 task.cancel()
             results = await asyncio.gather(supervise, stopped, return_exceptions=True)
+            stops = [asyncio.create_task(c.stop()) for c in self.companions]
             await self._stop_all()
+            await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
         error = results[0]
         if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error

@@ -740,3 +740,70 @@ WITH doomed AS (
     DELETE FROM email_events AS e USING doomed WHERE e.id = doomed.id RETURNING e.id
 )
 SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
+-- ==== bounce mail (mailer/bounces) ====
+
+-- set_account_imap --
+-- Change an account's bounce mailbox settings; NULL parameters keep the current value,
+-- %(clear)s removes the mailbox (the reader then skips the account).
+UPDATE sender_accounts
+SET imap_host = CASE WHEN %(clear)s THEN NULL ELSE COALESCE(%(imap_host)s, imap_host) END,
+    imap_port = CASE WHEN %(clear)s THEN NULL ELSE COALESCE(%(imap_port)s, imap_port) END,
+    imap_security = COALESCE(%(imap_security)s, imap_security),
+    imap_username = CASE WHEN %(clear)s THEN NULL
+                         ELSE COALESCE(%(imap_username)s, imap_username) END,
+    imap_password_encrypted = CASE WHEN %(clear)s THEN NULL
+                                   ELSE COALESCE(%(imap_password_encrypted)s,
+                                                 imap_password_encrypted) END
+WHERE id = %(account_id)s
+RETURNING *
+
+-- bounce_mailbox_accounts --
+-- Accounts whose bounce mail the reader polls: every one with a mailbox, whatever its
+-- status (a paused account's bounces still matter), with where the reader stopped.
+SELECT a.*, m.cursor AS bounce_cursor
+FROM sender_accounts AS a LEFT JOIN bounce_mailboxes AS m ON m.account_id = a.id
+WHERE a.imap_host IS NOT NULL
+ORDER BY a.id
+
+-- save_bounce_cursor --
+INSERT INTO bounce_mailboxes (account_id, cursor, checked_at, last_error)
+VALUES (%(account_id)s, %(cursor)s, now(), %(last_error)s)
+ON CONFLICT (account_id) DO UPDATE
+SET cursor = COALESCE(EXCLUDED.cursor, bounce_mailboxes.cursor), checked_at = now(),
+    last_error = EXCLUDED.last_error
+
+-- try_bounce_reader_lock --
+-- One bounce reader per database: a session advisory lock on its own connection.
+SELECT pg_try_advisory_lock(734603, 1) AS locked
+
+-- claim_bounce_message --
+-- Remember a report once; no row back means it was applied before (by a reader that
+-- crashed before flagging it in the mailbox): apply nothing again.
+INSERT INTO bounce_messages (report_key, account_id, mailbox_ref, kind, subject, decisions, raw)
+VALUES (%(report_key)s, %(account_id)s, %(mailbox_ref)s, %(kind)s, %(subject)s,
+        %(decisions)s::jsonb, %(raw)s)
+ON CONFLICT (report_key) DO NOTHING
+RETURNING id
+
+-- soft_bounces_in_window --
+-- Soft bounces recorded for %(email)s over the last %(window_seconds)s (this one included).
+SELECT count(*) AS n FROM email_events
+WHERE type = 'bounce' AND data->>'kind' = 'soft_bounce'
+  AND lower(data->>'recipient') = lower(btrim(%(email)s))
+  AND created_at > now() - make_interval(secs => %(window_seconds)s)
+
+-- list_bounce_messages --
+-- Recent reports, one line per recipient decision, newest first.
+SELECT b.id, b.received_at, b.account_id, a.email AS account_email, b.kind,
+       d->>'address' AS address, d->>'status' AS status, d->>'kind' AS decision,
+       (d->>'queue_id')::bigint AS queue_id
+FROM (SELECT * FROM bounce_messages ORDER BY id DESC LIMIT %(limit)s) AS b
+LEFT JOIN sender_accounts AS a ON a.id = b.account_id
+LEFT JOIN LATERAL jsonb_array_elements(b.decisions) AS d ON true
+ORDER BY b.id DESC
+
+-- get_bounce_message --
+SELECT b.*, a.email AS account_email
+FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
+WHERE b.id = %(bounce_id)s

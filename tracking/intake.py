@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from mailer.bounces.records import match_row
 from mailer.config import Settings
 from mailer.reputation import (
     ReputationStats,
@@ -53,15 +54,6 @@ def suppression_rows(
         {"email": r, "reason": reason, "source": source, "expires_at": expires}
         for r in notification.recipients
     ]
-
-
-def match_row(recipient: str, rows: list[Row]) -> Row | None:
-    """The queue row sent to ``recipient`` among ``rows`` (those with the notification's
-    Message-ID); a single row matches whatever address the provider reports."""
-    for row in rows:
-        if row["to_address"].strip().lower() == recipient.lower():
-            return row
-    return rows[0] if len(rows) == 1 else None
 
 
 def event_rows(notification: SesNotification, rows: list[Row]) -> list[dict[str, Any]]:
