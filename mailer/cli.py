@@ -1,6 +1,6 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
-Commands: ``db migrate``, ``accounts add|list|pause|resume|set-limits``, ``run``
+Commands: ``db migrate``, ``accounts add|list|check|pause|resume|set-limits``, ``run``
 (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
 """
 
@@ -138,7 +138,13 @@ def account_id_argument(fn: Any) -> Any:
 @accounts.command("add")
 @click.option("--email", required=True, help="The From address.")
 @click.option("--display-name", default=None)
-@click.option("--smtp-host", required=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["smtp", "gmail"]),
+    default="smtp",
+    help="SMTP server, or the Gmail API (needs --credentials-file).",
+)
+@click.option("--smtp-host", default=None, help="Required for --backend smtp.")
 @click.option("--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none.")
 @click.option("--smtp-username", "--username", "smtp_username", default=None)
 @click.option(
@@ -151,6 +157,13 @@ def account_id_argument(fn: Any) -> Any:
 )
 @click.option("--prompt-password", is_flag=True, help="Ask for the password on the terminal.")
 @click.option("--smtp-security", type=click.Choice(["starttls", "tls", "none"]), default="starttls")
+@click.option(
+    "--credentials-file",
+    type=click.File("r"),
+    default=None,
+    help="Gmail: service-account JSON (domain-wide delegation) or authorized-user JSON; "
+    "'-' reads stdin. Stored encrypted.",
+)
 @click.option("--daily-limit", type=int, default=500)
 @click.option("--hourly-limit", type=int, default=None)
 @click.option("--min-delay-ms", type=int, default=1000)
@@ -158,22 +171,74 @@ def account_id_argument(fn: Any) -> Any:
 @click.option("--paused", is_flag=True, help="Create the account paused.")
 @pass_ctx
 def accounts_add(
-    ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None, **fields: Any
+    ctx: Context,
+    prompt_password: bool,
+    paused: bool,
+    smtp_password: str | None,
+    credentials_file: Any,
+    **fields: Any,
 ) -> None:
-    """Add an SMTP sender account."""
+    """Add a sender account: SMTP (default) or Gmail API."""
     from mailer.accounts import AccountManager
     from mailer.credentials import CredentialBox, secret_key
 
+    gmail_credentials = _gmail_credentials(fields, credentials_file)
+    if fields["backend"] == "smtp" and not fields["smtp_host"]:
+        raise click.UsageError("--smtp-host is required for an SMTP account")
     if prompt_password:
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
     fields["status"] = "paused" if paused else "active"
     account = ctx.run_db(
-        lambda db: AccountManager(db).add(box, password=smtp_password, backend="smtp", **fields)
+        lambda db: AccountManager(db).add(
+            box, password=smtp_password, gmail_credentials=gmail_credentials, **fields
+        )
     )
     click.echo(
-        f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
+        f"added {account.backend} account {account.id} <{account.email}> "
+        f"({account.status}, pool {account.pool})"
     )
+
+
+def _gmail_credentials(fields: dict[str, Any], credentials_file: Any) -> str | None:
+    """The credentials file's text, checked (Gmail); sets ``fields["gmail_project"]``."""
+    from mailer.gmail import GmailCredentials
+
+    if fields["backend"] != "gmail":
+        if credentials_file is not None:
+            raise click.UsageError("--credentials-file is for --backend gmail")
+        return None
+    if credentials_file is None:
+        raise click.UsageError("--backend gmail needs --credentials-file FILE (or - for stdin)")
+    text = credentials_file.read()
+    try:
+        fields["gmail_project"] = GmailCredentials.parse(text).project
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--credentials-file") from None
+    return text
+
+
+@accounts.command("check")
+@account_id_argument
+@pass_ctx
+def accounts_check(ctx: Context, account_id: int) -> None:
+    """Verify an account without sending (SMTP: connect, TLS, AUTH, QUIT; Gmail:
+    getProfile). Exit 1 and say what failed."""
+    from mailer.account_check import check_account
+    from mailer.accounts import AccountManager, AccountNotFound
+    from mailer.credentials import CredentialBox, secret_key
+
+    try:
+        account = ctx.run_db(lambda db: AccountManager(db).get(account_id))
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    box = CredentialBox(secret_key(ctx.settings))
+    report = asyncio.run(check_account(account, ctx.settings, box))
+    for step in report.steps:
+        click.echo(f"{'ok' if step.ok else 'FAILED':>6}  {step.name}: {step.detail}")
+    if not report.ok:
+        raise click.ClickException(f"account {account.id} <{account.email}> does not work")
+    click.echo(f"account {account.id} <{account.email}> works")
 
 
 @accounts.command("list")
@@ -216,6 +281,7 @@ def account_summary(account: Any) -> dict[str, Any]:
         "smtp_port",
         "smtp_username",
         "smtp_security",
+        "gmail_project",
         "last_error",
         "backoff_until",
     )

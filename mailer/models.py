@@ -35,6 +35,9 @@ class SenderAccount:
     last_error: str | None
     backoff_until: datetime | None
     updated_at: datetime
+    gmail_credentials_encrypted: str | None = None
+    #: The Google Cloud project (or OAuth client) behind a Gmail account's credentials.
+    gmail_project: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -56,6 +59,7 @@ class SenderAccount:
             self.smtp_username,
             self.smtp_security,
             self.smtp_password_encrypted,
+            self.gmail_credentials_encrypted,
             self.email,
         )
 

@@ -50,10 +50,12 @@ SELECT * FROM sender_accounts ORDER BY id
 -- insert_account --
 INSERT INTO sender_accounts (email, display_name, backend, status, daily_limit, hourly_limit,
                              min_delay_ms, pool, smtp_host, smtp_port, smtp_username,
-                             smtp_security, smtp_password_encrypted)
+                             smtp_security, smtp_password_encrypted,
+                             gmail_credentials_encrypted, gmail_project)
 VALUES (%(email)s, %(display_name)s, %(backend)s, %(status)s, %(daily_limit)s,
         %(hourly_limit)s, %(min_delay_ms)s, %(pool)s, %(smtp_host)s, %(smtp_port)s,
-        %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s)
+        %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s,
+        %(gmail_credentials_encrypted)s, %(gmail_project)s)
 RETURNING *
 
 -- set_account_status --
@@ -76,14 +78,27 @@ WHERE id = %(account_id)s
 RETURNING *
 
 -- back_off_account --
--- Account-level backoff (throttling, unreachable server): doubles per repeat, capped.
+-- Account-level backoff (throttling, unreachable server): doubles per repeat, capped;
+-- or until the time the provider named (%(until)s, when not NULL).
 UPDATE sender_accounts
 SET backoff_count = backoff_count + 1,
-    backoff_until = now() + make_interval(secs => LEAST(
-        %(base_seconds)s * power(2, LEAST(backoff_count, 30)), %(max_seconds)s)),
+    backoff_until = COALESCE(%(until)s::timestamptz, now() + make_interval(secs => LEAST(
+        %(base_seconds)s * power(2, LEAST(backoff_count, 30)), %(max_seconds)s))),
     last_error = %(reason)s
 WHERE id = %(account_id)s
 RETURNING backoff_until
+
+-- back_off_gmail_project --
+-- A Cloud project's quota ran out: every other active Gmail account of the project of
+-- account %(account_id)s backs off until %(until)s too (never shortening a longer backoff).
+UPDATE sender_accounts AS a
+SET backoff_until = GREATEST(a.backoff_until, %(until)s::timestamptz),
+    last_error = %(reason)s
+FROM sender_accounts AS src
+WHERE src.id = %(account_id)s AND src.gmail_project IS NOT NULL
+  AND a.gmail_project = src.gmail_project AND a.backend = 'gmail' AND a.id <> src.id
+  AND a.status = 'active'
+RETURNING a.id
 
 -- clear_account_backoff --
 -- A send went through: the backoff, and the error that caused it, are over.

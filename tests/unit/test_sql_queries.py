@@ -37,6 +37,11 @@ def test_every_query_name_used_in_code_exists():
     assert used - names == set()
 
 
+#: Numbers reserved by branches not merged yet (0007: the SMTP branch of issue 8).
+RESERVED_MIGRATIONS = {7}
+
+
 def test_migrations_are_numbered_consecutively():
     versions = [v for v, _, _ in migration_scripts()]
-    assert versions == list(range(1, len(versions) + 1))
+    expected = [v for v in range(1, max(versions) + 1) if v not in RESERVED_MIGRATIONS]
+    assert [v for v in versions if v not in RESERVED_MIGRATIONS] == expected
