@@ -195,8 +195,8 @@ def accounts_add(
         )
     )
     click.echo(
-        f"added {account.backend} account {account.id} <{account.email}> "
-        f"({account.status}, pool {account.pool})"
+        f"added {'Gmail ' if account.backend == 'gmail' else ''}account {account.id} "
+        f"<{account.email}> ({account.status}, pool {account.pool})"
     )
 
 

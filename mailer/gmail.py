@@ -50,6 +50,7 @@ SEND_SCOPES = ("https://www.googleapis.com/auth/gmail.send",)
 #: What a bounce reader needs on top of sending (list, read, label messages).
 MODIFY_SCOPES = ("https://www.googleapis.com/auth/gmail.modify",)
 DEFAULT_ENDPOINT = "https://gmail.googleapis.com/"
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 # httplib2 repeats a request whose connection dropped; for messages.send that could send
 # a message twice. One try only: Mailer's retry policy decides what happens next.
@@ -105,7 +106,16 @@ class GmailCredentials:
                 self.info, scopes=list(scopes)
             )
             return base.with_subject(subject)
-        return user_credentials.Credentials.from_authorized_user_info(self.info, list(scopes))
+        # from_authorized_user_info() would ignore the file's token_uri: build it here.
+        return user_credentials.Credentials(
+            token=None,
+            refresh_token=self.info["refresh_token"],
+            token_uri=self.info.get("token_uri") or DEFAULT_TOKEN_URI,
+            client_id=self.info["client_id"],
+            client_secret=self.info["client_secret"],
+            scopes=list(scopes),
+            quota_project_id=self.info.get("quota_project_id"),
+        )
 
 
 class GmailClient:

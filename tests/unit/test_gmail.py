@@ -174,3 +174,36 @@ def test_credentials_files() -> None:
         GmailCredentials.parse("refresh_token=secret")
     with pytest.raises(ValueError, match="service-account key or an authorized-user"):
         GmailCredentials.parse('{"type": "external_account"}')
+
+
+def test_service_account_impersonates_the_account_through_the_files_token_uri() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mailer.gmail import build_client
+    from tests.support.gmail_api import GmailStandIn
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    with GmailStandIn("news@shop.example") as standin:
+        info = {
+            "type": "service_account",
+            "project_id": "shop-mail",
+            "client_email": "mailer@shop-mail.iam.gserviceaccount.com",
+            "private_key": pem,
+            "token_uri": standin.url + "token",
+        }
+        credentials = GmailCredentials.parse(json.dumps(info))
+        client = build_client(credentials, "news@shop.example", endpoint=standin.url, timeout=5)
+        client.authorize()
+        assert client.profile()["emailAddress"] == "news@shop.example"
+    assert credentials.project == "shop-mail"
+    [grant] = standin.token_requests
+    assert grant["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    claims = json.loads(base64.urlsafe_b64decode(grant["assertion"][0].split(".")[1] + "=="))
+    assert claims["sub"] == "news@shop.example"
+    assert claims["scope"] == "https://www.googleapis.com/auth/gmail.send"
