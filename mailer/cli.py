@@ -1,7 +1,9 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
 Commands: ``db migrate``, ``accounts add|list|check|pause|resume|set-limits``, ``run``
-(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``.
+(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
+``suppress ...`` (:mod:`mailer.cli_suppress`), ``dkim add|generate|list`` and
+``dns-check`` (:mod:`mailer.cli_domains`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import click
 
 from mailer.cli_context import Context, pass_ctx
+from mailer.cli_domains import dkim, dns_check
 from mailer.cli_suppress import suppress
 from mailer.config import Settings, load_settings
 from mailer.logs import setup_logging
@@ -490,6 +493,8 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
 
 main.add_command(suppress)
+main.add_command(dkim)
+main.add_command(dns_check)
 
 if __name__ == "__main__":
     main()

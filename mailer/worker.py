@@ -36,9 +36,11 @@ import psycopg
 
 from mailer.accounts import AccountManager
 from mailer.config import Settings
-from mailer.credentials import CredentialBox, secret_key
+from mailer.credentials import CredentialBox, SecretKeyError, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
+from mailer.dkim_keys import DkimKey, DkimKeyStore
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
+from mailer.feedback_headers import add_feedback_headers
 from mailer.gate import LimitGate, WindowEntry
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
@@ -50,6 +52,7 @@ from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
 from mailer.senders import Sender, make_sender
+from mailer.senders.signing import DkimSigningSender
 from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
@@ -90,7 +93,8 @@ class Worker:
         sender_factory: SenderFactory = make_sender,
         post_render: Iterable[PostRender] | None = None,
     ) -> None:
-        """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)."""
+        """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)
+        and the feedback headers (List-Id, Feedback-ID)."""
         self.settings = settings
         self.url = database_url
         self.account_id = account_id
@@ -101,7 +105,9 @@ class Worker:
         self.renderer = Renderer(
             max_message_bytes=settings.max_message_bytes,
             variables=[tracking.variables],
-            post_render=[tracking.post_render] if post_render is None else post_render,
+            post_render=(
+                [tracking.post_render, add_feedback_headers] if post_render is None else post_render
+            ),
             reject_special_use_domains=settings.reject_special_use_domains,
         )
         self.box = CredentialBox(secret)
@@ -543,9 +549,20 @@ class Worker:
             await self.sender.close()
             self.sender = None
         if self.sender is None:
-            self.sender = self.sender_factory(self.account, self.settings, self.box)
+            sender = self.sender_factory(self.account, self.settings, self.box)
+            key = await self._dkim_key()
+            self.sender = sender if key is None else DkimSigningSender(sender, key)
             self.sender_settings = settings
         return self.sender
+
+    async def _dkim_key(self) -> DkimKey | None:
+        """The DKIM key of an SMTP account's From domain (read when the sender is made)."""
+        if self.account.backend != "smtp":
+            return None
+        try:
+            return await DkimKeyStore(self.db, self.box).for_domain(self.account.domain)
+        except SecretKeyError as exc:
+            raise AccountError(f"DKIM key of {self.account.domain}: {exc}", kind="config") from None
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
         decision = decide(

@@ -702,3 +702,20 @@ WITH doomed AS (
     DELETE FROM email_events AS e USING doomed WHERE e.id = doomed.id RETURNING e.id
 )
 SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
+-- upsert_dkim_key --
+-- One DKIM key per domain: adding a key for a domain replaces its previous key.
+INSERT INTO dkim_keys (domain, selector, algorithm, private_key_encrypted, public_key)
+VALUES (%(domain)s, %(selector)s, %(algorithm)s, %(private_key_encrypted)s, %(public_key)s)
+ON CONFLICT (domain) DO UPDATE
+SET selector = EXCLUDED.selector, algorithm = EXCLUDED.algorithm,
+    private_key_encrypted = EXCLUDED.private_key_encrypted,
+    public_key = EXCLUDED.public_key, updated_at = now()
+
+-- get_dkim_key --
+SELECT domain, selector, algorithm, private_key_encrypted FROM dkim_keys
+WHERE domain = %(domain)s
+
+-- list_dkim_keys --
+SELECT domain, selector, algorithm, public_key, created_at, updated_at FROM dkim_keys
+ORDER BY domain
