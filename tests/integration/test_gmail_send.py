@@ -253,3 +253,27 @@ async def test_revoked_credentials_suspend_and_return_the_rows(
     assert [(rows[i]["status"], rows[i]["attempts"]) for i in ids] == [("queued", 0)] * 2
     assert standin.sent == []
     assert "stand-in-secret" not in worker.stderr()
+
+
+async def test_a_gmail_and_an_smtp_account_side_by_side_under_mailer_run(
+    sql: psycopg.Connection, db_url: str, standin: GmailStandIn, tmp_path: Path
+) -> None:
+    from tests.integration.test_orchestrator import child_env, orchestrator
+    from tests.support.mailer_env import add_account, statuses
+    from tests.support.smtp_server import ScriptedSMTPServer
+
+    env = child_env(db_url, tmp_path, MAILER_GMAIL_API_ENDPOINT=standin.url)
+    gmail = add_gmail_account(sql, standin, Settings(secret_key=env["MAILER_SECRET_KEY"]))
+    with ScriptedSMTPServer() as smtp:
+        smtp_account = add_account(sql, smtp, email="relay@example.com")
+        insert_emails(sql, 3, account_id=gmail, to_address=lambda i: f"g{i}@example.org")
+        insert_emails(sql, 3, account_id=smtp_account, to_address=lambda i: f"s{i}@example.org")
+        with orchestrator(env, tmp_path / "orch.log") as orch:
+            await wait_until(lambda: statuses(sql) == {"sent": 6}, message="6 rows sent")
+            assert orch.terminate() == 0
+    assert sorted(m.message["To"] for m in standin.sent) == [f"g{i}@example.org" for i in range(3)]
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == [f"s{i}@example.org" for i in range(3)]
+    sent_by = sql.execute(
+        "SELECT sent_by_account_id AS a, count(*) AS n FROM email_queue GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert sent_by == [{"a": gmail, "n": 3}, {"a": smtp_account, "n": 3}]
