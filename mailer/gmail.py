@@ -107,13 +107,14 @@ class GmailCredentials:
             )
             return base.with_subject(subject)
         # from_authorized_user_info() would ignore the file's token_uri: build it here.
+        # No scopes on the refresh: the token carries what the user granted (gmail.modify
+        # includes sending), and asking for another scope would be refused.
         return user_credentials.Credentials(
             token=None,
             refresh_token=self.info["refresh_token"],
             token_uri=self.info.get("token_uri") or DEFAULT_TOKEN_URI,
             client_id=self.info["client_id"],
             client_secret=self.info["client_secret"],
-            scopes=list(scopes),
             quota_project_id=self.info.get("quota_project_id"),
         )
 
@@ -151,7 +152,13 @@ def build_client(
     """A :class:`GmailClient` for ``subject`` (no network until the first call)."""
     google_creds = credentials.google_credentials(subject, scopes)
     http = google_auth_httplib2.AuthorizedHttp(google_creds, http=httplib2.Http(timeout=timeout))
-    service = build(
+    return GmailClient(build_service(http, endpoint), google_creds, timeout)
+
+
+def build_service(http: Any, endpoint: str = "") -> Any:
+    """The Gmail ``v1`` service over ``http`` (which authorizes requests), from the
+    discovery document shipped with google-api-python-client, rooted at ``endpoint``."""
+    return build(
         "gmail",
         "v1",
         http=http,
@@ -159,7 +166,6 @@ def build_client(
         cache_discovery=False,
         client_options={"api_endpoint": endpoint or DEFAULT_ENDPOINT},
     )
-    return GmailClient(service, google_creds, timeout)
 
 
 def client_for_account(

@@ -5,6 +5,8 @@ asserted on the rows, their attempts, send_logs and the account."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -14,6 +16,7 @@ from mailer.config import Settings
 from mailer.credentials import CredentialBox
 from tests.support.gmail_api import Answer, GmailStandIn, api_error
 from tests.support.mailer_env import (
+    WorkerProcess,
     account_row,
     db_now,
     insert_emails,
@@ -34,27 +37,38 @@ def standin() -> Iterator[GmailStandIn]:
         yield server
 
 
+@dataclass
+class GmailEnv:
+    """A test database, the stand-in, and settings pointing workers at it."""
+
+    sql: psycopg.Connection
+    db_url: str
+    settings: Settings
+    standin: GmailStandIn
+    logs: Path
+
+    def add_account(self, *, email: str = "sender@example.com", project: str = PROJECT) -> int:
+        """INSERT an active Gmail account whose credentials point at the stand-in."""
+        credentials = self.standin.credentials_json(project)
+        secret = CredentialBox(self.settings.secret_key).encrypt(credentials)
+        return self.sql.execute(
+            "INSERT INTO sender_accounts (email, backend, gmail_credentials_encrypted, "
+            "gmail_project, daily_limit, min_delay_ms) VALUES (%s, 'gmail', %s, %s, 2000, 0) "
+            "RETURNING id",
+            (email, secret, project),
+        ).fetchone()["id"]
+
+    def worker(self, account_id: int) -> AbstractContextManager[WorkerProcess]:
+        """A real ``mailer worker`` process for ``account_id``."""
+        return worker_process(self.settings, self.db_url, account_id, self.logs / "worker.log")
+
+
 @pytest.fixture
-def gmail_settings(settings: Settings, standin: GmailStandIn) -> Settings:
-    return settings.with_overrides(gmail_api_endpoint=standin.url, gmail_timeout_seconds=5.0)
-
-
-def add_gmail_account(
-    sql: psycopg.Connection,
-    standin: GmailStandIn,
-    settings: Settings,
-    *,
-    email: str = "sender@example.com",
-    project: str = PROJECT,
-) -> int:
-    """INSERT an active Gmail account whose credentials point at ``standin``."""
-    secret = CredentialBox(settings.secret_key).encrypt(standin.credentials_json(project))
-    return sql.execute(
-        "INSERT INTO sender_accounts (email, backend, gmail_credentials_encrypted, "
-        "gmail_project, daily_limit, min_delay_ms) VALUES (%s, 'gmail', %s, %s, 2000, 0) "
-        "RETURNING id",
-        (email, secret, project),
-    ).fetchone()["id"]
+def env(
+    sql: psycopg.Connection, db_url: str, settings: Settings, standin: GmailStandIn, tmp_path: Path
+) -> GmailEnv:
+    tuned = settings.with_overrides(gmail_api_endpoint=standin.url, gmail_timeout_seconds=5.0)
+    return GmailEnv(sql, db_url, tuned, standin, tmp_path)
 
 
 def final(sql: psycopg.Connection, ids: list[int]) -> bool:
@@ -64,18 +78,15 @@ def final(sql: psycopg.Connection, ids: list[int]) -> bool:
 
 async def test_rows_go_out_through_the_api_with_the_rendered_message(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
 ) -> None:
-    account = add_gmail_account(sql, standin, gmail_settings)
+    account = env.add_account()
     ids = insert_emails(sql, 3)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log"):
+    with env.worker(account):
         await wait_until(lambda: final(sql, ids), message="sends")
     rows = rows_by_id(sql)
     assert [rows[i]["status"] for i in ids] == ["sent"] * 3
-    by_message_id = {m.message["Message-ID"]: m for m in standin.sent}
+    by_message_id = {m.message["Message-ID"]: m for m in env.standin.sent}
     for i in ids:
         sent = by_message_id[rows[i]["message_id"]].message
         assert sent["From"] == "sender@example.com"
@@ -84,26 +95,23 @@ async def test_rows_go_out_through_the_api_with_the_rendered_message(
         [log] = send_logs(sql, i)
         assert (log["outcome"], log["code"]) == ("sent", 200)
         assert log["response"] == f"gmail id {by_message_id[rows[i]['message_id']].id}"
-    assert len(standin.token_requests) == 1  # one refresh, then the token is reused
-    assert standin.token_requests[0]["refresh_token"] == ["stand-in-refresh-token"]
-    assert {m.authorization for m in standin.sent} == {"Bearer stand-in-access-1"}
+    assert len(env.standin.token_requests) == 1  # one refresh, then the token is reused
+    assert env.standin.token_requests[0]["refresh_token"] == ["stand-in-refresh-token"]
+    assert {m.authorization for m in env.standin.sent} == {"Bearer stand-in-access-1"}
     assert account_row(sql, account)["status"] == "active"
 
 
 async def test_429_retry_after_holds_the_account_until_then(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
 ) -> None:
     resume = db_now(sql, 3.0)
     stamp = resume.strftime("%Y-%m-%dT%H:%M:%S.") + f"{resume.microsecond // 1000:03d}Z"
     text = f"User-rate limit exceeded.  Retry after {stamp} (Mail sending)"
-    standin.fail_send(api_error(429, text, "rateLimitExceeded"))
-    account = add_gmail_account(sql, standin, gmail_settings)
+    env.standin.fail_send(api_error(429, text, "rateLimitExceeded"))
+    account = env.add_account()
     [row] = insert_emails(sql, 1)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log"):
+    with env.worker(account):
         await wait_until(
             lambda: account_row(sql, account)["backoff_until"] is not None,
             message="the backoff",
@@ -130,17 +138,14 @@ async def test_429_retry_after_holds_the_account_until_then(
 )
 async def test_rate_limits_and_5xx_back_off_and_retry_without_using_attempts(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
     answer: Answer,
     words: str,
 ) -> None:
-    standin.fail_send(answer)
-    account = add_gmail_account(sql, standin, gmail_settings)
+    env.standin.fail_send(answer)
+    account = env.add_account()
     [row] = insert_emails(sql, 1)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log"):
+    with env.worker(account):
         await wait_until(
             lambda: "backing off" in (account_row(sql, account)["last_error"] or ""),
             message="the backoff",
@@ -159,19 +164,15 @@ async def test_rate_limits_and_5xx_back_off_and_retry_without_using_attempts(
 
 async def test_project_daily_limit_backs_off_every_account_of_the_project(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
 ) -> None:
-    standin.fail_send(api_error(403, "Daily Limit Exceeded", "dailyLimitExceeded", "usageLimits"))
-    account = add_gmail_account(sql, standin, gmail_settings)
-    sibling = add_gmail_account(sql, standin, gmail_settings, email="other@example.com")
-    stranger = add_gmail_account(
-        sql, standin, gmail_settings, email="third@example.com", project="999-other"
-    )
+    quota = api_error(403, "Daily Limit Exceeded", "dailyLimitExceeded", "usageLimits")
+    env.standin.fail_send(quota)
+    account = env.add_account()
+    sibling = env.add_account(email="other@example.com")
+    stranger = env.add_account(email="third@example.com", project="999-other")
     [row] = insert_emails(sql, 1, account_id=account)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log"):
+    with env.worker(account):
         await wait_until(
             lambda: account_row(sql, sibling)["backoff_until"] is not None,
             message="the project backoff",
@@ -187,15 +188,12 @@ async def test_project_daily_limit_backs_off_every_account_of_the_project(
 
 async def test_invalid_recipient_fails_the_row_only(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
 ) -> None:
-    standin.fail_send(api_error(400, "Invalid To header", "invalidArgument"))
-    account = add_gmail_account(sql, standin, gmail_settings)
+    env.standin.fail_send(api_error(400, "Invalid To header", "invalidArgument"))
+    account = env.add_account()
     ids = insert_emails(sql, 2)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log"):
+    with env.worker(account):
         await wait_until(lambda: final(sql, ids), message="sends")
     rows = rows_by_id(sql)
     failed, sent = sorted(ids, key=lambda i: rows[i]["status"])
@@ -229,20 +227,17 @@ async def test_invalid_recipient_fails_the_row_only(
 )
 async def test_revoked_credentials_suspend_and_return_the_rows(
     sql: psycopg.Connection,
-    db_url: str,
-    gmail_settings: Settings,
-    standin: GmailStandIn,
-    tmp_path: Path,
+    env: GmailEnv,
     token_answer: Answer | None,
     send_answers: list[Answer],
     words: str,
 ) -> None:
     if token_answer is not None:
-        standin.fail_token(token_answer)
-    standin.fail_send(*send_answers)
-    account = add_gmail_account(sql, standin, gmail_settings)
+        env.standin.fail_token(token_answer)
+    env.standin.fail_send(*send_answers)
+    account = env.add_account()
     ids = insert_emails(sql, 2)
-    with worker_process(gmail_settings, db_url, account, tmp_path / "w.log") as worker:
+    with env.worker(account) as worker:
         await wait_until(
             lambda: account_row(sql, account)["status"] == "suspended",
             message="the suspension",
@@ -251,27 +246,28 @@ async def test_revoked_credentials_suspend_and_return_the_rows(
     assert words in account_row(sql, account)["last_error"]
     rows = rows_by_id(sql)
     assert [(rows[i]["status"], rows[i]["attempts"]) for i in ids] == [("queued", 0)] * 2
-    assert standin.sent == []
+    assert env.standin.sent == []
     assert "stand-in-secret" not in worker.stderr()
 
 
 async def test_a_gmail_and_an_smtp_account_side_by_side_under_mailer_run(
-    sql: psycopg.Connection, db_url: str, standin: GmailStandIn, tmp_path: Path
+    sql: psycopg.Connection, env: GmailEnv
 ) -> None:
     from tests.integration.test_orchestrator import child_env, orchestrator
     from tests.support.mailer_env import add_account, statuses
     from tests.support.smtp_server import ScriptedSMTPServer
 
-    env = child_env(db_url, tmp_path, MAILER_GMAIL_API_ENDPOINT=standin.url)
-    gmail = add_gmail_account(sql, standin, Settings(secret_key=env["MAILER_SECRET_KEY"]))
+    child = child_env(env.db_url, env.logs, MAILER_GMAIL_API_ENDPOINT=env.standin.url)
+    gmail = env.add_account()
     with ScriptedSMTPServer() as smtp:
         smtp_account = add_account(sql, smtp, email="relay@example.com")
         insert_emails(sql, 3, account_id=gmail, to_address=lambda i: f"g{i}@example.org")
         insert_emails(sql, 3, account_id=smtp_account, to_address=lambda i: f"s{i}@example.org")
-        with orchestrator(env, tmp_path / "orch.log") as orch:
+        with orchestrator(child, env.logs / "orch.log") as orch:
             await wait_until(lambda: statuses(sql) == {"sent": 6}, message="6 rows sent")
             assert orch.terminate() == 0
-    assert sorted(m.message["To"] for m in standin.sent) == [f"g{i}@example.org" for i in range(3)]
+    gmail_to = sorted(m.message["To"] for m in env.standin.sent)
+    assert gmail_to == [f"g{i}@example.org" for i in range(3)]
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == [f"s{i}@example.org" for i in range(3)]
     sent_by = sql.execute(
         "SELECT sent_by_account_id AS a, count(*) AS n FROM email_queue GROUP BY 1 ORDER BY 1"

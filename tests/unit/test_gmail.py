@@ -11,7 +11,6 @@ from email.parser import BytesParser
 
 import google.auth.exceptions
 import pytest
-from googleapiclient.discovery import build
 from googleapiclient.http import HttpMockSequence
 
 from mailer.config import Settings
@@ -22,7 +21,13 @@ from mailer.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
-from mailer.gmail import GmailClient, GmailCredentials, classify, classify_response
+from mailer.gmail import (
+    GmailClient,
+    GmailCredentials,
+    build_service,
+    classify,
+    classify_response,
+)
 from mailer.render import Renderer
 from mailer.senders.gmail import GmailSender
 from mailer.tokens import TokenCodec
@@ -44,14 +49,7 @@ def rendered(settings: Settings):
 
 
 def sender_with(http: HttpMockSequence, settings: Settings) -> GmailSender:
-    service = build(
-        "gmail",
-        "v1",
-        http=http,
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": ENDPOINT},
-    )
+    service = build_service(http, ENDPOINT)
     return GmailSender(
         sample_account(backend="gmail"),
         settings,
