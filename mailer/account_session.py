@@ -112,8 +112,14 @@ class AccountSession:
             f"backing off: {exc}",
             base_seconds=self.settings.account_backoff_base_seconds,
             max_seconds=self.settings.account_backoff_max_seconds,
+            until=exc.until,
         )
         log.warning("account %s backing off until %s: %s", self.account_id, until.isoformat(), exc)
+        if exc.scope == "project":
+            others = await self.accounts.back_off_project(
+                self.account_id, f"backing off: project quota of account {self.account_id}", until
+            )
+            log.warning("accounts %s of the same Gmail project back off too", others)
         self.account = await self.accounts.get(self.account_id)
         return False
 

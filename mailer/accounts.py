@@ -35,9 +35,16 @@ class AccountManager:
         return [SenderAccount.from_row(r) for r in await self.db.fetch_all("list_accounts")]
 
     async def add(
-        self, box: CredentialBox, *, email: str, password: str | None = None, **fields: Any
+        self,
+        box: CredentialBox,
+        *,
+        email: str,
+        password: str | None = None,
+        gmail_credentials: str | None = None,
+        **fields: Any,
     ) -> SenderAccount:
-        """Create an account; ``password`` is stored encrypted, never in clear."""
+        """Create an account; ``password`` and ``gmail_credentials`` (the JSON of a
+        credentials file) are stored encrypted, never in clear."""
         params: dict[str, Any] = {
             "display_name": None,
             "backend": "smtp",
@@ -53,10 +60,14 @@ class AccountManager:
             "ehlo_hostname": None,
             "smtp_tls_ca_file": None,
             "smtp_tls_verify": True,
+            "gmail_project": None,
         }
         params.update({k: v for k, v in fields.items() if v is not None})
         params["email"] = email
         params["smtp_password_encrypted"] = box.encrypt(password) if password else None
+        params["gmail_credentials_encrypted"] = (
+            box.encrypt(gmail_credentials) if gmail_credentials else None
+        )
         row = await self.db.fetch_one("insert_account", params)
         assert row is not None
         return SenderAccount.from_row(row)
@@ -155,9 +166,16 @@ class AccountManager:
         await self.db.execute("suspend_account", {"account_id": account_id, "reason": reason})
 
     async def back_off(
-        self, account_id: int, reason: str, *, base_seconds: float, max_seconds: float
+        self,
+        account_id: int,
+        reason: str,
+        *,
+        base_seconds: float,
+        max_seconds: float,
+        until: datetime | None = None,
     ) -> datetime:
-        """Pause the account's sending until the returned time (doubling per repeat)."""
+        """Pause the account's sending until the returned time: ``until`` when given (the
+        provider named it), else doubling per repeat."""
         row = await self.db.fetch_one(
             "back_off_account",
             {
@@ -165,10 +183,19 @@ class AccountManager:
                 "reason": reason,
                 "base_seconds": base_seconds,
                 "max_seconds": max_seconds,
+                "until": until,
             },
         )
         assert row is not None
         return row["backoff_until"]
+
+    async def back_off_project(self, account_id: int, reason: str, until: datetime) -> list[int]:
+        """Back off every other active Gmail account of ``account_id``'s Cloud project
+        until ``until``; return their ids."""
+        rows = await self.db.fetch_all(
+            "back_off_gmail_project", {"account_id": account_id, "reason": reason, "until": until}
+        )
+        return [r["id"] for r in rows]
 
     async def clear_backoff(self, account_id: int) -> None:
         await self.db.execute("clear_account_backoff", {"account_id": account_id})

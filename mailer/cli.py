@@ -1,8 +1,9 @@
 """The ``mailer`` command line (click). Every option also reads a ``MAILER_*`` variable.
 
-Commands: ``db migrate``, ``accounts add|edit|list|pause|resume|set-limits``, ``run``
-(orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
-``suppress ...`` (cli_suppress) and ``bounces ...`` (cli_bounces).
+Commands: ``db migrate``, ``accounts add|edit|list|check|pause|resume|set-limits``,
+``run`` (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
+``suppress ...`` (:mod:`mailer.cli_suppress`), ``bounces ...`` (:mod:`mailer.cli_bounces`),
+``dkim add|generate|list`` and ``dns-check`` (:mod:`mailer.cli_domains`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import click
 
 from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
+from mailer.cli_domains import dkim, dns_check
 from mailer.cli_suppress import suppress
 from mailer.config import Settings, load_settings
 from mailer.logs import setup_logging
@@ -143,7 +145,7 @@ def smtp_options(*, adding: bool) -> Any:
 
     def decorate(fn: Any) -> Any:
         options = [
-            click.option("--smtp-host", required=adding, default=None),
+            click.option("--smtp-host", default=None, help="Required for SMTP accounts."),
             click.option(
                 "--smtp-port", type=int, default=None, help="Default: 587, 465 for tls, 25 for none"
             ),
@@ -197,7 +199,20 @@ def smtp_options(*, adding: bool) -> Any:
 @accounts.command("add")
 @click.option("--email", required=True, help="The From address.")
 @click.option("--display-name", default=None)
+@click.option(
+    "--backend",
+    type=click.Choice(["smtp", "gmail"]),
+    default="smtp",
+    help="SMTP server, or the Gmail API (needs --credentials-file).",
+)
 @smtp_options(adding=True)
+@click.option(
+    "--credentials-file",
+    type=click.File("r"),
+    default=None,
+    help="Gmail: service-account JSON (domain-wide delegation) or authorized-user JSON; "
+    "'-' reads stdin. Stored encrypted.",
+)
 @click.option("--daily-limit", type=int, default=500)
 @click.option("--hourly-limit", type=int, default=None)
 @click.option("--min-delay-ms", type=int, default=1000)
@@ -206,15 +221,24 @@ def smtp_options(*, adding: bool) -> Any:
 @imap_options
 @pass_ctx
 def accounts_add(
-    ctx: Context, prompt_password: bool, paused: bool, smtp_password: str | None, **fields: Any
+    ctx: Context,
+    prompt_password: bool,
+    paused: bool,
+    smtp_password: str | None,
+    credentials_file: Any,
+    **fields: Any,
 ) -> None:
-    """Add an SMTP sender account (and, with --imap-host, the mailbox its bounces reach)."""
+    """Add a sender account: SMTP (default) or Gmail API; with --imap-host, also the
+    mailbox its bounces reach."""
     from mailer.accounts import AccountManager
     from mailer.credentials import CredentialBox, secret_key
 
     imap = imap_fields(fields)
     if not imap["imap_host"] and any(v is not None for v in imap.values()):
         raise click.UsageError("--imap-* options need --imap-host")
+    gmail_credentials = _gmail_credentials(fields, credentials_file)
+    if fields["backend"] == "smtp" and not fields["smtp_host"]:
+        raise click.UsageError("--smtp-host is required for an SMTP account")
     if prompt_password:
         smtp_password = click.prompt("SMTP password", hide_input=True)
     box = CredentialBox(secret_key(ctx.settings))
@@ -223,14 +247,17 @@ def accounts_add(
 
     async def add(db: Any) -> Any:
         manager = AccountManager(db)
-        account = await manager.add(box, password=smtp_password, backend="smtp", **fields)
+        account = await manager.add(
+            box, password=smtp_password, gmail_credentials=gmail_credentials, **fields
+        )
         if imap["imap_host"]:
             account = await manager.set_imap(box, account.id, **imap)
         return account
 
     account = ctx.run_db(add)
     click.echo(
-        f"added account {account.id} <{account.email}> ({account.status}, pool {account.pool})"
+        f"added {'Gmail ' if account.backend == 'gmail' else ''}account {account.id} "
+        f"<{account.email}> ({account.status}, pool {account.pool})"
     )
 
 
@@ -328,6 +355,47 @@ def _mailbox(a: Any) -> str:
     return f"{user}@{a.imap_host}:{a.imap_port or 'default'} ({a.imap_security})"
 
 
+def _gmail_credentials(fields: dict[str, Any], credentials_file: Any) -> str | None:
+    """The credentials file's text, checked (Gmail); sets ``fields["gmail_project"]``."""
+    from mailer.gmail import GmailCredentials
+
+    if fields["backend"] != "gmail":
+        if credentials_file is not None:
+            raise click.UsageError("--credentials-file is for --backend gmail")
+        return None
+    if credentials_file is None:
+        raise click.UsageError("--backend gmail needs --credentials-file FILE (or - for stdin)")
+    text = credentials_file.read()
+    try:
+        fields["gmail_project"] = GmailCredentials.parse(text).project
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--credentials-file") from None
+    return text
+
+
+@accounts.command("check")
+@account_id_argument
+@pass_ctx
+def accounts_check(ctx: Context, account_id: int) -> None:
+    """Verify an account without sending (SMTP: connect, TLS, AUTH, QUIT; Gmail:
+    getProfile). Exit 1 and say what failed."""
+    from mailer.account_check import check_account
+    from mailer.accounts import AccountManager, AccountNotFound
+    from mailer.credentials import CredentialBox, secret_key
+
+    try:
+        account = ctx.run_db(lambda db: AccountManager(db).get(account_id))
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    box = CredentialBox(secret_key(ctx.settings))
+    report = asyncio.run(check_account(account, ctx.settings, box))
+    for step in report.steps:
+        click.echo(f"{'ok' if step.ok else 'FAILED':>6}  {step.name}: {step.detail}")
+    if not report.ok:
+        raise click.ClickException(f"account {account.id} <{account.email}> does not work")
+    click.echo(f"account {account.id} <{account.email}> works")
+
+
 @accounts.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
@@ -375,6 +443,7 @@ def account_summary(account: Any) -> dict[str, Any]:
         "imap_port",
         "imap_security",
         "imap_username",
+        "gmail_project",
         "last_error",
         "backoff_until",
     )
@@ -596,6 +665,8 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
 main.add_command(suppress)
 main.add_command(bounces)
+main.add_command(dkim)
+main.add_command(dns_check)
 
 if __name__ == "__main__":
     main()

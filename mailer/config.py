@@ -74,6 +74,13 @@ class Settings:
     #: Refuse addresses on special-use domains (``.test``, ``.local``, ``.internal``,
     #: ``localhost`` ...); by default only RFC 5321/5322 syntax is checked.
     reject_special_use_domains: bool = False
+    #: Gmail API root URL; empty = Google's. A proxy, or a stand-in server in tests.
+    gmail_api_endpoint: str = ""
+    #: Gmail API and token requests: seconds before one is given up.
+    gmail_timeout_seconds: float = 30.0
+    #: ``mailer dns-check`` asks this nameserver (``host`` or ``host:port``); empty = the
+    #: system's resolvers.
+    dns_nameserver: str = ""
     #: Largest rendered message accepted, in bytes.
     max_message_bytes: int = 10 * 1024 * 1024
     #: ``text`` or ``json`` (one JSON object per line).

@@ -7,6 +7,8 @@ inspects SMTP codes or API statuses.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class MailerError(Exception):
     """Base of Mailer's own errors."""
@@ -80,14 +82,31 @@ class AccountError(DeliveryError):
     ``kind`` is ``auth`` (bad credentials) or ``config`` (the account cannot work as set
     up): both suspend the account; ``throttle`` (the provider asks us to slow down) or
     ``unavailable`` (server unreachable): both back the account off.
+
+    ``until``: the provider said when sending may resume (the backoff lasts until then
+    instead of doubling). ``scope``: ``account``, or ``project`` when the quota of the
+    provider project behind the account (Gmail's Cloud project) ran out, so every account
+    of that project backs off.
     """
 
-    def __init__(self, message: str, *, kind: str, **kwargs: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        until: datetime | None = None,
+        scope: str = "account",
+        **kwargs: object,
+    ) -> None:
         kwargs.setdefault("reached_provider", False)
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         if kind not in ("auth", "config", "throttle", "unavailable"):
             raise ValueError(f"unknown AccountError kind {kind!r}")
+        if scope not in ("account", "project"):
+            raise ValueError(f"unknown AccountError scope {scope!r}")
         self.kind = kind
+        self.until = until
+        self.scope = scope
 
 
 class InvalidMessageError(MailerError):

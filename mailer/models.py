@@ -47,6 +47,9 @@ class SenderAccount:
     imap_security: str = "tls"
     imap_username: str | None = None
     imap_password_encrypted: str | None = None
+    gmail_credentials_encrypted: str | None = None
+    #: The Google Cloud project (or OAuth client) behind a Gmail account's credentials.
+    gmail_project: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -68,6 +71,7 @@ class SenderAccount:
             self.smtp_username,
             self.smtp_security,
             self.smtp_password_encrypted,
+            self.gmail_credentials_encrypted,
             self.email,
             self.ehlo_hostname,
             self.smtp_tls_ca_file,

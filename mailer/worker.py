@@ -36,9 +36,11 @@ import psycopg
 
 from mailer.account_session import AccountSession
 from mailer.config import Settings
-from mailer.credentials import CredentialBox, secret_key
+from mailer.credentials import CredentialBox, SecretKeyError, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
+from mailer.dkim_keys import DkimKey, DkimKeyStore
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
+from mailer.feedback_headers import add_feedback_headers
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail, SenderAccount
@@ -49,6 +51,7 @@ from mailer.reputation import Thresholds
 from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
 from mailer.senders import Sender, make_sender
+from mailer.senders.signing import DkimSigningSender
 from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
@@ -88,7 +91,8 @@ class Worker:
         sender_factory: SenderFactory = make_sender,
         post_render: Iterable[PostRender] | None = None,
     ) -> None:
-        """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)."""
+        """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)
+        and the feedback headers (List-Id, Feedback-ID)."""
         self.settings = settings
         self.url = database_url
         self.account_id = account_id
@@ -99,7 +103,9 @@ class Worker:
         self.renderer = Renderer(
             max_message_bytes=settings.max_message_bytes,
             variables=[tracking.variables],
-            post_render=[tracking.post_render] if post_render is None else post_render,
+            post_render=(
+                [tracking.post_render, add_feedback_headers] if post_render is None else post_render
+            ),
             reject_special_use_domains=settings.reject_special_use_domains,
             smtputf8=True,  # senders use SMTPUTF8 where offered, else fail the row clearly
         )
@@ -513,9 +519,21 @@ class Worker:
             await self.sender.close()
             self.sender = None
         if self.sender is None:
-            self.sender = self.sender_factory(self.session.account, self.settings, self.box)
+            sender = self.sender_factory(self.session.account, self.settings, self.box)
+            key = await self._dkim_key()
+            self.sender = sender if key is None else DkimSigningSender(sender, key)
             self.sender_settings = settings
         return self.sender
+
+    async def _dkim_key(self) -> DkimKey | None:
+        """The DKIM key of an SMTP account's From domain (read when the sender is made)."""
+        account = self.session.account
+        if account.backend != "smtp":
+            return None
+        try:
+            return await DkimKeyStore(self.db, self.box).for_domain(account.domain)
+        except SecretKeyError as exc:
+            raise AccountError(f"DKIM key of {account.domain}: {exc}", kind="config") from None
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
         exc = await self.traffic.failed(row, exc, self.session.gate.limits)

@@ -51,11 +51,13 @@ SELECT * FROM sender_accounts ORDER BY id
 INSERT INTO sender_accounts (email, display_name, backend, status, daily_limit, hourly_limit,
                              min_delay_ms, pool, smtp_host, smtp_port, smtp_username,
                              smtp_security, smtp_password_encrypted, ehlo_hostname,
-                             smtp_tls_ca_file, smtp_tls_verify)
+                             smtp_tls_ca_file, smtp_tls_verify, gmail_credentials_encrypted,
+                             gmail_project)
 VALUES (%(email)s, %(display_name)s, %(backend)s, %(status)s, %(daily_limit)s,
         %(hourly_limit)s, %(min_delay_ms)s, %(pool)s, %(smtp_host)s, %(smtp_port)s,
         %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s,
-        %(ehlo_hostname)s, %(smtp_tls_ca_file)s, %(smtp_tls_verify)s)
+        %(ehlo_hostname)s, %(smtp_tls_ca_file)s, %(smtp_tls_verify)s,
+        %(gmail_credentials_encrypted)s, %(gmail_project)s)
 RETURNING *
 
 -- edit_account_smtp --
@@ -99,14 +101,27 @@ WHERE id = %(account_id)s
 RETURNING *
 
 -- back_off_account --
--- Account-level backoff (throttling, unreachable server): doubles per repeat, capped.
+-- Account-level backoff (throttling, unreachable server): doubles per repeat, capped;
+-- or until the time the provider named (%(until)s, when not NULL).
 UPDATE sender_accounts
 SET backoff_count = backoff_count + 1,
-    backoff_until = now() + make_interval(secs => LEAST(
-        %(base_seconds)s * power(2, LEAST(backoff_count, 30)), %(max_seconds)s)),
+    backoff_until = COALESCE(%(until)s::timestamptz, now() + make_interval(secs => LEAST(
+        %(base_seconds)s * power(2, LEAST(backoff_count, 30)), %(max_seconds)s))),
     last_error = %(reason)s
 WHERE id = %(account_id)s
 RETURNING backoff_until
+
+-- back_off_gmail_project --
+-- A Cloud project's quota ran out: every other active Gmail account of the project of
+-- account %(account_id)s backs off until %(until)s too (never shortening a longer backoff).
+UPDATE sender_accounts AS a
+SET backoff_until = GREATEST(a.backoff_until, %(until)s::timestamptz),
+    last_error = %(reason)s
+FROM sender_accounts AS src
+WHERE src.id = %(account_id)s AND src.gmail_project IS NOT NULL
+  AND a.gmail_project = src.gmail_project AND a.backend = 'gmail' AND a.id <> src.id
+  AND a.status = 'active'
+RETURNING a.id
 
 -- clear_account_backoff --
 -- A send went through: the backoff, and the error that caused it, are over.
@@ -807,3 +822,20 @@ ORDER BY b.id DESC
 SELECT b.*, a.email AS account_email
 FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
 WHERE b.id = %(bounce_id)s
+
+-- upsert_dkim_key --
+-- One DKIM key per domain: adding a key for a domain replaces its previous key.
+INSERT INTO dkim_keys (domain, selector, algorithm, private_key_encrypted, public_key)
+VALUES (%(domain)s, %(selector)s, %(algorithm)s, %(private_key_encrypted)s, %(public_key)s)
+ON CONFLICT (domain) DO UPDATE
+SET selector = EXCLUDED.selector, algorithm = EXCLUDED.algorithm,
+    private_key_encrypted = EXCLUDED.private_key_encrypted,
+    public_key = EXCLUDED.public_key, updated_at = now()
+
+-- get_dkim_key --
+SELECT domain, selector, algorithm, private_key_encrypted FROM dkim_keys
+WHERE domain = %(domain)s
+
+-- list_dkim_keys --
+SELECT domain, selector, algorithm, public_key, created_at, updated_at FROM dkim_keys
+ORDER BY domain

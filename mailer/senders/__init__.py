@@ -2,7 +2,8 @@
 
 A sender belongs to one worker and one account. ``send`` either returns the provider's
 acceptance or raises a :class:`~mailer.errors.DeliveryError` subclass; it never decides
-what happens to the row. SMTP is the first backend; Gmail API comes later.
+what happens to the row. Backends: SMTP (:mod:`mailer.senders.smtp`) and the Gmail API
+(:mod:`mailer.senders.gmail`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def make_sender(account: SenderAccount, settings: Settings, box: CredentialBox) 
         from mailer.senders.smtp import SmtpSender
 
         return SmtpSender(account, settings, box)
+    if account.backend == "gmail":
+        from mailer.senders.gmail import GmailSender
+
+        return GmailSender(account, settings, box)
     raise AccountError(
         f"backend {account.backend!r} is not available in this version", kind="config"
     )

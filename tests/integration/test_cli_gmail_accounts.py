@@ -1,0 +1,81 @@
+"""``mailer accounts add --backend gmail`` and ``mailer accounts check`` (SMTP and Gmail),
+against the scripted SMTP server and the Gmail stand-in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mailer.credentials import CredentialBox
+from tests.support.gmail_api import Answer, GmailStandIn
+from tests.support.smtp_server import ScriptedSMTPServer
+
+BOX = CredentialBox("test-secret-key")
+
+
+def test_gmail_account_from_a_file_is_stored_encrypted(mailer, sql, tmp_path: Path) -> None:
+    with GmailStandIn() as standin:
+        path = tmp_path / "key.json"
+        path.write_text(standin.credentials_json("77-client.apps.googleusercontent.com"))
+        out = mailer(
+            "accounts", "add", "--backend", "gmail", "--email", "sender@example.com",
+            "--credentials-file", str(path), "--daily-limit", "2000",
+        )  # fmt: skip
+    assert out == "added Gmail account 1 <sender@example.com> (active, pool default)\n"
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert row["backend"] == "gmail" and row["smtp_host"] is None
+    assert row["gmail_project"] == "77-client.apps.googleusercontent.com"
+    assert "stand-in-secret" not in row["gmail_credentials_encrypted"]
+    assert BOX.decrypt(row["gmail_credentials_encrypted"]) == path.read_text()
+    listing = mailer("accounts", "list", "--json")
+    assert "stand-in" not in listing and json.loads(listing)[0]["backend"] == "gmail"
+
+
+def test_gmail_credentials_from_stdin_and_refusals(mailer, sql) -> None:
+    base = ("accounts", "add", "--backend", "gmail", "--email", "s@example.com")
+    with GmailStandIn() as standin:
+        mailer(*base, "--credentials-file", "-", input=standin.credentials_json())
+    out = mailer(*base, "--credentials-file", "-", input='{"type": "x"}', code=2)
+    assert "service-account key or an authorized-user" in out
+    assert "needs --credentials-file" in mailer(*base, code=2)
+    assert "--smtp-host is required" in mailer("accounts", "add", "--email", "a@b.example", code=2)
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 1
+
+
+def test_check_a_gmail_account(mailer, sql, monkeypatch: pytest.MonkeyPatch) -> None:
+    with GmailStandIn("sender@example.com") as standin:
+        monkeypatch.setenv("MAILER_GMAIL_API_ENDPOINT", standin.url)
+        mailer(
+            "accounts", "add", "--backend", "gmail", "--email", "sender@example.com",
+            "--credentials-file", "-", input=standin.credentials_json(),
+        )  # fmt: skip
+        out = mailer("accounts", "check", "1")
+        assert "ok  getProfile: mailbox sender@example.com" in out
+        assert out.endswith("account 1 <sender@example.com> works\n")
+        assert standin.sent == []  # nothing was sent
+        standin.fail_token(Answer(400, {"error": "invalid_grant", "error_description": "Bad"}))
+        out = mailer("accounts", "check", "1", code=1)
+    assert "FAILED  token: " in out and "invalid_grant" in out
+    assert "does not work" in out
+
+
+def test_check_an_smtp_account(mailer) -> None:
+    with ScriptedSMTPServer(auth=("user", "right")) as smtp:
+        for password in ("right", "wrong"):
+            mailer(
+                "accounts", "add", "--email", f"{password}@example.com", "--smtp-host", smtp.host,
+                "--smtp-port", str(smtp.port), "--smtp-security", "none",
+                "--username", "user", "--password", password,
+            )  # fmt: skip
+        good = mailer("accounts", "check", "1")
+        bad = mailer("accounts", "check", "2", code=1)
+    assert "ok  connect: " in good and "ok  AUTH: 235" in good and "ok  QUIT: 221" in good
+    assert "FAILED  AUTH: " in bad and "535" in bad
+    unreachable = mailer(
+        "accounts", "add", "--email", "x@example.com", "--smtp-host", "127.0.0.1",
+        "--smtp-port", "1", "--smtp-security", "none",
+    )  # fmt: skip
+    assert unreachable.startswith("added account 3")
+    assert "FAILED  connect: " in mailer("accounts", "check", "3", code=1)
