@@ -57,7 +57,7 @@ log = logging.getLogger("mailer.orchestrator")
 #: A SIGTERMed worker gets ``shutdown_grace_seconds`` plus this long before SIGKILL.
 KILL_MARGIN_SECONDS = 5.0
 #: Longest wait between two attempts to reach the database.
-RECONNECT_MAX_SECONDS = 30.0
+RECONNECT_MAX_SECONDS = 5.0
 #: How often the orchestrator forgets ``workers`` rows whose heartbeat stopped long ago.
 STALE_WORKERS_EVERY_SECONDS = 60.0
 
@@ -99,6 +99,9 @@ class WorkerSlot:
     not_before: float = 0.0
     #: ...unless it waits for a lock held elsewhere and the lock is seen free.
     waiting_for_lock: bool = False
+    #: ...or its worker exited because the database was unavailable and the orchestrator
+    #: has just reached the database again.
+    waiting_for_database: bool = False
     #: The reason to write when the account is to be suspended (until it is written).
     pending_suspension: str | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -246,6 +249,7 @@ class Orchestrator:
         listener = await connect_listener(self.url, ["mailer_accounts"])
         try:
             async with Database(self.url) as db:
+                self._database_is_back()
                 listen = asyncio.create_task(self._listen(listener), name="orchestrator-listen")
                 try:
                     while not self.stopping:
@@ -264,6 +268,14 @@ class Orchestrator:
                     await asyncio.gather(listen, return_exceptions=True)
         finally:
             await listener.close()
+
+    def _database_is_back(self) -> None:
+        """Workers that exited because the database was away start again now, not after
+        the backoff they accumulated during the outage."""
+        for slot in self.slots.values():
+            if slot.waiting_for_database:
+                slot.waiting_for_database = False
+                slot.failures, slot.not_before = 0, 0.0
 
     async def _listen(self, listener: psycopg.AsyncConnection) -> None:
         try:
@@ -441,6 +453,7 @@ class Orchestrator:
             )
             return
         slot.not_before = now + decision.restart_in
+        slot.waiting_for_database = decision.kind is ExitKind.DB_UNAVAILABLE
         if decision.kind is ExitKind.CLEAN:
             if was_stopping or not slot.active:
                 log.info("worker for account %s (pid %s) stopped with %s", account, pid, how)
