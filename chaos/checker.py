@@ -31,6 +31,8 @@ DAY, HOUR = 86_400.0, 3_600.0
 #: Seconds after an admin's commit before the change must hold (a transaction that had
 #: already started may still finish under the old value).
 GRACE = 0.5
+#: A 250 later than this after the data (seconds) may have missed the client's timeout.
+LATE_REPLY = 1.0
 #: Slack on ``min_delay_ms`` (clock reads and scheduling), seconds.
 TOLERANCE = 0.002
 
@@ -159,14 +161,22 @@ def check_at_most_once(history: History) -> tuple[list[str], Counter[str]]:
             causes[cause] += 1
         rest = extra - min(extra, len(explained))
         if rest:
-            lost_reply = any(not d.acked for d in copies)
-            cause = "unexplained, a reply was lost" if lost_reply else "unexplained"
+            cause = "unexplained" + _reply_note(copies)
             causes[cause] += rest
             unexplained.append(
                 f"{message_id} delivered {len(copies)} times ({_servers(copies)}), "
                 f"{len(explained)} unknown outcome(s) logged: {cause}"
             )
     return unexplained, causes
+
+
+def _reply_note(copies: list[Delivery]) -> str:
+    """Whether a copy's reply never came or came late (the client may have timed out)."""
+    if any(not d.acked for d in copies):
+        return ", a reply was lost"
+    if any(d.reply_seconds is not None and d.reply_seconds > LATE_REPLY for d in copies):
+        return ", a reply was late"
+    return ""
 
 
 def _unknown_attempts(attempts: list[Attempt]) -> dict[int, list[str]]:

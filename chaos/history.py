@@ -25,6 +25,7 @@ class Delivery:
     data_end_at: float
     acked: bool
     connection: str = ""  # the client's port: which SMTP connection carried it
+    reply_seconds: float | None = None  # from the end of the data to the 250
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def load_deliveries(paths: list[Path]) -> list[Delivery]:
     """Deliveries of the servers' JSON-lines record files ("data" lines, acknowledged
     when an "ack" line with the same server and number follows)."""
     data: dict[tuple[str, int], dict[str, Any]] = {}
-    acked: set[tuple[str, int]] = set()
+    acked: dict[tuple[str, int], float] = {}
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
@@ -112,14 +113,14 @@ def load_deliveries(paths: list[Path]) -> list[Delivery]:
             if record["event"] == "data":
                 data[key] = record
             else:
-                acked.add(key)
+                acked[key] = float(record["at"])
     return sorted(
-        (_delivery(record, key in acked) for key, record in data.items()),
+        (_delivery(record, acked.get(key)) for key, record in data.items()),
         key=lambda d: d.mail_at,
     )
 
 
-def _delivery(record: dict[str, Any], acked: bool) -> Delivery:
+def _delivery(record: dict[str, Any], acked_at: float | None) -> Delivery:
     return Delivery(
         server=record["server"],
         message_id=record["message_id"],
@@ -127,8 +128,9 @@ def _delivery(record: dict[str, Any], acked: bool) -> Delivery:
         rcpt_tos=tuple(record["rcpt_tos"]),
         mail_at=float(record["mail_at"]),
         data_end_at=float(record["data_end_at"]),
-        acked=acked,
+        acked=acked_at is not None,
         connection=str(record.get("connection", "")),
+        reply_seconds=None if acked_at is None else acked_at - float(record["data_end_at"]),
     )
 
 

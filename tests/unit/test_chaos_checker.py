@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from chaos.checker import check
 from chaos.history import (
     Account,
@@ -120,6 +122,15 @@ def test_a_duplicate_after_a_lost_reply_logged_as_transient_fails() -> None:
     report = check(history)
     assert report.failed_invariants() == ["at_most_once"]
     assert report.duplicates == {"unexplained, a reply was lost": 1}
+
+
+def test_a_duplicate_after_a_late_reply_logged_as_transient_fails() -> None:
+    history = clean_history()
+    history.deliveries.append(replace(delivery(2, T0 + 5), reply_seconds=3.8))
+    history.attempts.append(attempt(2, outcome="transient", response="timed out"))
+    report = check(history)
+    assert report.failed_invariants() == ["at_most_once"]
+    assert report.duplicates == {"unexplained, a reply was late": 1}
 
 
 def test_duplicates_explained_by_unknown_outcomes_are_counted_by_cause() -> None:
@@ -261,6 +272,7 @@ def test_deliveries_load_from_record_lines_with_their_acknowledgement(tmp_path: 
     first, second = load_deliveries([path])
     assert (first.message_id, first.acked) == (mid(2), False)
     assert (second.message_id, second.acked, second.rcpt_tos) == (mid(1), True, ("x@example.org",))
+    assert first.reply_seconds is None and second.reply_seconds == pytest.approx(0.1)
 
 
 def test_a_pacing_violation_says_when_it_straddles_a_new_connection() -> None:
