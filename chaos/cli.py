@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--outage-seconds", type=float, default=8.0, help="length of a PostgreSQL outage"
     )
     parser.add_argument(
-        "--settle-seconds", type=float, default=60.0, help="longest wait for the queue to settle"
+        "--settle-seconds", type=float, default=120.0, help="longest wait for the queue to settle"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     parser.add_argument(

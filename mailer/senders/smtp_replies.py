@@ -110,6 +110,18 @@ def account_refusal(code: int, message: str, *, stage: str) -> tuple[str, str] |
     return None
 
 
+def is_throttle(code: int, message: str) -> bool:
+    """A reply asking us to slow down (the adaptive rate halves): its text says so, or a
+    421/454 with a policy (4.7.x) status, as providers' rate limits answer. A 421 that
+    says the server is shutting down (4.3.2) or has a network problem only backs off."""
+    if _THROTTLE_TEXT.search(message):
+        return True
+    status = enhanced_code(message)
+    if code == 454:
+        return status is None or status[1] == 7
+    return code == 421 and status is not None and status[1] == 7
+
+
 def classify_response(
     code: int,
     message: str,
@@ -137,14 +149,16 @@ def classify_response(
     refusal = account_refusal(code, message, stage=stage)
     if refusal is not None:
         what, fix = refusal
-        if code in (421, 454) or _THROTTLE_TEXT.search(message):
+        if is_throttle(code, message):
             kind = "throttle"
         else:
             kind = "unavailable" if code < 500 else "config"
         text = f"{what}: {message}" + (f" ({fix})" if kind == "config" else "")
         return AccountError(text, kind=kind, reached_provider=True, **kwargs)
-    if code in (421, 454) or (400 <= code < 500 and _THROTTLE_TEXT.search(message)):
+    if 400 <= code < 500 and is_throttle(code, message):
         return AccountError(message, kind="throttle", reached_provider=True, **kwargs)
+    if code == 421:  # the server is going away or cannot serve us now: not a rate
+        return AccountError(message, kind="unavailable", reached_provider=True, **kwargs)
     if 400 <= code < 500 and status is not None and status[1] in (3, 4):
         return AccountError(
             f"server-side temporary failure: {message}",

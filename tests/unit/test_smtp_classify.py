@@ -24,6 +24,10 @@ def test_enhanced_code_is_read_from_the_start_of_the_text():
     ("code", "text", "kind"),
     [
         (421, "4.7.0 mx.example Error: too many connections from 127.0.0.1", "throttle"),
+        (421, "4.7.0 Try again later, closing connection", "throttle"),
+        # going away is not a rate: the account backs off, its send rate is not halved
+        (421, "4.3.2 Service shutting down, try later", "unavailable"),
+        (421, "Service not available, closing transmission channel", "unavailable"),
         (451, "4.7.1 Rate limit exceeded, try again later", "throttle"),
         (452, "4.5.3 Too many recipients this hour", "throttle"),
         (450, "4.7.1 Error: too many recipients from 127.0.0.1", "throttle"),
