@@ -27,31 +27,28 @@ import enum
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import psycopg
 
 from mailer.account_session import AccountSession
 from mailer.config import Settings
-from mailer.credentials import CredentialBox, SecretKeyError, secret_key
+from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
-from mailer.dkim_keys import DkimKey, DkimKeyStore
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
+from mailer.heartbeat import Heartbeat
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
-from mailer.models import QueuedEmail, SenderAccount
+from mailer.models import QueuedEmail
 from mailer.outcomes import OutcomeRecorder
 from mailer.queue import AttemptResult, Mark, QueueManager
 from mailer.render import PostRender, RenderedMessage, Renderer
-from mailer.reputation import Thresholds
-from mailer.reputation import enforce as enforce_reputation
 from mailer.retry import decide
-from mailer.senders import Sender, make_sender
-from mailer.senders.signing import DkimSigningSender
+from mailer.senders import make_sender
+from mailer.senders.holder import SenderFactory, SenderHolder
 from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
@@ -63,12 +60,6 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_LOCKED = 3  # another worker holds this account's lock
 EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
-
-#: Heartbeat of a worker holding no rows (capped at a quarter of the lease): it only
-#: proves liveness and re-reads the account as a fallback, NOTIFY does the rest.
-IDLE_HEARTBEAT_SECONDS = 10.0
-
-SenderFactory = Callable[[SenderAccount, Settings, CredentialBox], Sender]
 
 
 class Step(enum.Enum):
@@ -113,7 +104,6 @@ class Worker:
         self.journal = OutcomeJournal(
             settings.home, account_id, self.worker_id, settings.journal_fsync_seconds
         )
-        self.next_reputation_check = 0.0
         self.wake = asyncio.Event()
         self.account_changed = asyncio.Event()
         self.stopping = False
@@ -126,8 +116,6 @@ class Worker:
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.session: AccountSession
-        self.sender: Sender | None = None
-        self.sender_settings: tuple[object, ...] = ()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -181,6 +169,7 @@ class Worker:
             db, self.worker_id, self.settings.home, self.settings.poison_threshold
         )
         self.session = AccountSession(db, self.account_id, self.settings)
+        self.senders = SenderHolder(db, self.settings, self.box, self.sender_factory)
         not_running = await self.session.open(self.worker_id)
         if not_running:
             log.warning("account %s %s; worker not started", self.account_id, not_running)
@@ -212,7 +201,7 @@ class Worker:
     async def _serve(self, listener: psycopg.AsyncConnection) -> int:
         background = [
             asyncio.create_task(self._listen(listener)),
-            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._heartbeat().run()),
         ]
         try:
             await self._send_loop()
@@ -244,8 +233,7 @@ class Worker:
                 log.info("returned %d unsent rows to the queue", released)
             await self.db.execute("unregister_worker", {"worker_id": self.worker_id})
         finally:
-            if self.sender is not None:
-                await self.sender.close()
+            await self.senders.close()
 
     # -- background tasks ----------------------------------------------------------------
 
@@ -263,49 +251,19 @@ class Worker:
             self.exit_code = EXIT_DB_UNAVAILABLE
             self.request_stop("lock connection lost")
 
-    async def _heartbeat(self) -> None:
-        ticks = 0
-        while not self.stopping:
-            await asyncio.sleep(self._heartbeat_interval())
-            try:
-                await self._beat(ticks)
-            except psycopg.OperationalError as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
-            ticks += 1
-
-    def _heartbeat_interval(self) -> float:
-        if self.leased:
-            return self.settings.heartbeat_seconds
-        return max(
-            self.settings.heartbeat_seconds,
-            min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4),
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            settings=self.settings,
+            worker_id=self.worker_id,
+            session=self.session,
+            leases=self.leases,
+            journal=self.journal,
+            holding=lambda: self.leased,
+            refresh_account=self._refresh_account,
+            stop=self.request_stop,
+            stopping=lambda: self.stopping,
+            parent_pid=self.parent_pid,
         )
-
-    async def _beat(self, ticks: int) -> None:
-        if os.getppid() != self.parent_pid:
-            self.request_stop("parent process exited")
-        self.journal.sync()
-        if self.leased:
-            await self.leases.renew(self.settings.lease_seconds)
-        await self.db.execute("worker_heartbeat", {"worker_id": self.worker_id})
-        if time.monotonic() >= self.next_reputation_check:
-            self.next_reputation_check = time.monotonic() + self.settings.reputation_check_seconds
-            await enforce_reputation(
-                self.db, self.account_id, Thresholds.from_settings(self.settings)
-            )
-        await self._refresh_account()
-        if ticks % 5 == 0:
-            await self.session.sync_clock()
-            await self._recover_own_rows()
-            await self.leases.recover_expired_leases()
-
-    async def _recover_own_rows(self) -> None:
-        """Requeue what a previous worker of this account left leased; its in-flight rows
-        count against the limits (unless the gate counted them already)."""
-        recovered = await self.leases.recover_account_rows(self.account_id)
-        self.session.gate.record_recovered(recovered.in_flight_ids)
 
     async def _refresh_account(self) -> None:
         """Re-read the account (an admin's UPDATE); called by the heartbeat and, through
@@ -389,7 +347,7 @@ class Worker:
         ``min_delay_ms``); False when the account cannot connect: the failure is logged
         against ``row`` (not counted, no attempt used) and the account backs off."""
         try:
-            await (await self._sender()).ready()
+            await (await self.senders.get(self.session.account)).ready()
         except DeliveryError as exc:
             error = exc
             if not isinstance(exc, AccountError):
@@ -488,7 +446,7 @@ class Worker:
         self.in_flight = row.id
         started = self.session.now()
         try:
-            sender = await self._sender()
+            sender = await self.senders.get(self.session.account)
             result = await sender.send(message)
         except DeliveryError as exc:
             self.in_flight = None
@@ -511,29 +469,6 @@ class Worker:
     def _halted(self) -> bool:
         """Stopping, or the account is no longer active: no new send may start."""
         return self.stopping or self.session.account.status != "active"
-
-    async def _sender(self) -> Sender:
-        """The account's sender, re-created when its connection settings changed."""
-        settings = self.session.account.connection_settings()
-        if self.sender is not None and settings != self.sender_settings:
-            await self.sender.close()
-            self.sender = None
-        if self.sender is None:
-            sender = self.sender_factory(self.session.account, self.settings, self.box)
-            key = await self._dkim_key()
-            self.sender = sender if key is None else DkimSigningSender(sender, key)
-            self.sender_settings = settings
-        return self.sender
-
-    async def _dkim_key(self) -> DkimKey | None:
-        """The DKIM key of an SMTP account's From domain (read when the sender is made)."""
-        account = self.session.account
-        if account.backend != "smtp":
-            return None
-        try:
-            return await DkimKeyStore(self.db, self.box).for_domain(account.domain)
-        except SecretKeyError as exc:
-            raise AccountError(f"DKIM key of {account.domain}: {exc}", kind="config") from None
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
         exc = await self.traffic.failed(row, exc, self.session.gate.limits)
