@@ -774,11 +774,13 @@ WHERE id = %(account_id)s
 RETURNING *
 
 -- bounce_mailbox_accounts --
--- Accounts whose bounce mail the reader polls: every one with a mailbox, whatever its
--- status (a paused account's bounces still matter), with where the reader stopped.
+-- Accounts whose bounce mail the reader polls: every one with an IMAP mailbox, and every
+-- Gmail account with credentials (read through the API), whatever its status (a paused
+-- account's bounces still matter), with where the reader stopped.
 SELECT a.*, m.cursor AS bounce_cursor
 FROM sender_accounts AS a LEFT JOIN bounce_mailboxes AS m ON m.account_id = a.id
 WHERE a.imap_host IS NOT NULL
+   OR (a.backend = 'gmail' AND a.gmail_credentials_encrypted IS NOT NULL)
 ORDER BY a.id
 
 -- save_bounce_cursor --

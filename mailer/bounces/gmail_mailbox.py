@@ -1,0 +1,172 @@
+"""A Gmail account's mailbox, read through the Gmail API, as a bounce :class:`Mailbox`.
+
+The same four calls as IMAP, over the account's own API access (scope ``gmail.modify``;
+see :mod:`mailer.gmail`), all blocking (the reader runs them in a thread):
+
+- list: ``users.messages.list`` with :data:`REPORT_QUERY` (delivery status notifications
+  and feedback reports, not yet labelled processed, received since the cursor). No
+  ``labelIds``: Gmail lists every folder but Spam and Trash, so reports a filter
+  archived are read too. Gmail lists newest first; the reader gets them oldest first.
+- fetch: ``users.messages.get`` with ``format=raw`` (the message as received; reading it
+  marks nothing read).
+- mark processed: ``users.messages.modify`` adding the user label :data:`PROCESSED_LABEL`,
+  created once (``users.labels.list``, else ``users.labels.create``).
+- cursor: the newest ``internalDate`` handled (milliseconds), with the ids handled in its
+  last two seconds: the next list asks Gmail only for mail received after that second
+  (``after:`` takes Unix seconds), skipping those ids, so mail left untouched (an
+  automatic reply that matched the query) is not read again at every poll. The first
+  poll of a mailbox looks back :data:`FIRST_LOOK_BACK` only.
+
+Gmail's errors become :class:`MailboxError` with Gmail's reason (never a credential).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailer.bounces.mailbox import MailboxBatch, MailboxError
+from mailer.gmail import GmailClient, classify
+
+#: The user label a processed report gets.
+PROCESSED_LABEL = "Mailer/Processed"
+#: Gmail search for bounces and complaints (Gmail's search operators; OR binds tighter
+#: than the implicit AND that joins it to the date and label terms).
+REPORT_QUERY = (
+    "(from:mailer-daemon OR from:postmaster OR from:mail-daemon"
+    ' OR subject:"delivery status notification" OR subject:undeliverable'
+    ' OR subject:undelivered OR subject:"delivery failure" OR subject:"failure notice"'
+    ' OR subject:"returned mail" OR subject:"mail delivery failed"'
+    ' OR subject:"abuse report" OR "feedback-type")'
+)
+#: How far back the first poll of a mailbox looks (Gmail's ``newer_than:``).
+FIRST_LOOK_BACK = "30d"
+#: Ids kept in the cursor: those handled this long before its newest ``internalDate``.
+_BOUNDARY_MS = 2000
+_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class GmailCursor:
+    """Where the reader stopped: the newest ``internalDate`` (ms) handled and the ids
+    handled in its last two seconds. Stored as ``gmail:<ms>:<id>,<id>``."""
+
+    internal_date: int
+    recent_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> GmailCursor | None:
+        """The cursor in ``text``; None (start again) for none or another mailbox's."""
+        kind, _, rest = (text or "").partition(":")
+        stamp, _, ids = rest.partition(":")
+        if kind != "gmail" or not stamp.isdigit():
+            return None
+        return cls(int(stamp), tuple(i for i in ids.split(",") if i))
+
+    def __str__(self) -> str:
+        return f"gmail:{self.internal_date}:{','.join(self.recent_ids)}"
+
+    def after(self, ref: str, internal_date: int) -> GmailCursor:
+        """This cursor moved past message ``ref`` received at ``internal_date``."""
+        newest = max(self.internal_date, internal_date)
+        # Ids are kept without their dates: each counts as of this cursor's moment, so
+        # none is dropped while it may still be listed again.
+        keep = self.internal_date >= newest - _BOUNDARY_MS
+        recent = [i for i in self.recent_ids if keep and i != ref]
+        return GmailCursor(newest, (*recent, ref))
+
+    def query(self) -> str:
+        """The date term of the list query."""
+        return f"after:{self.internal_date // 1000 - 1}"
+
+
+def list_query(cursor: GmailCursor | None) -> str:
+    """The ``q`` of ``users.messages.list`` for the mail after ``cursor``."""
+    since = cursor.query() if cursor else f"newer_than:{FIRST_LOOK_BACK}"
+    return f"{REPORT_QUERY} {since} -label:{PROCESSED_LABEL}"
+
+
+class GmailMailbox:
+    """The mailbox of a Gmail account (see module docstring)."""
+
+    def __init__(self, client: GmailClient) -> None:
+        self.client = client
+        self._label_id = ""
+        self._cursor: GmailCursor | None = None
+        self._dates: dict[str, int] = {}
+
+    @property
+    def _users(self) -> Any:
+        return self.client.service.users()
+
+    def connect(self) -> None:
+        """Authorize and find (or create) the processed label."""
+        self._label_id = self._call(self._processed_label)
+
+    def _processed_label(self) -> str:
+        self.client.authorize()
+        labels = self._users.labels().list(userId="me").execute().get("labels") or []
+        for label in labels:
+            if label.get("name") == PROCESSED_LABEL:
+                return str(label["id"])
+        body = {
+            "name": PROCESSED_LABEL,
+            "labelListVisibility": "labelShow",
+            "messageListVisibility": "show",
+        }
+        return str(self._users.labels().create(userId="me", body=body).execute()["id"])
+
+    def list_new(self, cursor: str | None, limit: int) -> MailboxBatch:
+        self._cursor = GmailCursor.parse(cursor)
+        skip = set(self._cursor.recent_ids) if self._cursor else set()
+        found = self._call(lambda: self._list_ids(list_query(self._cursor)))
+        ids = [i for i in found if i not in skip]
+        return MailboxBatch(tuple(reversed(ids))[:limit])
+
+    def _list_ids(self, q: str) -> list[str]:
+        """Every id the query finds, newest first (Gmail's order), all pages."""
+        ids: list[str] = []
+        page: str | None = None
+        while True:
+            paging = {"pageToken": page} if page else {}
+            answer = (
+                self._users.messages()
+                .list(userId="me", q=q, maxResults=_PAGE_SIZE, **paging)
+                .execute()
+            )
+            ids += [str(m["id"]) for m in answer.get("messages") or []]
+            page = answer.get("nextPageToken")
+            if not page:
+                return ids
+
+    def fetch(self, ref: str) -> bytes:
+        answer = self._call(
+            lambda: self._users.messages().get(userId="me", id=ref, format="raw").execute()
+        )
+        self._dates[ref] = int(answer.get("internalDate") or 0)
+        return decode_raw(answer["raw"])
+
+    def mark_processed(self, ref: str) -> None:
+        body = {"addLabelIds": [self._label_id]}
+        self._call(lambda: self._users.messages().modify(userId="me", id=ref, body=body).execute())
+
+    def cursor_after(self, ref: str) -> str:
+        start = self._cursor or GmailCursor(0)
+        self._cursor = start.after(ref, self._dates.get(ref, start.internal_date))
+        return str(self._cursor)
+
+    def close(self) -> None:
+        """Nothing to close: each call is its own HTTP request."""
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            raise MailboxError(str(classify(exc))) from None
+
+
+def decode_raw(raw: str) -> bytes:
+    """Gmail's ``raw`` (base64url, padding optional) as bytes."""
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
