@@ -11,11 +11,12 @@ see :mod:`mailer.gmail`), all blocking (the reader runs them in a thread):
   marks nothing read).
 - mark processed: ``users.messages.modify`` adding the user label :data:`PROCESSED_LABEL`,
   created once (``users.labels.list``, else ``users.labels.create``).
-- cursor: the newest ``internalDate`` handled (milliseconds), with the ids handled in its
-  last two seconds: the next list asks Gmail only for mail received after that second
-  (``after:`` takes Unix seconds), skipping those ids, so mail left untouched (an
-  automatic reply that matched the query) is not read again at every poll. The first
-  poll of a mailbox looks back :data:`FIRST_LOOK_BACK` only.
+- cursor: the newest ``internalDate`` handled (milliseconds), with the ids handled in the
+  :data:`OVERLAP_SECONDS` before it: the next list asks Gmail only for mail received
+  since then (``after:`` takes Unix seconds; the overlap covers Gmail's search index
+  lagging behind delivery) and skips those ids, so mail left untouched (an automatic
+  reply that matched the query) is not read again at every poll. The first poll of a
+  mailbox looks back :data:`FIRST_LOOK_BACK` only.
 
 Gmail's errors become :class:`MailboxError` with Gmail's reason (never a credential).
 """
@@ -43,48 +44,56 @@ REPORT_QUERY = (
 )
 #: How far back the first poll of a mailbox looks (Gmail's ``newer_than:``).
 FIRST_LOOK_BACK = "30d"
-#: Ids kept in the cursor: those handled this long before its newest ``internalDate``.
-_BOUNDARY_MS = 2000
+#: How far before the newest message handled each later poll looks again: Gmail's search
+#: index can lag behind delivery, and a report indexed late must still be found.
+OVERLAP_SECONDS = 600
 _PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
 class GmailCursor:
-    """Where the reader stopped: the newest ``internalDate`` (ms) handled and the ids
-    handled in its last two seconds. Stored as ``gmail:<ms>:<id>,<id>``."""
+    """Where the reader stopped: the newest ``internalDate`` (ms) handled, and every
+    message handled since :data:`OVERLAP_SECONDS` before it with the second it was
+    received (the next list finds those again and skips them). Stored as
+    ``gmail:<ms>:<id>/<second>,...``."""
 
     internal_date: int
-    recent_ids: tuple[str, ...] = ()
+    handled: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, text: str | None) -> GmailCursor | None:
-        """The cursor in ``text``; None (start again) for none or another mailbox's."""
+        """The cursor in ``text``; None (start again) for none, another mailbox's or a
+        damaged one."""
         kind, _, rest = (text or "").partition(":")
-        stamp, _, ids = rest.partition(":")
-        if kind != "gmail" or not stamp.isdigit():
+        stamp, _, entries = rest.partition(":")
+        pairs = [e.partition("/") for e in entries.split(",") if e]
+        if kind != "gmail" or not stamp.isdigit() or any(not s.isdigit() for _, _, s in pairs):
             return None
-        return cls(int(stamp), tuple(i for i in ids.split(",") if i))
+        return cls(int(stamp), tuple((i, int(s)) for i, _, s in pairs))
 
     def __str__(self) -> str:
-        return f"gmail:{self.internal_date}:{','.join(self.recent_ids)}"
+        entries = ",".join(f"{i}/{s}" for i, s in self.handled)
+        return f"gmail:{self.internal_date}:{entries}"
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(i for i, _ in self.handled)
+
+    @property
+    def since(self) -> int:
+        """The Unix second the next list starts after (Gmail's ``after:``)."""
+        return self.internal_date // 1000 - OVERLAP_SECONDS - 1
 
     def after(self, ref: str, internal_date: int) -> GmailCursor:
-        """This cursor moved past message ``ref`` received at ``internal_date``."""
-        newest = max(self.internal_date, internal_date)
-        # Ids are kept without their dates: each counts as of this cursor's moment, so
-        # none is dropped while it may still be listed again.
-        keep = self.internal_date >= newest - _BOUNDARY_MS
-        recent = [i for i in self.recent_ids if keep and i != ref]
-        return GmailCursor(newest, (*recent, ref))
-
-    def query(self) -> str:
-        """The date term of the list query."""
-        return f"after:{self.internal_date // 1000 - 1}"
+        """This cursor moved past message ``ref`` received at ``internal_date`` (ms)."""
+        moved = GmailCursor(max(self.internal_date, internal_date))
+        kept = [(i, s) for i, s in self.handled if s >= moved.since and i != ref]
+        return GmailCursor(moved.internal_date, (*kept, (ref, internal_date // 1000)))
 
 
 def list_query(cursor: GmailCursor | None) -> str:
     """The ``q`` of ``users.messages.list`` for the mail after ``cursor``."""
-    since = cursor.query() if cursor else f"newer_than:{FIRST_LOOK_BACK}"
+    since = f"after:{cursor.since}" if cursor else f"newer_than:{FIRST_LOOK_BACK}"
     return f"{REPORT_QUERY} {since} -label:{PROCESSED_LABEL}"
 
 
@@ -120,7 +129,7 @@ class GmailMailbox:
 
     def list_new(self, cursor: str | None, limit: int) -> MailboxBatch:
         self._cursor = GmailCursor.parse(cursor)
-        skip = set(self._cursor.recent_ids) if self._cursor else set()
+        skip = self._cursor.ids if self._cursor else frozenset()
         found = self._call(lambda: self._list_ids(list_query(self._cursor)))
         ids = [i for i in found if i not in skip]
         return MailboxBatch(tuple(reversed(ids))[:limit])

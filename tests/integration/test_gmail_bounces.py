@@ -87,7 +87,7 @@ async def test_a_second_poll_reads_only_new_mail(standin, account, sql, db, gset
     [third] = await poll_all(db, gsettings)
 
     assert (third.applied, third.duplicates, third.untouched) == (1, 0, 0)
-    since_postfix = f"{REPORT_QUERY} after:{T0 // 1000} -label:{PROCESSED_LABEL}"
+    since_postfix = f"{REPORT_QUERY} after:{T0 // 1000 - 600} -label:{PROCESSED_LABEL}"
     assert standin.queries[1:] == [since_postfix, since_postfix]
     assert standin.label_names(vacation) == set()
     assert [e["data"]["kind"] for e in events(sql)] == ["hard_bounce", "hard_bounce"]
@@ -128,3 +128,15 @@ async def test_revoked_access_is_reported_not_raised(standin, account, sql, db, 
     assert result.error and "invalid_grant" in result.error
     saved = sql.execute("SELECT last_error FROM bounce_mailboxes").fetchone()["last_error"]
     assert saved == result.error and "stand-in-secret" not in saved
+
+
+async def test_a_report_gmail_indexed_late_is_still_read(standin, account, sql, db, gsettings):
+    deliver(standin, sql, account, "postfix", 300)
+    await poll_all(db, gsettings)
+    _, late = deliver(standin, sql, account, "gmail", 60)  # received earlier, listed later
+
+    [result] = await poll_all(db, gsettings)
+
+    assert (result.applied, result.duplicates, result.untouched) == (1, 0, 0)
+    assert standin.label_names(late) == {PROCESSED_LABEL}
+    assert len(suppressions(sql)) == 2

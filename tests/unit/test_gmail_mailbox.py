@@ -57,7 +57,7 @@ def test_list_fetch_and_label_make_exactly_these_requests() -> None:
 
     assert batch.refs == ("m1", "m2")  # oldest first, at most limit
     assert fetched == RAW
-    assert mailbox.cursor_after("m1") == "gmail:1764579600123:m1"
+    assert mailbox.cursor_after("m1") == "gmail:1764579600123:m1/1764579600"
     (labels, create, page1, page2, get, modify) = sent
     assert (labels[1], labels[0].split("?")[0]) == ("GET", API + "labels")
     assert (create[1], create[0].split("?")[0]) == ("POST", API + "labels")
@@ -82,11 +82,11 @@ def test_an_existing_label_is_reused_and_the_cursor_bounds_the_query() -> None:
         ]
     )
     mailbox.connect()
-    batch = mailbox.list_new("gmail:1764579600123:m5", limit=10)
+    batch = mailbox.list_new("gmail:1764579600123:m5/1764579600", limit=10)
 
     assert batch.refs == ("m8", "m9")  # m5 was handled already
     assert len(sent) == 2 and sent[1][1] == "GET"
-    since = REPORT_QUERY + " after:1764579599 -label:Mailer/Processed"
+    since = REPORT_QUERY + " after:1764578999 -label:Mailer/Processed"  # 10 min overlap
     assert query_of(sent[1][0])["q"] == [since]
 
 
@@ -97,12 +97,17 @@ def test_gmail_errors_become_mailbox_errors() -> None:
         mailbox.connect()
 
 
-def test_cursor_keeps_the_ids_of_its_last_two_seconds() -> None:
-    start = GmailCursor.parse(None)
-    assert start is None and GmailCursor.parse("7:12") is None  # an IMAP cursor: start again
-    cursor = GmailCursor(0).after("a", 10_000).after("b", 11_500)
-    assert str(cursor) == "gmail:11500:a,b"
-    assert str(cursor.after("c", 11_000)) == "gmail:11500:a,b,c"  # older: date stays
-    assert str(cursor.after("d", 20_000)) == "gmail:20000:d"
-    assert GmailCursor.parse("gmail:11500:a,b") == cursor
-    assert list_query(cursor).endswith(" after:10 -label:Mailer/Processed")
+def test_cursor_keeps_the_ids_the_next_list_finds_again() -> None:
+    assert GmailCursor.parse(None) is None
+    assert GmailCursor.parse("7:12") is None  # an IMAP cursor: start again
+    assert GmailCursor.parse("gmail:5000:a/x") is None  # damaged: start again
+    t = 1_764_579_600  # seconds
+    cursor = GmailCursor(0).after("a", t * 1000).after("b", (t + 300) * 1000 + 500)
+    assert str(cursor) == f"gmail:{(t + 300) * 1000 + 500}:a/{t},b/{t + 300}"
+    assert cursor.since == t + 300 - 601
+    older = cursor.after("c", (t + 100) * 1000)  # indexed late: the date stays
+    assert older.internal_date == cursor.internal_date and older.ids == {"a", "b", "c"}
+    later = cursor.after("d", (t + 900) * 1000)  # "a" falls out of the overlap
+    assert later.ids == {"b", "d"} and later.since == t + 900 - 601
+    assert GmailCursor.parse(str(later)) == later
+    assert list_query(later) == f"{REPORT_QUERY} after:{t + 299} -label:Mailer/Processed"
