@@ -33,8 +33,8 @@ from mailer.gmail import GmailClient, classify
 
 #: The user label a processed report gets.
 PROCESSED_LABEL = "Mailer/Processed"
-#: Gmail search for bounces and complaints (Gmail's search operators; OR binds tighter
-#: than the implicit AND that joins it to the date and label terms).
+#: Gmail search for bounces and complaints (Gmail's search operators), in parentheses so
+#: the date and label terms joined to it apply to every alternative.
 REPORT_QUERY = (
     "(from:mailer-daemon OR from:postmaster OR from:mail-daemon"
     ' OR subject:"delivery status notification" OR subject:undeliverable'
