@@ -60,6 +60,7 @@ class AccountManager:
             "ehlo_hostname": None,
             "smtp_tls_ca_file": None,
             "smtp_tls_verify": True,
+            "verp": False,
             "gmail_project": None,
         }
         params.update({k: v for k, v in fields.items() if v is not None})
@@ -152,6 +153,7 @@ class AccountManager:
             "ehlo_hostname": None,
             "smtp_tls_ca_file": None,
             "smtp_tls_verify": None,
+            "verp": None,
         }
         params.update(fields)
         params["smtp_password_encrypted"] = box.encrypt(password) if password else None

@@ -181,6 +181,12 @@ def smtp_options(*, adding: bool) -> Any:
                 "relay's); the system's CAs otherwise.",
             ),
             click.option(
+                "--verp/--no-verp",
+                default=None,
+                help="Envelope sender names the row (news+b-<id>-<mac>@domain) so bounces "
+                "match their row without the original Message-ID [default: off].",
+            ),
+            click.option(
                 "--tls-verify/--tls-no-verify",
                 "smtp_tls_verify",
                 default=None,
@@ -236,6 +242,8 @@ def accounts_add(
     imap = imap_fields(fields)
     if not imap["imap_host"] and any(v is not None for v in imap.values()):
         raise click.UsageError("--imap-* options need --imap-host")
+    if fields["backend"] == "gmail" and fields["verp"]:
+        raise click.UsageError("--verp is for SMTP accounts (Gmail sets the envelope itself)")
     gmail_credentials = _gmail_credentials(fields, credentials_file)
     if fields["backend"] == "smtp" and not fields["smtp_host"]:
         raise click.UsageError("--smtp-host is required for an SMTP account")
@@ -341,6 +349,7 @@ def accounts_edit(
             "ehlo_hostname",
             "smtp_tls_ca_file",
             "smtp_tls_verify",
+            "verp",
         )
     )
     click.echo(f"account {account.id} <{account.email}>: {shown}")
@@ -439,6 +448,7 @@ def account_summary(account: Any) -> dict[str, Any]:
         "ehlo_hostname",
         "smtp_tls_ca_file",
         "smtp_tls_verify",
+        "verp",
         "imap_host",
         "imap_port",
         "imap_security",

@@ -50,6 +50,8 @@ class SenderAccount:
     gmail_credentials_encrypted: str | None = None
     #: The Google Cloud project (or OAuth client) behind a Gmail account's credentials.
     gmail_project: str | None = None
+    #: The envelope sender names the row it carries (VERP; SMTP accounts, mailer.verp).
+    verp: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

@@ -95,6 +95,8 @@ class Draft:
 PostRender = Callable[[Draft, QueuedEmail, SenderAccount], None]
 #: Extra template variables for a row (e.g. ``unsubscribe_url``); the row's own win.
 Variables = Callable[[QueuedEmail, SenderAccount], dict[str, str]]
+#: The envelope sender (MAIL FROM) of a row, given the account's own (e.g. VERP).
+EnvelopeFrom = Callable[[QueuedEmail, SenderAccount, str], str]
 
 
 class Renderer:
@@ -108,11 +110,14 @@ class Renderer:
         variables: Iterable[Variables] = (),
         reject_special_use_domains: bool = False,
         smtputf8: bool = False,
+        envelope_from: EnvelopeFrom | None = None,
     ) -> None:
         """``reject_special_use_domains``: see :mod:`mailer.addresses`. ``smtputf8``: the
         sender can use SMTPUTF8 when the server offers it (and fails the row when it does
-        not); without it a non-ASCII local part fails the row here."""
+        not); without it a non-ASCII local part fails the row here. ``envelope_from``:
+        the row's envelope sender (None: the account's address)."""
         self.max_message_bytes = max_message_bytes
+        self.envelope_from = envelope_from
         self.reject_special_use_domains = reject_special_use_domains
         self.smtputf8 = smtputf8
         self.post_render = tuple(post_render)
@@ -154,7 +159,10 @@ class Renderer:
                 f"message is {len(data)} bytes, over the {self.max_message_bytes}-byte limit"
             )
         smtputf8 = sender.needs_smtputf8 or recipient.needs_smtputf8
-        return RenderedMessage(sender.envelope, recipient.envelope, data, smtputf8)
+        envelope = sender.envelope
+        if self.envelope_from is not None:
+            envelope = self.envelope_from(row, account, envelope)
+        return RenderedMessage(envelope, recipient.envelope, data, smtputf8)
 
     def address(self, address: str, what: str) -> Address:
         """``address`` as this renderer's messages may use it (see

@@ -53,6 +53,7 @@ from mailer.sql_queries import query
 from mailer.tokens import TokenCodec
 from mailer.tracking_hooks import TrackingHooks
 from mailer.traffic import Traffic
+from mailer.verp import VerpCodec
 
 log = logging.getLogger("mailer.worker")
 
@@ -99,6 +100,7 @@ class Worker:
             ),
             reject_special_use_domains=settings.reject_special_use_domains,
             smtputf8=True,  # senders use SMTPUTF8 where offered, else fail the row clearly
+            envelope_from=VerpCodec(secret).envelope_from,
         )
         self.box = CredentialBox(secret)
         self.journal = OutcomeJournal(

@@ -52,12 +52,12 @@ INSERT INTO sender_accounts (email, display_name, backend, status, daily_limit, 
                              min_delay_ms, pool, smtp_host, smtp_port, smtp_username,
                              smtp_security, smtp_password_encrypted, ehlo_hostname,
                              smtp_tls_ca_file, smtp_tls_verify, gmail_credentials_encrypted,
-                             gmail_project)
+                             gmail_project, verp)
 VALUES (%(email)s, %(display_name)s, %(backend)s, %(status)s, %(daily_limit)s,
         %(hourly_limit)s, %(min_delay_ms)s, %(pool)s, %(smtp_host)s, %(smtp_port)s,
         %(smtp_username)s, %(smtp_security)s, %(smtp_password_encrypted)s,
         %(ehlo_hostname)s, %(smtp_tls_ca_file)s, %(smtp_tls_verify)s,
-        %(gmail_credentials_encrypted)s, %(gmail_project)s)
+        %(gmail_credentials_encrypted)s, %(gmail_project)s, %(verp)s)
 RETURNING *
 
 -- edit_account_smtp --
@@ -77,6 +77,7 @@ SET smtp_host = COALESCE(%(smtp_host)s, smtp_host),
     smtp_tls_ca_file = CASE WHEN %(clear_smtp_tls_ca_file)s THEN NULL
                             ELSE COALESCE(%(smtp_tls_ca_file)s, smtp_tls_ca_file) END,
     smtp_tls_verify = COALESCE(%(smtp_tls_verify)s, smtp_tls_verify),
+    verp = COALESCE(%(verp)s, verp),
     updated_at = now()
 WHERE id = %(account_id)s
 RETURNING *
@@ -671,6 +672,11 @@ RETURNING message_id
 SELECT id, to_address, message_id, sent_by_account_id FROM email_queue
 WHERE message_id = ANY(%(message_ids)s::text[])
 
+-- queue_rows_by_id --
+-- The rows genuine VERP return paths name (%(ids)s: row ids whose signature verified).
+SELECT id, to_address, message_id, sent_by_account_id FROM email_queue
+WHERE id = ANY(%(ids)s::bigint[])
+
 -- reputation_stats --
 -- An account's sends that reached a verdict, hard bounces and complaints over the last
 -- %(window_seconds)s, counting only since it was last made active (reputation_since).
@@ -774,11 +780,13 @@ WHERE id = %(account_id)s
 RETURNING *
 
 -- bounce_mailbox_accounts --
--- Accounts whose bounce mail the reader polls: every one with a mailbox, whatever its
--- status (a paused account's bounces still matter), with where the reader stopped.
+-- Accounts whose bounce mail the reader polls: every one with an IMAP mailbox, and every
+-- Gmail account with credentials (read through the API), whatever its status (a paused
+-- account's bounces still matter), with where the reader stopped.
 SELECT a.*, m.cursor AS bounce_cursor
 FROM sender_accounts AS a LEFT JOIN bounce_mailboxes AS m ON m.account_id = a.id
 WHERE a.imap_host IS NOT NULL
+   OR (a.backend = 'gmail' AND a.gmail_credentials_encrypted IS NOT NULL)
 ORDER BY a.id
 
 -- save_bounce_cursor --

@@ -1,10 +1,10 @@
 """Bounce mailboxes: list new messages, fetch their bytes, mark them processed.
 
 :class:`Mailbox` is what the reader needs of any mailbox; :class:`ImapMailbox` implements
-it over ``imaplib`` (blocking: the reader calls it in a thread). A Gmail mailbox
-(``users.messages.list`` / ``get`` with ``format=raw`` / ``modify`` adding a label, the
-history id as cursor) implements the same four methods and is returned by
-:func:`open_mailbox` for ``backend = 'gmail'`` accounts.
+it over ``imaplib`` (blocking: the reader calls it in a thread).
+:class:`~mailer.bounces.gmail_mailbox.GmailMailbox` implements it over the Gmail API
+(``users.messages.list`` / ``get`` with ``format=raw`` / ``modify`` adding a label) and
+is what :func:`open_mailbox` returns for ``backend = 'gmail'`` accounts.
 
 Nothing here deletes or changes a message except :meth:`Mailbox.mark_processed`: IMAP
 fetches use ``BODY.PEEK[]`` (no ``\\Seen``), and a processed message gets the keyword
@@ -21,8 +21,9 @@ import imaplib
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from mailer.config import Settings
 from mailer.credentials import CredentialBox
 from mailer.errors import MailerError
 from mailer.models import SenderAccount
@@ -98,11 +99,27 @@ def imap_settings(account: SenderAccount, box: CredentialBox, timeout: float) ->
     )
 
 
-def open_mailbox(account: SenderAccount, box: CredentialBox, timeout: float) -> Mailbox:
-    """A connected mailbox for ``account`` (IMAP; Gmail accounts plug in here)."""
-    mailbox = ImapMailbox(imap_settings(account, box, timeout))
+def open_mailbox(account: SenderAccount, settings: Settings, box: CredentialBox) -> Mailbox:
+    """A connected mailbox for ``account``: its IMAP mailbox when it has one, else (a
+    ``gmail`` account) its Gmail mailbox through the API."""
+    if account.backend == "gmail" and not account.imap_host:
+        mailbox = gmail_mailbox(account, settings, box)
+    else:
+        mailbox = ImapMailbox(imap_settings(account, box, settings.imap_timeout_seconds))
     mailbox.connect()
     return mailbox
+
+
+def gmail_mailbox(account: SenderAccount, settings: Settings, box: CredentialBox) -> Any:
+    """The (unconnected) Gmail mailbox of a ``gmail`` account, with ``gmail.modify``."""
+    # Imported here: gmail_mailbox builds on this module's interface.
+    from mailer.bounces.gmail_mailbox import GmailMailbox
+    from mailer.gmail import MODIFY_SCOPES, client_for_account
+
+    try:
+        return GmailMailbox(client_for_account(account, settings, box, MODIFY_SCOPES))
+    except MailerError as exc:
+        raise MailboxError(f"Gmail API: {exc}") from None
 
 
 class ImapMailbox:

@@ -18,7 +18,12 @@ What a message is decides everything else:
   notices, challenge-response mail, and mail that is no report at all.
 
 A :class:`Report` only says what the message claims; whether its original Message-ID is
-one of ours is the reader's question (see :mod:`mailer.bounces.reader`).
+one of ours is the reader's question (see :mod:`mailer.bounces.reader`). It also lists the
+report's ``return_paths``: the addresses it was delivered to (To, Delivered-To,
+X-Original-To, Envelope-To) and those it names as the original envelope sender (a DSN's
+``X-Postfix-Sender``, the returned or quoted original's Return-Path, ARF's
+``Original-Mail-From``),
+where a VERP address (see :mod:`mailer.verp`) names the row when the Message-ID cannot.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ DSN, NONSTANDARD, COMPLAINT, IGNORED = "dsn", "nonstandard", "complaint", "ignor
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _MESSAGE_ID_LINE = re.compile(r"^\s*Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _HEADER_PARTS = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+_ENVELOPE_PARTS = ("message/delivery-status", "message/feedback-report")
+_DELIVERED_TO = ("To", "Delivered-To", "X-Original-To", "Envelope-To")
+_SENDER_FIELDS = ("X-Postfix-Sender", "Original-Mail-From", "Original-Envelope-From")
+_RETURN_PATH_LINE = re.compile(r"^Return-Path:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Report:
     recipients: tuple[RecipientStatus, ...] = ()
     feedback_type: str | None = None
     why_ignored: str | None = None
+    return_paths: tuple[str, ...] = ()
 
 
 def parse_report(raw: bytes) -> Report:
@@ -72,13 +82,16 @@ def parse_report(raw: bytes) -> Report:
     key = report_key(msg, raw)
     subject = _header(msg, "Subject")
     report_type = (msg.get_param("report-type", header="content-type") or "").lower()
+    paths = return_paths(msg)
     if msg.get_content_type() == "multipart/report" and report_type == "delivery-status":
-        return Report(DSN, key, subject, original_message_ids(msg), tuple(dsn_recipients(msg)))
+        recipients = tuple(dsn_recipients(msg))
+        return Report(DSN, key, subject, original_message_ids(msg), recipients, return_paths=paths)
     if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return complaint_report(msg, key, subject)
+        return complaint_report(msg, key, subject, paths)
     recipients = tuple(nonstandard_recipients(msg)) if from_delivery_system(msg) else ()
     if recipients:
-        return Report(NONSTANDARD, key, subject, original_message_ids(msg), recipients)
+        ids = original_message_ids(msg)
+        return Report(NONSTANDARD, key, subject, ids, recipients, return_paths=paths)
     why = auto_reply_marker(msg) or "not a bounce or complaint report"
     return Report(IGNORED, key, subject, why_ignored=why)
 
@@ -152,7 +165,9 @@ def recipient_status(block: Message) -> RecipientStatus | None:
     return RecipientStatus(address, action, status, _diagnostic(block), permanent)
 
 
-def complaint_report(msg: Message, key: str, subject: str | None) -> Report:
+def complaint_report(
+    msg: Message, key: str, subject: str | None, paths: tuple[str, ...] = ()
+) -> Report:
     """An ARF feedback report: the complained-about recipient (when not redacted)."""
     fields = Message()
     for part in msg.walk():
@@ -162,7 +177,36 @@ def complaint_report(msg: Message, key: str, subject: str | None) -> Report:
     feedback = (_header(fields, "Feedback-Type") or "abuse").strip().lower()
     address = (_header(fields, "Original-Rcpt-To") or "").strip().strip("<>")
     recipients = (RecipientStatus(address, "complaint", None, None, True),) if address else ()
-    return Report(COMPLAINT, key, subject, original_message_ids(msg), recipients, feedback)
+    ids = original_message_ids(msg)
+    return Report(COMPLAINT, key, subject, ids, recipients, feedback, return_paths=paths)
+
+
+def return_paths(msg: Message) -> tuple[str, ...]:
+    """Addresses that may be the original's envelope sender (see module docstring)."""
+    values = [v for name in _DELIVERED_TO for v in msg.get_all(name) or []]
+    for part in msg.walk():
+        if part is msg:
+            continue
+        if part.get_content_type() in _ENVELOPE_PARTS:
+            values += _envelope_fields(part)
+        elif part.get_content_type() in _HEADER_PARTS:
+            values += _RETURN_PATH_LINE.findall(_headers_text(part))
+    for text in _text_parts(msg):  # non-standard bounces quote the original inline
+        values += _RETURN_PATH_LINE.findall(text)
+    found = (a for _, a in email.utils.getaddresses([_typed_value(str(v)) for v in values]))
+    return tuple(dict.fromkeys(a for a in found if "@" in a))
+
+
+def _envelope_fields(part: Message) -> list[str]:
+    """The envelope-sender fields of a delivery-status or feedback-report part."""
+    payload = part.get_payload()
+    blocks = payload if isinstance(payload, list) else [_feedback_fields(part)]
+    return [v for block in blocks for name in _SENDER_FIELDS for v in block.get_all(name) or []]
+
+
+def _typed_value(value: str) -> str:
+    """``rfc822; a@b`` -> ``a@b`` (other values unchanged)."""
+    return value.partition(";")[2] if value.lower().startswith("rfc822;") else value
 
 
 def nonstandard_recipients(msg: Message) -> Iterator[RecipientStatus]:

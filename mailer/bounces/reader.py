@@ -5,7 +5,8 @@ not inside the per-account workers. A worker runs only while its account is ``ac
 but bounces matter most when it is not: the reputation guard pauses an account exactly
 when its mail bounces, and the reports of its last sends still have to suppress their
 addresses before anyone resumes it. A separate process also keeps slow IMAP servers
-(``imaplib`` is blocking; the reader calls it in a thread) away from the send loop and
+and Gmail API calls (``imaplib`` and googleapiclient block; the reader calls them in a
+thread) away from the send loop and
 its limits, and needs one connection per poll instead of one per worker. The
 orchestrator (``mailer run``) starts it beside the workers and restarts it if it dies;
 several orchestrators may do so, and a session advisory lock lets one read at a time
@@ -42,7 +43,7 @@ from mailer.sql_queries import query
 
 log = logging.getLogger("mailer.bounces")
 
-MailboxOpener = Callable[[SenderAccount, CredentialBox, float], Mailbox]
+MailboxOpener = Callable[[SenderAccount, Settings, CredentialBox], Mailbox]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ async def poll_account(
     account = SenderAccount.from_row(row)
     tally = _Tally(cursor=row["bounce_cursor"])
     try:
-        mailbox = await asyncio.to_thread(opener, account, box, settings.imap_timeout_seconds)
+        mailbox = await asyncio.to_thread(opener, account, settings, box)
     except (MailboxError, SecretKeyError) as exc:
         return await _finish(db, account.id, tally, str(exc))
     try:

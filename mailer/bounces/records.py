@@ -1,7 +1,9 @@
 """Applying a bounce or complaint report to the database, once; reading them back.
 
 :meth:`BounceManager.apply` runs in one transaction: it matches the report to the queue
-rows sent with its original Message-ID (none: not ours, nothing is written), decides per
+rows sent with its original Message-ID, or, when none is ours, to the rows its genuine
+VERP return paths name (:mod:`mailer.verp`; none either: not ours, nothing is written),
+decides per
 recipient, and claims the report's key in ``bounce_messages`` (a key seen before: applied
 already, nothing is written again). Then it records one ``bounce`` or ``complaint`` event
 per recipient (``data``: kind, status, action, diagnostic, recipient, message_id and
@@ -27,9 +29,11 @@ from psycopg.types.json import Jsonb
 
 from mailer.bounces.parse import COMPLAINT, RecipientStatus, Report, bounce_kind
 from mailer.config import Settings
+from mailer.credentials import secret_key
 from mailer.db import Database, Row
 from mailer.reputation import Thresholds, enforce
 from mailer.sql_queries import query
+from mailer.verp import VerpCodec
 
 PERMANENT = ("hard_bounce", "complaint")
 
@@ -109,17 +113,14 @@ class BounceManager:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._verp: VerpCodec | None = None
 
     async def apply(
         self, report: Report, raw: bytes, *, account_id: int | None, mailbox_ref: str | None
     ) -> Applied:
         """Apply ``report`` once (see the module docstring)."""
         async with self.db.transaction() as conn:
-            rows = await _run(
-                conn,
-                "queue_rows_by_message_id",
-                {"message_ids": list(report.original_message_ids)},
-            )
+            rows = await self._rows(conn, report)
             if not rows:
                 return Applied("not_ours")
             decisions = [await self._decide(conn, r, rows) for r in _recipients(report, rows)]
@@ -142,6 +143,17 @@ class BounceManager:
             await self._record(conn, report, rows, decisions, bounce_id)
         paused = await self._judge(rows, decisions)
         return Applied("applied", bounce_id, tuple(decisions), paused)
+
+    async def _rows(self, conn: psycopg.AsyncConnection[Row], report: Report) -> list[Row]:
+        """The queue rows ``report`` is about: by original Message-ID, else by VERP."""
+        ids = list(report.original_message_ids)
+        rows = await _run(conn, "queue_rows_by_message_id", {"message_ids": ids})
+        if rows or not report.return_paths:
+            return rows
+        if self._verp is None:
+            self._verp = VerpCodec(secret_key(self.settings))
+        queue_ids = self._verp.queue_ids(report.return_paths)
+        return await _run(conn, "queue_rows_by_id", {"ids": queue_ids}) if queue_ids else []
 
     async def _decide(
         self, conn: psycopg.AsyncConnection[Row], recipient: RecipientStatus, rows: list[Row]

@@ -16,22 +16,16 @@ import pytest
 
 from mailer.bounces.mailbox import PROCESSED_KEYWORD, Mailbox, open_mailbox
 from mailer.bounces.reader import poll_all
+from tests.support.bounce_checks import (
+    REPORTS,
+    assert_sample_outcomes,
+    events,
+    sent_row,
+    suppressions,
+)
 from tests.support.bounce_samples import SAMPLES
 from tests.support.dovecot import Dovecot, run_dovecot
 from tests.support.mailer_env import wait_until
-
-REPORTS = ("postfix", "exim", "exchange", "gmail", "yahoo", "delayed", "arf")
-LEFT_ALONE = ("vacation", "challenge", "unrelated", "foreign")
-#: sample -> (event type, kind, status, suppression reason)
-OUTCOMES = {
-    "postfix": ("bounce", "hard_bounce", "5.1.1", "hard_bounce"),
-    "exim": ("bounce", "hard_bounce", "5.1.1", "hard_bounce"),
-    "exchange": ("bounce", "hard_bounce", "5.1.10", "hard_bounce"),
-    "gmail": ("bounce", "hard_bounce", "5.1.1", "hard_bounce"),
-    "yahoo": ("bounce", "hard_bounce", None, "hard_bounce"),
-    "delayed": ("bounce", "soft_bounce", "4.4.1", None),
-    "arf": ("complaint", "complaint", None, "complaint"),
-}
 
 
 @pytest.fixture
@@ -51,31 +45,10 @@ def account(mailer: Any, sql: Any, dovecot: Dovecot) -> int:
     return sql.execute("SELECT id FROM sender_accounts").fetchone()["id"]
 
 
-def sent_row(sql: Any, account_id: int, name: str) -> dict[str, Any]:
-    """A row this account sent to ``<name>@example.org``."""
-    return sql.execute(
-        "INSERT INTO email_queue (to_address, subject, html_body, status, message_id, "
-        "sent_by_account_id, sent_at) VALUES (%s, 'Our autumn sale', '<p>Sale</p>', 'sent', "
-        "%s, %s, now()) RETURNING id, to_address, message_id",
-        (f"{name}@example.org", f"<{name}.20261201@shop.example>", account_id),
-    ).fetchone()
-
-
 def append_sample(dovecot: Dovecot, sql: Any, account_id: int, name: str) -> dict[str, Any]:
     row = sent_row(sql, account_id, name)
     dovecot.append(SAMPLES[name](row["message_id"], row["to_address"]))
     return row
-
-
-def suppressions(sql: Any) -> dict[str, tuple[str, bool]]:
-    rows = sql.execute("SELECT email, reason, expires_at FROM suppressions").fetchall()
-    return {r["email"]: (r["reason"], r["expires_at"] is not None) for r in rows}
-
-
-def events(sql: Any) -> list[dict[str, Any]]:
-    return sql.execute(
-        "SELECT queue_id, account_id, type, data FROM email_events ORDER BY id"
-    ).fetchall()
 
 
 def flags_by_message_id(dovecot: Dovecot) -> dict[bytes, set[str]]:
@@ -88,29 +61,7 @@ async def test_every_sample_gets_exactly_its_outcome(dovecot, account, sql, db, 
     [result] = await poll_all(db, settings)
 
     assert (result.applied, result.duplicates, result.untouched, result.error) == (7, 0, 4, None)
-    assert suppressions(sql) == {
-        rows[name]["to_address"]: (OUTCOMES[name][3], False)
-        for name in REPORTS
-        if OUTCOMES[name][3]
-    }
-    by_row = {e["queue_id"]: e for e in events(sql)}
-    assert len(events(sql)) == len(REPORTS) and set(by_row) == {rows[n]["id"] for n in REPORTS}
-    for name in REPORTS:
-        event = by_row[rows[name]["id"]]
-        type_, kind, status, _ = OUTCOMES[name]
-        assert (event["type"], event["data"]["kind"], event["data"].get("status")) == (
-            type_,
-            kind,
-            status,
-        )
-        assert event["account_id"] == account
-        assert event["data"]["recipient"] == rows[name]["to_address"]
-        assert event["data"]["message_id"] == rows[name]["message_id"]
-        raw = sql.execute(
-            "SELECT raw FROM bounce_messages WHERE id = %s", (event["data"]["bounce_id"],)
-        ).fetchone()["raw"]
-        assert rows[name]["message_id"].encode() in bytes(raw)
-    assert sql.execute("SELECT count(*) AS n FROM bounce_messages").fetchone()["n"] == 7
+    assert_sample_outcomes(sql, account, rows)
 
     flags = dovecot.messages()
     assert len(flags) == len(SAMPLES)  # nothing deleted

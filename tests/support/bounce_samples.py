@@ -3,7 +3,8 @@
 
 Every sample takes the original message's Message-ID (with angle brackets) and the
 recipient it was sent to, so unit tests read them and integration tests append them to a
-real IMAP mailbox for rows they queued. ``SAMPLES`` names them all.
+real IMAP mailbox for rows they queued. ``SAMPLES`` names them all; :func:`bare_dsn`,
+which quotes nothing of the original, takes the envelope sender it was sent to instead.
 """
 
 from __future__ import annotations
@@ -391,6 +392,40 @@ def foreign_dsn(msgid: str, rcpt: str) -> bytes:
     return postfix_dsn("<not-ours-77@elsewhere.example>", rcpt).replace(
         b"<20261201090005.4Fh2kq0Xyz@mx.shop.example>", b"<20261201.foreign@mx.shop.example>"
     )
+
+
+def bare_dsn(return_path: str, rcpt: str) -> bytes:
+    """A DSN that returns nothing of the original (no headers, no Message-ID), sent to
+    the envelope sender ``return_path``: only a VERP address can name the row."""
+    return f"""Return-Path: <>
+Delivered-To: {return_path}
+From: MAILER-DAEMON@relay.example.net (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: {return_path}
+Auto-Submitted: auto-replied
+Message-Id: <20261201091500.9Kx1bare@relay.example.net>
+Date: Tue,  1 Dec 2026 09:15:00 +0000 (UTC)
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="bare.9Kx1"
+
+--bare.9Kx1
+Content-Type: text/plain; charset=us-ascii
+
+<{rcpt}>: host mx.example.net[198.51.100.7] said: 550 5.1.1 User unknown
+
+--bare.9Kx1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.example.net
+X-Postfix-Sender: rfc822; {return_path}
+
+Final-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--bare.9Kx1--
+""".encode()
 
 
 SAMPLES: dict[str, Callable[[str, str], bytes]] = {
