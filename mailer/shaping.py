@@ -94,6 +94,8 @@ class Rate:
     #: With no configured ceiling, shaping ends when the rate climbs back here.
     release_at: float | None = None
     successes: int = 0
+    #: When the rate last changed (monotonic; None: not yet known after a restart).
+    changed_at: float | None = None
 
 
 @dataclass
@@ -110,8 +112,11 @@ class Change:
 class Shaper:
     """Adaptive rates of one account (see module docstring)."""
 
-    #: Successful sends to a destination before its rate goes up by ``step_per_minute``.
+    #: Successful sends to a destination before its rate goes up by ``step_per_minute``
+    #: ... or this long with successes since the last change, so a low rate does not take
+    #: ``increase_after`` slow sends per step to climb back.
     increase_after: int = 10
+    increase_every_seconds: float = 30.0
     step_per_minute: float = 1.0
     #: Never below this (per minute), however often the provider throttles.
     floor_per_minute: float = 1.0
@@ -163,8 +168,10 @@ class Shaper:
             while times and times[0] <= now - self.window_seconds:
                 times.popleft()
 
-    def succeeded(self, address: str, limits: Limits) -> list[Change]:
-        """A send was accepted: additive increase of each shaped rate it passed through."""
+    def succeeded(self, address: str, limits: Limits, now: float | None = None) -> list[Change]:
+        """A send was accepted (at ``now``, monotonic): additive increase of each shaped
+        rate it passed through, after ``increase_after`` successes or
+        ``increase_every_seconds`` with successes since the rate last changed."""
         changes = []
         ceiling = ceiling_per_minute(limits)
         for key in (ACCOUNT, destination(address)):
@@ -172,9 +179,17 @@ class Shaper:
             if rate is None:
                 continue
             rate.successes += 1
-            if rate.successes < self.increase_after:
+            if now is not None and rate.changed_at is None:
+                rate.changed_at = now
+            stretch = (
+                now is not None
+                and rate.changed_at is not None
+                and now - rate.changed_at >= self.increase_every_seconds
+            )
+            if rate.successes < self.increase_after and not stretch:
                 continue
             rate.successes = 0
+            rate.changed_at = now
             top = ceiling if ceiling is not None else rate.release_at
             # At least 1/20 of the way back per step, so big rates recover in 20 steps.
             rate.per_minute += max(self.step_per_minute, (top or 0.0) / 20)
@@ -206,7 +221,7 @@ class Shaper:
         new = max(self.floor_per_minute, current / 2)
         rate = self.rates.get(key)
         release_at = rate.release_at if rate is not None else max(current, new * 2)
-        self.rates[key] = Rate(new, release_at)
+        self.rates[key] = Rate(new, release_at, changed_at=now)
         reason = f"{error.code or ''} {error.message}".strip()
         return Change(key, new, release_at, reason)
 

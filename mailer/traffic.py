@@ -64,7 +64,7 @@ class Traffic:
 
     async def sent(self, row: QueuedEmail, limits: Limits) -> None:
         self.storm.succeeded()
-        for change in self.shaper.succeeded(row.to_address, limits):
+        for change in self.shaper.succeeded(row.to_address, limits, time.monotonic()):
             await self._save(change)
 
     async def failed(self, row: QueuedEmail, error: DeliveryError, limits: Limits) -> DeliveryError:

@@ -152,3 +152,14 @@ def test_a_success_or_a_different_failure_breaks_the_streak():
     assert detector.failed(3, "c@example.org", other) is None
     assert detector.failed(4, "d@example.org", UnknownOutcomeError("lost")) is None
     assert detector.failed(5, "e@example.org", temp("e@example.org")) is None
+
+
+def test_a_low_rate_climbs_after_a_stretch_of_time_not_only_after_many_sends():
+    limits = Limits(10_000, None, 60)  # ceiling 1,000/min: steps of 50/min
+    shaper = Shaper()
+    now = send_n(shaper, "x@example.org", 4, 0.0, 15.0) - 1.0  # 4 sends in the last minute
+    change = shaper.throttled(rcpt_throttle("x@example.org"), "x@example.org", limits, now)
+    assert change is not None and change.per_minute == 2.0
+    assert shaper.succeeded("x@example.org", limits, now + 10.0) == []  # too soon, too few
+    [raised] = shaper.succeeded("x@example.org", limits, now + 31.0)
+    assert raised.per_minute == 52.0
