@@ -77,13 +77,11 @@ def throttle_scope(error: DeliveryError, address: str) -> str | None:
 
 
 def ceiling_per_minute(limits: Limits) -> float | None:
-    """The highest rate the configured limits allow, per minute (None: unbounded)."""
-    ceilings = []
-    if limits.min_delay_ms > 0:
-        ceilings.append(60_000 / limits.min_delay_ms)
-    if limits.hourly_limit is not None:
-        ceilings.append(limits.hourly_limit / 60)
-    return min(ceilings) if ceilings else None
+    """The highest rate the configured limits allow, per minute (None: unbounded). Only
+    ``min_delay_ms`` is a rate: an hourly or daily limit allows bursts (the limit gate
+    enforces those windows), so ``hourly_limit / 60`` would crawl an account that may
+    send its hour's share in a minute."""
+    return 60_000 / limits.min_delay_ms if limits.min_delay_ms > 0 else None
 
 
 @dataclass

@@ -55,10 +55,12 @@ def test_throttle_scope_provider_group_or_account():
     assert throttle_scope(TransientDeliveryError("busy", code=450), "a@gmail.com") is None
 
 
-def test_ceiling_comes_from_min_delay_and_hourly_limit():
+def test_ceiling_comes_from_min_delay_only():
     assert ceiling_per_minute(UNLIMITED) is None
     assert ceiling_per_minute(Limits(500, None, 2000)) == 30.0
-    assert ceiling_per_minute(Limits(500, 120, 100)) == 2.0
+    # an hourly limit allows a burst (the gate keeps the window): it is no rate ceiling
+    assert ceiling_per_minute(Limits(500, 120, 100)) == 600.0
+    assert ceiling_per_minute(Limits(500, 120, 0)) is None
 
 
 def send_n(shaper: Shaper, address: str, n: int, start: float, gap: float) -> float:
@@ -100,7 +102,7 @@ def test_shaping_ends_when_the_rate_is_back_at_the_configured_ceiling():
 
 
 def test_never_above_configured_limits_nor_below_the_floor():
-    limits = Limits(10_000, 60, 0)  # hourly 60 = 1/min ceiling
+    limits = Limits(10_000, None, 60_000)  # min_delay 60 s = 1/min ceiling
     shaper = Shaper(floor_per_minute=0.5)
     shaper.load(ACCOUNT, 40.0, None)
     assert shaper.effective(ACCOUNT, limits) == 1.0
