@@ -208,8 +208,10 @@ async def _record_health(
 def http_client(settings: Settings) -> httpx.AsyncClient:
     """The client every delivery goes through: no proxies from the environment (the
     checked address must be the one connected to), no redirects followed."""
+    connections = max(settings.webhook_batch_size, 1)
     return httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         follow_redirects=False,
         trust_env=False,
         headers={"user-agent": USER_AGENT},
