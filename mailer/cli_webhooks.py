@@ -66,9 +66,7 @@ def webhooks_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def webhooks_remove(ctx: Context, endpoint_id: int) -> None:
     """Delete an endpoint and its undelivered events."""
-    if not ctx.run_db(lambda db: _manager(ctx, db).remove(endpoint_id)):
-        raise click.ClickException(f"no webhook {endpoint_id}")
-    click.echo(f"webhook {endpoint_id} removed")
+    _change(ctx, endpoint_id, "remove", "removed")
 
 
 @webhooks.command("enable")
@@ -76,9 +74,14 @@ def webhooks_remove(ctx: Context, endpoint_id: int) -> None:
 @pass_ctx
 def webhooks_enable(ctx: Context, endpoint_id: int) -> None:
     """Turn an automatically disabled endpoint back on (its pending events resume)."""
-    if not ctx.run_db(lambda db: _manager(ctx, db).enable(endpoint_id)):
+    _change(ctx, endpoint_id, "enable", "enabled")
+
+
+def _change(ctx: Context, endpoint_id: int, method: str, done: str) -> None:
+    """Call ``WebhookManager.<method>(endpoint_id)``; an unknown id exits 1."""
+    if not ctx.run_db(lambda db: getattr(_manager(ctx, db), method)(endpoint_id)):
         raise click.ClickException(f"no webhook {endpoint_id}")
-    click.echo(f"webhook {endpoint_id} enabled")
+    click.echo(f"webhook {endpoint_id} {done}")
 
 
 @webhooks.command("run")

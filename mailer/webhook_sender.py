@@ -104,10 +104,13 @@ class DeliveryPoster:
             response = await self._send(row)
             code, excerpt = response.status_code, response.text[:EXCERPT_CHARS]
             error = None if 200 <= code < 300 else f"HTTP {code}"
-        except (httpx.HTTPError, TargetRefused, SecretKeyError) as exc:
-            error = (
-                f"{type(exc).__name__}: {exc}" if not isinstance(exc, TargetRefused) else str(exc)
-            )
+        except TargetRefused as exc:
+            error = str(exc)
+        except (httpx.HTTPError, SecretKeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # one bad delivery must not stop the sender (poison row)
+            log.exception("webhook delivery %s: unexpected error", row["id"])
+            error = f"{type(exc).__name__}: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
         status, next_at = self._next_state(row, now, error)
         return Attempt(

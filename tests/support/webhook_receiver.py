@@ -10,10 +10,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.support.http_thread import LocalHTTPServer
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Received:
         return self.headers["webhook-id"]
 
 
-class WebhookReceiver:
+class WebhookReceiver(LocalHTTPServer):
     """``with WebhookReceiver() as r: r.secret = ...; r.url`` — see the module docstring."""
 
     def __init__(self, *, delay_seconds: float = 0.0) -> None:
@@ -41,22 +43,7 @@ class WebhookReceiver:
         #: Requests whose body was read (counted before any delay and before the answer).
         self.arrived = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(self._handler(), "/hooks")
 
     def ids(self) -> list[str]:
         with self._lock:
