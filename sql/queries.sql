@@ -756,6 +756,21 @@ WITH doomed AS (
 )
 SELECT count(*) AS deleted, max(id) AS last_id FROM gone
 
+-- prune_webhook_deliveries_batch --
+-- Webhook deliveries settled (delivered, or failed for good) before the cutoff, with their
+-- attempts (ON DELETE CASCADE). Pending ones stay, however old: their endpoint may be
+-- re-enabled.
+WITH doomed AS (
+    SELECT id FROM webhook_deliveries
+    WHERE id > %(after_id)s AND status <> 'pending' AND created_at < %(cutoff)s
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM webhook_deliveries AS d USING doomed WHERE d.id = doomed.id RETURNING d.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
 -- ==== bounce mail (mailer/bounces) ====
 
 -- set_account_imap --
