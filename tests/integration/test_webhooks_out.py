@@ -162,6 +162,22 @@ async def test_a_500_is_retried_with_the_same_webhook_id(
     assert deliveries(sql)[0]["status"] == "delivered"
 
 
+async def test_a_huge_odd_answer_is_recorded_as_a_short_excerpt(
+    sql, db: Database, hook_settings: Settings
+) -> None:
+    with WebhookReceiver() as receiver:
+        await subscribe(db, receiver, "sent")
+        receiver.script = [502]
+        receiver.reply_body = b"bad\x00gateway " * 200_000  # 2.8 MB with NULs
+        (queue_id,) = insert_emails(sql, 1)
+        sql.execute("UPDATE email_queue SET status = 'sent' WHERE id = %s", (queue_id,))
+        result = await one_batch(db, hook_settings, db_now(sql))
+    assert (result.delivered, result.failed) == (0, 1)
+    (attempt,) = attempts(sql)
+    assert attempt["status_code"] == 502
+    assert attempt["response_excerpt"] == ("badgateway " * 50)[:500]
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.1", "169.254.169.254"])
 async def test_private_targets_are_refused_without_the_setting(
     sql, db: Database, settings: Settings, host: str

@@ -39,6 +39,8 @@ class WebhookReceiver(LocalHTTPServer):
         self.secret: str | None = None
         self.script: list[int] = []
         self.delay_seconds = delay_seconds
+        #: What every answer's body is (default: a small JSON document).
+        self.reply_body: bytes | None = None
         self.received: list[Received] = []
         #: Requests whose body was read (counted before any delay and before the answer).
         self.arrived = 0
@@ -74,7 +76,7 @@ class WebhookReceiver(LocalHTTPServer):
                 if receiver.delay_seconds:
                     time.sleep(receiver.delay_seconds)
                 status = receiver._record(headers, body)
-                reply = json.dumps({"status": status}).encode()
+                reply = receiver.reply_body or json.dumps({"status": status}).encode()
                 self.send_response(status)
                 self.send_header("content-length", str(len(reply)))
                 self.end_headers()
