@@ -1,6 +1,8 @@
 """Outbound webhook endpoints: add, list, get, remove and re-enable them.
 
-What ``mailer webhooks add|list|remove`` and the HTTP API's ``/webhooks`` routes call.
+What ``mailer webhooks add|list|remove|enable`` calls (:class:`WebhookManager`, async)
+and what the HTTP API's ``/webhooks`` routes call (:class:`SyncWebhookManager`, the same
+operations over the web app's synchronous store).
 An endpoint subscribes to some of :data:`EVENTS`; the database triggers of migration 0010
 queue one delivery per subscribed endpoint in the transaction of the change that caused
 the event, and :mod:`mailer.webhook_sender` posts them. The signing secret is returned
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -100,8 +102,27 @@ def _endpoint(row: dict[str, Any]) -> WebhookEndpoint:
     )
 
 
+def _new_endpoint(
+    box: CredentialBox, url: str, events: str | Iterable[str]
+) -> tuple[dict[str, Any], str]:
+    """The insert parameters of a new endpoint (secret encrypted) and its plain secret."""
+    secret = new_secret()
+    params = {
+        "url": check_url(url),
+        "events": list(parse_events(events)),
+        "secret_encrypted": box.encrypt(secret),
+    }
+    return params, secret
+
+
+class QueryRunner(Protocol):
+    """A synchronous runner of named queries (the web app's ``tracking.store.Store``)."""
+
+    def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Any]: ...
+
+
 class WebhookManager:
-    """Domain operations on ``webhook_endpoints``."""
+    """Domain operations on ``webhook_endpoints`` (async, over :class:`Database`: the CLI)."""
 
     def __init__(self, db: Database, box: CredentialBox) -> None:
         self.db = db
@@ -109,11 +130,8 @@ class WebhookManager:
 
     async def add(self, url: str, events: str | Iterable[str]) -> CreatedWebhook:
         """Create an endpoint; the returned secret is never readable again."""
-        params = {"url": check_url(url), "events": list(parse_events(events))}
-        secret = new_secret()
-        params["secret_encrypted"] = self.box.encrypt(secret)
-        row = await self.db.fetch_one("insert_webhook_endpoint", params)
-        assert row is not None
+        params, secret = _new_endpoint(self.box, url, events)
+        (row,) = await self.db.fetch_all("insert_webhook_endpoint", params)
         return CreatedWebhook(_endpoint(row), secret)
 
     async def list(self) -> list[WebhookEndpoint]:
@@ -123,8 +141,8 @@ class WebhookManager:
 
     async def get(self, endpoint_id: int) -> WebhookEndpoint | None:
         """One endpoint, or None."""
-        row = await self.db.fetch_one("list_webhook_endpoints", {"endpoint_id": endpoint_id})
-        return _endpoint(row) if row else None
+        rows = await self.db.fetch_all("list_webhook_endpoints", {"endpoint_id": endpoint_id})
+        return _endpoint(rows[0]) if rows else None
 
     async def remove(self, endpoint_id: int) -> bool:
         """Delete an endpoint with its pending deliveries; False if there was none."""
@@ -137,3 +155,38 @@ class WebhookManager:
         return bool(
             await self.db.fetch_all("enable_webhook_endpoint", {"endpoint_id": endpoint_id})
         )
+
+
+class SyncWebhookManager:
+    """The same operations, synchronous, over a :class:`QueryRunner` (the Flask API's
+    ``/webhooks`` routes, which run on the web app's ``Store``)."""
+
+    def __init__(self, store: QueryRunner, box: CredentialBox) -> None:
+        self.store = store
+        self.box = box
+
+    def add(self, url: str, events: str | Iterable[str]) -> CreatedWebhook:
+        """See :meth:`WebhookManager.add`."""
+        params, secret = _new_endpoint(self.box, url, events)
+        (row,) = self.store.fetch_all("insert_webhook_endpoint", params)
+        return CreatedWebhook(_endpoint(row), secret)
+
+    def list(self) -> list[WebhookEndpoint]:
+        """See :meth:`WebhookManager.list`."""
+        return [
+            _endpoint(r)
+            for r in self.store.fetch_all("list_webhook_endpoints", {"endpoint_id": None})
+        ]
+
+    def get(self, endpoint_id: int) -> WebhookEndpoint | None:
+        """See :meth:`WebhookManager.get`."""
+        rows = self.store.fetch_all("list_webhook_endpoints", {"endpoint_id": endpoint_id})
+        return _endpoint(rows[0]) if rows else None
+
+    def remove(self, endpoint_id: int) -> bool:
+        """See :meth:`WebhookManager.remove`."""
+        return bool(self.store.fetch_all("delete_webhook_endpoint", {"endpoint_id": endpoint_id}))
+
+    def enable(self, endpoint_id: int) -> bool:
+        """See :meth:`WebhookManager.enable`."""
+        return bool(self.store.fetch_all("enable_webhook_endpoint", {"endpoint_id": endpoint_id}))

@@ -334,3 +334,27 @@ def test_cli_add_shows_the_secret_once_and_stores_it_encrypted(mailer, sql) -> N
 async def test_bad_endpoints_are_refused(db: Database, url: str, events: str, message: str) -> None:
     with pytest.raises(WebhookError, match=message.replace("(", r"\(").replace(")", r"\)")):
         await WebhookManager(db, BOX).add(url, events)
+
+
+def test_the_sync_manager_works_over_the_web_apps_store(db_url: str, sql) -> None:
+    from mailer.webhooks_out import SyncWebhookManager
+    from tracking.store import Store
+
+    store = Store(db_url, timeout=5.0)
+    try:
+        manager = SyncWebhookManager(store, BOX)
+        created = manager.add("https://hooks.example/api", ["opened", "sent"])
+        assert created.endpoint.events == ("opened", "sent")
+        stored = sql.execute("SELECT secret_encrypted FROM webhook_endpoints").fetchone()
+        assert BOX.decrypt(stored["secret_encrypted"]) == created.secret
+        assert manager.list() == [created.endpoint]
+        assert manager.get(created.endpoint.id) == created.endpoint
+        assert manager.enable(created.endpoint.id) and manager.remove(created.endpoint.id)
+        assert (manager.get(created.endpoint.id), manager.remove(created.endpoint.id)) == (
+            None,
+            False,
+        )
+        with pytest.raises(WebhookError, match="unknown event"):
+            manager.add("https://hooks.example/api", "read")
+    finally:
+        store.close()
