@@ -32,6 +32,7 @@ FULL = {
     "deep_queued": 100_000,
     "claim_samples": 60,
     "memory_messages": 20_000,
+    "webhook_deliveries": 5_000,
 }
 QUICK = {
     "accounts": 4,
@@ -45,6 +46,7 @@ QUICK = {
     "deep_queued": 10_000,
     "claim_samples": 30,
     "memory_messages": 3_000,
+    "webhook_deliveries": 1_000,
 }
 ALIASES = {"retention": "deep"}
 

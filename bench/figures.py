@@ -1,5 +1,6 @@
-"""The seven figures. Each is a function returning a dict: its measurements, and under
-``"table"`` the rows ``[metric, value, goal, verdict]`` the report prints."""
+"""The figures (the webhooks one lives in :mod:`bench.webhooks`). Each is a function
+returning a dict: its measurements, and under ``"table"`` the rows
+``[metric, value, goal, verdict]`` the report prints."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from bench.env import (
     one,
     q,
 )
+from bench.webhooks import fig_webhooks
 from mailer.sql_queries import query
 
 Row = list[Any]
@@ -768,4 +770,5 @@ FIGURES: dict[str, Callable[..., dict[str, Any]]] = {
     "idle": fig_idle,
     "deep": fig_deep,
     "memory": fig_memory,
+    "webhooks": fig_webhooks,
 }

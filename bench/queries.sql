@@ -139,3 +139,19 @@ FROM email_queue
 -- explain_claim --
 -- Prefixed to the engine's claim_batch to show its plan (run in a rolled-back transaction).
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+
+-- mark_queued_sent --
+-- Every queued row sent in one UPDATE (fires the webhook trigger once per row).
+UPDATE email_queue SET status = 'sent', sent_at = now() WHERE status = 'queued'
+
+-- mark_sent_queued --
+UPDATE email_queue SET status = 'queued', sent_at = NULL WHERE status = 'sent'
+
+-- disable_webhook_trigger --
+ALTER TABLE email_queue DISABLE TRIGGER email_queue_webhooks
+
+-- enable_webhook_trigger --
+ALTER TABLE email_queue ENABLE TRIGGER email_queue_webhooks
+
+-- webhook_deliveries_left --
+SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'

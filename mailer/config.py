@@ -132,6 +132,27 @@ class Settings:
     bounce_soft_threshold: int = 3
     bounce_soft_window_hours: float = 72.0
 
+    # -- outbound webhooks (mailer/webhook_sender.py: `mailer webhooks run`) -----------
+    #: Whether ``mailer run`` starts the webhook sender beside the workers.
+    webhook_sender: bool = True
+    #: Let webhooks reach private, loopback, link-local and other non-public addresses
+    #: (an intranet receiver, tests). Off: such targets are refused (SSRF guard).
+    webhooks_allow_private: bool = False
+    #: Deliveries claimed (and posted concurrently) per batch.
+    webhook_batch_size: int = 50
+    #: How often an idle webhook sender looks for due deliveries.
+    webhook_poll_seconds: float = 1.0
+    #: Connect/read timeout of one webhook request.
+    webhook_timeout_seconds: float = 10.0
+    #: First retry delay of a failed delivery; doubles per attempt, with jitter ...
+    webhook_retry_base_seconds: float = 5.0
+    #: ... up to this ...
+    webhook_retry_max_seconds: float = 6 * 3600.0
+    #: ... for this long after the event; then the delivery fails for good.
+    webhook_retry_hours: float = 72.0
+    #: An endpoint whose every attempt failed for this long is disabled (reason shown).
+    webhook_disable_after_hours: float = 24.0
+
     @property
     def ses_topic_arn_list(self) -> frozenset[str]:
         """The TopicArn allow-list of ``ses_topic_arns``."""

@@ -1,6 +1,7 @@
 """A companion process the orchestrator keeps running beside the workers (the bounce
-reader, ``mailer bounces run``): started with the orchestrator, restarted with capped
-backoff whenever it exits, SIGTERMed (then SIGKILLed after the grace period) on stop.
+reader, ``mailer bounces run``; the webhook sender, ``mailer webhooks run``): started with
+the orchestrator, restarted with capped backoff whenever it exits, SIGTERMed (then
+SIGKILLed after the grace period) on stop.
 
 Unlike a worker it belongs to no account, so none of the account policy applies: its exit
 never suspends anything.
@@ -26,6 +27,11 @@ HEALTHY_SECONDS = 60.0
 def bounce_reader_command() -> list[str]:
     """The command line of the bounce reader."""
     return [sys.executable, "-m", "mailer", "bounces", "run"]
+
+
+def webhook_sender_command() -> list[str]:
+    """The command line of the webhook sender."""
+    return [sys.executable, "-m", "mailer", "webhooks", "run"]
 
 
 class Companion:

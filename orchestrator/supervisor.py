@@ -21,7 +21,8 @@ database goes away it keeps its workers running and reconnects with backoff.
 
 Beside the workers it keeps its companions running (:mod:`orchestrator.companion`):
 ``mailer run`` passes the bounce reader (``mailer bounces run``) unless
-``MAILER_BOUNCE_READER=0``.
+``MAILER_BOUNCE_READER=0``, and the webhook sender (``mailer webhooks run``) unless
+``MAILER_WEBHOOK_SENDER=0``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import psycopg
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
-from orchestrator.companion import Companion, bounce_reader_command
+from orchestrator.companion import Companion, bounce_reader_command, webhook_sender_command
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -80,7 +81,12 @@ async def _uncancellable(future: asyncio.Future[Any]) -> None:
 
 def default_companions(settings: Settings) -> list[tuple[str, list[str]]]:
     """What ``mailer run`` keeps running beside the workers."""
-    return [("bounce reader", bounce_reader_command())] if settings.bounce_reader else []
+    companions = []
+    if settings.bounce_reader:
+        companions.append(("bounce reader", bounce_reader_command()))
+    if settings.webhook_sender:
+        companions.append(("webhook sender", webhook_sender_command()))
+    return companions
 
 
 @dataclass(eq=False)

@@ -762,6 +762,21 @@ WITH doomed AS (
 )
 SELECT count(*) AS deleted, max(id) AS last_id FROM gone
 
+-- prune_webhook_deliveries_batch --
+-- Webhook deliveries settled (delivered, or failed for good) before the cutoff, with their
+-- attempts (ON DELETE CASCADE). Pending ones stay, however old: their endpoint may be
+-- re-enabled.
+WITH doomed AS (
+    SELECT id FROM webhook_deliveries
+    WHERE id > %(after_id)s AND status <> 'pending' AND created_at < %(cutoff)s
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM webhook_deliveries AS d USING doomed WHERE d.id = doomed.id RETURNING d.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone
+
 -- ==== bounce mail (mailer/bounces) ====
 
 -- set_account_imap --
@@ -847,3 +862,96 @@ WHERE domain = %(domain)s
 -- list_dkim_keys --
 SELECT domain, selector, algorithm, public_key, created_at, updated_at FROM dkim_keys
 ORDER BY domain
+
+-- insert_webhook_endpoint --
+-- A new outbound webhook endpoint (mailer/webhooks_out.py); the secret arrives encrypted.
+INSERT INTO webhook_endpoints (url, events, secret_encrypted)
+VALUES (%(url)s, %(events)s, %(secret_encrypted)s)
+RETURNING id, url, events, enabled, disabled_reason, disabled_at, failing_since, created_at
+
+-- list_webhook_endpoints --
+-- Every endpoint, never its secret, with its pending deliveries.
+SELECT e.id, e.url, e.events, e.enabled, e.disabled_reason, e.disabled_at, e.failing_since,
+       e.created_at,
+       (SELECT count(*) FROM webhook_deliveries AS d
+        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending
+FROM webhook_endpoints AS e
+WHERE %(endpoint_id)s::bigint IS NULL OR e.id = %(endpoint_id)s::bigint
+ORDER BY e.id
+
+-- delete_webhook_endpoint --
+-- Its deliveries and attempts go with it (ON DELETE CASCADE).
+DELETE FROM webhook_endpoints WHERE id = %(endpoint_id)s RETURNING id
+
+-- enable_webhook_endpoint --
+-- Back on after an automatic disable: the failure run starts afresh.
+UPDATE webhook_endpoints
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, failing_since = NULL,
+    updated_at = now()
+WHERE id = %(endpoint_id)s RETURNING id
+
+-- claim_webhook_deliveries --
+-- Due deliveries of enabled endpoints, oldest first. Run inside the transaction that also
+-- records their outcome: the row locks hold until the sender commits after sending, so a
+-- crashed sender's deliveries are simply due again (at least once), and two senders never
+-- send one delivery at the same time.
+SELECT d.id, d.webhook_id, d.endpoint_id, d.event_type, d.payload::text AS body,
+       d.attempts, d.created_at, e.url, e.secret_encrypted
+FROM webhook_deliveries AS d
+JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
+WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s AND e.enabled
+ORDER BY d.next_attempt_at, d.id
+LIMIT %(limit)s
+FOR UPDATE OF d SKIP LOCKED
+
+-- record_webhook_attempts --
+-- The outcome of each attempt of a claimed batch: one webhook_attempts row each, and the
+-- delivery delivered, due again later, or failed for good (the sender decides which).
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
+        delivery_id bigint, endpoint_id bigint, status text, status_code integer,
+        error text, latency_ms integer, response_excerpt text,
+        next_attempt_at timestamptz)
+), logged AS (
+    INSERT INTO webhook_attempts (delivery_id, endpoint_id, status_code, error, latency_ms,
+                                  response_excerpt, created_at)
+    SELECT delivery_id, endpoint_id, status_code, error, latency_ms, response_excerpt,
+           %(now)s
+    FROM r
+)
+UPDATE webhook_deliveries AS d
+SET status = r.status,
+    attempts = d.attempts + 1,
+    next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+    last_error = r.error,
+    delivered_at = CASE WHEN r.status = 'delivered' THEN %(now)s END
+FROM r
+WHERE d.id = r.delivery_id
+
+-- webhook_endpoints_succeeded --
+-- An endpoint that took one delivery is healthy again.
+UPDATE webhook_endpoints SET failing_since = NULL, updated_at = %(now)s
+WHERE id = ANY (%(endpoint_ids)s) AND failing_since IS NOT NULL
+
+-- webhook_endpoints_failed --
+-- Endpoints whose every attempt of this batch failed: the failure run starts now if it had
+-- not begun, and an endpoint failing continuously since %(disable_before)s is disabled with
+-- the reason. Returns the endpoints just disabled.
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(failures)s::jsonb) AS r(endpoint_id bigint, error text)
+)
+UPDATE webhook_endpoints AS e
+SET failing_since = COALESCE(e.failing_since, %(now)s),
+    enabled = NOT (COALESCE(e.failing_since, %(now)s) <= %(disable_before)s),
+    disabled_at = CASE WHEN COALESCE(e.failing_since, %(now)s) <= %(disable_before)s
+                       THEN %(now)s END,
+    disabled_reason = CASE WHEN COALESCE(e.failing_since, %(now)s) <= %(disable_before)s
+                           THEN 'every delivery failed since '
+                                || to_char(e.failing_since AT TIME ZONE 'UTC',
+                                           'YYYY-MM-DD HH24:MI "UTC"')
+                                || '; last error: ' || r.error END,
+    updated_at = %(now)s
+FROM r
+WHERE e.id = r.endpoint_id AND e.enabled
+RETURNING e.id, e.enabled, e.disabled_reason
+

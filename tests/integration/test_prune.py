@@ -73,7 +73,12 @@ async def test_prune_keeps_the_24_hours_the_daily_limit_counts(sql, db):
         (queue_id,),
     )
     result = await RetentionManager(db).prune(timedelta(hours=1))
-    assert result.deleted == {"email_queue": 0, "send_logs": 0, "email_events": 0}
+    assert result.deleted == {
+        "email_queue": 0,
+        "send_logs": 0,
+        "email_events": 0,
+        "webhook_deliveries": 0,
+    }
     assert sql.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 1
 
 
@@ -106,8 +111,13 @@ async def test_prune_deletes_old_terminal_rows_with_logs_and_events(sql, db):
 
     result = await RetentionManager(db, batch_size=3).prune(timedelta(days=90))
 
-    assert result.deleted == {"email_queue": 10, "send_logs": 1, "email_events": 1}
-    assert result.batches >= 10 // 3 + 3  # bounded batches, plus one empty pass per table
+    assert result.deleted == {
+        "email_queue": 10,
+        "send_logs": 1,
+        "email_events": 1,
+        "webhook_deliveries": 0,
+    }
+    assert result.batches >= 10 // 3 + 4  # bounded batches, plus one empty pass per table
     assert _ids(sql) == set(old_queued + old_sending + recent_sent)
     logs = sql.execute(
         "SELECT queue_id, created_at > now() - interval '2 days' AS recent FROM send_logs"
@@ -157,3 +167,28 @@ def test_cli_prune(sql, db_url, tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "--older-than" in bad.stderr
+
+
+async def test_prune_deletes_old_settled_webhook_deliveries_only(sql, db):
+    sql.execute(
+        "INSERT INTO webhook_endpoints (url, events, secret_encrypted) "
+        "VALUES ('https://hooks.example/', '{sent}', 'x')"
+    )
+    for status, days in (("delivered", 100), ("failed", 100), ("pending", 100), ("delivered", 1)):
+        sql.execute(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_type, payload, status, created_at) "
+            "SELECT id, 'sent', '{}', %s, now() - make_interval(days => %s) "
+            "FROM webhook_endpoints",
+            (status, days),
+        )
+    sql.execute(
+        "INSERT INTO webhook_attempts (delivery_id, endpoint_id, status_code) "
+        "SELECT id, endpoint_id, 200 FROM webhook_deliveries"
+    )
+    result = await RetentionManager(db).prune(timedelta(days=90))
+    assert result.deleted["webhook_deliveries"] == 2
+    kept = sql.execute(
+        "SELECT d.status, count(a.id) AS attempts FROM webhook_deliveries AS d "
+        "LEFT JOIN webhook_attempts AS a ON a.delivery_id = d.id GROUP BY d.id ORDER BY d.id"
+    ).fetchall()
+    assert [(r["status"], r["attempts"]) for r in kept] == [("pending", 1), ("delivered", 1)]

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.http_thread import LocalHTTPServer
 
 PREFIX = "/gmail/v1/users/me"
 
@@ -72,7 +74,7 @@ def api_error(status: int, message: str, reason: str, domain: str = "global") ->
     )
 
 
-class GmailStandIn:
+class GmailStandIn(LocalHTTPServer):
     """See module docstring. Use as a context manager."""
 
     def __init__(self, email: str = "sender@example.com") -> None:
@@ -87,22 +89,7 @@ class GmailStandIn:
         self._token_answers: list[Answer] = []
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def __enter__(self) -> GmailStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(self._handler())
 
     # -- scripting ---------------------------------------------------------------------
 
