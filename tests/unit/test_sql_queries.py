@@ -37,6 +37,13 @@ def test_every_query_name_used_in_code_exists():
     assert used - names == set()
 
 
+#: Version numbers handed out to work on another branch: their files may be missing here
+#: until that branch lands (0010: a migration of issue 10 written by another engineer).
+RESERVED_VERSIONS = {10}
+
+
 def test_migrations_are_numbered_consecutively():
     versions = [v for v, _, _ in migration_scripts()]
-    assert versions == list(range(1, len(versions) + 1))
+    expected = list(range(1, max(versions) + 1))
+    assert [v for v in expected if v not in versions] == sorted(RESERVED_VERSIONS - set(versions))
+    assert versions == sorted(set(versions))
