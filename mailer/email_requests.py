@@ -78,9 +78,7 @@ def check_email(
     return (None, errors) if errors else (row, errors)
 
 
-def _recipient(
-    to: object, row: dict[str, Any], errors: _Errors, base: str, reject: bool
-) -> None:
+def _recipient(to: object, row: dict[str, Any], errors: _Errors, base: str, reject: bool) -> None:
     name: object = None
     pointer = f"{base}/to"
     if isinstance(to, dict):
@@ -104,9 +102,9 @@ def _recipient(
 
 def _content(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: str) -> None:
     template = body.get("template")
-    if template is not None and not (isinstance(template, str | int) and str(template).strip()):
-        errors.add(f"{base}/template", "must be a template name or id")
-    elif isinstance(template, bool):
+    if (
+        template is not None and not (isinstance(template, str | int) and str(template).strip())
+    ) or isinstance(template, bool):
         errors.add(f"{base}/template", "must be a template name or id")
     elif template is not None:
         row["template"] = str(template).strip()

@@ -77,8 +77,10 @@ class EmailSubmissions:
             if row["pool"] not in self.key.pools:
                 where = "account" if account is not None else "pool"
                 errors.append(
-                    FieldError(f"{base}/{where}", f"this key may only send through pools "
-                               f"{', '.join(self.key.pools)}")
+                    FieldError(
+                        f"{base}/{where}",
+                        f"this key may only send through pools {', '.join(self.key.pools)}",
+                    )
                 )
         return errors
 
@@ -100,7 +102,8 @@ class EmailSubmissions:
         if row is None:
             return None
         row.pop("api_key_id")
-        row["attempts_log"] = run(self.conn, "api_email_attempts", {"id": email_id})
+        row["attempt_count"] = row.pop("attempts")
+        row["attempts"] = run(self.conn, "api_email_attempts", {"id": email_id})
         row["events"] = run(self.conn, "api_email_events", {"id": email_id})
         return row
 

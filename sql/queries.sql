@@ -914,12 +914,13 @@ SELECT r.to_address, r.to_name, r.subject, r.html_body, r.text_body, r.template_
        r.variables, r.headers, r.account_id, COALESCE(r.pool, 'default'), r.campaign,
        COALESCE(r.priority, 0), COALESCE(r.scheduled_at, now()), COALESCE(r.metadata, '{}'),
        COALESCE(r.transactional, false), r.track_opens, r.track_clicks, %(api_key_id)s
-FROM jsonb_to_recordset(%(rows)s::jsonb) WITH ORDINALITY AS r(
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(item, n),
+     jsonb_to_record(e.item) AS r(
     to_address text, to_name text, subject text, html_body text, text_body text,
     template_id bigint, variables jsonb, headers jsonb, account_id bigint, pool text,
     campaign text, priority integer, scheduled_at timestamptz, metadata jsonb,
-    transactional boolean, track_opens boolean, track_clicks boolean, ordinality bigint)
-ORDER BY r.ordinality
+    transactional boolean, track_opens boolean, track_clicks boolean)
+ORDER BY e.n
 RETURNING id, status, message_id
 
 -- api_template_ids --
