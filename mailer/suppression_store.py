@@ -74,9 +74,7 @@ class SuppressionStore:
     def export_csv(self) -> Iterator[str]:
         """The CSV export (``mailer suppress export``'s format), a chunk of rows at a time,
         read through a server-side cursor inside one transaction."""
-        with self.conn.transaction():
-            cursor = self.conn.cursor(name="suppressions_export")
-            cursor.itersize = EXPORT_CHUNK
+        with self.conn.transaction(), self.conn.cursor(name="suppressions_export") as cursor:
             cursor.execute(query("list_suppressions"), {"reason": None, "include_expired": True})
             yield to_csv([])
             while rows := cursor.fetchmany(EXPORT_CHUNK):
