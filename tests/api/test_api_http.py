@@ -83,6 +83,6 @@ def test_rate_limit_is_shared_by_all_processes(db_url, sql, tmp_path):
 
 def _avoid_window_boundary(sql):
     """Start the requests well inside one one-minute window (the database's clock)."""
-    left = sql.execute("SELECT 60 - extract(epoch FROM now())::numeric %% 60 AS s").fetchone()
+    left = sql.execute("SELECT 60 - extract(epoch FROM now())::numeric % 60 AS s").fetchone()
     if left["s"] < 8:
         time.sleep(float(left["s"]) + 0.2)
