@@ -108,12 +108,15 @@ SCHEMAS: dict[str, Any] = {
     },
     "Recipient": {
         "oneOf": [
-            {"type": "string", "description": "an email address"},
+            {"type": "string", "format": "email", "description": "an email address"},
             {
                 "type": "object",
                 "required": ["email"],
                 "additionalProperties": False,
-                "properties": {"email": {"type": "string"}, "name": {"type": "string"}},
+                "properties": {
+                    "email": {"type": "string", "format": "email"},
+                    "name": {"type": "string"},
+                },
             },
         ]
     },
