@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run_one
+from mailer.sync_db import run, run_one
 
 WINDOW_SECONDS = 60
 
@@ -25,6 +25,8 @@ class RateDecision:
     limit: int
     remaining: int
     reset_seconds: int
+    #: the first request of this key's window
+    first: bool = False
 
     def headers(self) -> dict[str, str]:
         """The ``RateLimit-*`` headers (IETF draft), plus ``Retry-After`` when refused."""
@@ -45,4 +47,11 @@ def count_request(conn: psycopg.Connection[Any], api_key_id: int, limit: int) ->
     assert row is not None
     used = row["requests"]
     reset = max(1, math.ceil(row["reset_seconds"]))
-    return RateDecision(used <= limit, limit, max(0, limit - used), reset)
+    return RateDecision(used <= limit, limit, max(0, limit - used), reset, first=used == 1)
+
+
+def prune(conn: psycopg.Connection[Any]) -> None:
+    """Forget past windows and expired Idempotency-Keys, a bounded batch of each; the API
+    runs it with the first request of a key's window, so no cron job is needed."""
+    run(conn, "prune_api_rate_windows")
+    run(conn, "prune_idempotency_keys")

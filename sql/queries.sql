@@ -876,7 +876,10 @@ RETURNING requests, extract(epoch FROM window_start)::float8 + %(window)s
           - extract(epoch FROM now())::float8 AS reset_seconds
 
 -- prune_api_rate_windows --
-DELETE FROM api_rate_windows WHERE window_start < now() - interval '1 hour'
+-- Past windows, a bounded batch at a time (run by the first request of each window).
+DELETE FROM api_rate_windows WHERE (api_key_id, window_start) IN (
+    SELECT api_key_id, window_start FROM api_rate_windows
+    WHERE window_start < now() - interval '1 hour' LIMIT 5000)
 
 -- claim_idempotency_key --
 -- Take the key for this request: a fresh key, or one whose first use is over 24 h old.
@@ -902,7 +905,10 @@ DELETE FROM api_idempotency
 WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s AND status_code IS NULL
 
 -- prune_idempotency_keys --
-DELETE FROM api_idempotency WHERE created_at < now() - interval '24 hours'
+-- Keys past their 24 hours, a bounded batch at a time.
+DELETE FROM api_idempotency WHERE (api_key_id, idem_key) IN (
+    SELECT api_key_id, idem_key FROM api_idempotency
+    WHERE created_at < now() - interval '24 hours' LIMIT 5000)
 
 -- insert_api_emails --
 -- Every message of one API request in one statement; ids ascend in request order.

@@ -76,3 +76,14 @@ def test_a_malformed_idempotency_key_is_400(client, sql):
     response = client.post("/api/v1/emails", json=email(), headers=headers)
     assert response.status_code == 400
     assert _count(sql) == 0
+
+
+def test_expired_keys_and_old_windows_are_pruned_by_traffic(client, sql):
+    key = make_key(sql, "send")
+    client.post("/api/v1/emails", json=email(), headers=auth(key, **{"Idempotency-Key": "a"}))
+    sql.execute("UPDATE api_idempotency SET created_at = now() - interval '25 hours'")
+    sql.execute("UPDATE api_rate_windows SET window_start = now() - interval '2 hours'")
+    client.get("/api/v1/emails", headers=auth(key))  # the first request of a new window
+    assert sql.execute("SELECT count(*) AS n FROM api_idempotency").fetchone()["n"] == 0
+    windows = sql.execute("SELECT count(*) AS n FROM api_rate_windows").fetchone()["n"]
+    assert windows == 1

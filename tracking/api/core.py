@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailer.api_keys import ApiKey, ApiKeyManager
 from mailer.idempotency import MAX_KEY_LENGTH, Claim, IdempotencyKeys, request_hash
-from mailer.rate_limits import count_request
+from mailer.rate_limits import count_request, prune
 from tracking.api.problems import ApiProblem
 from tracking.state import services
 from tracking.store import DATABASE_ERRORS
@@ -117,6 +117,8 @@ def _rate_limit() -> None:
     limit = services().settings.api_rate_limit_per_minute
     decision = count_request(conn(), key().id, limit)
     g.api_rate_headers = decision.headers()
+    if decision.first:
+        prune(conn())
     if not decision.allowed:
         raise ApiProblem(
             "rate-limited",
