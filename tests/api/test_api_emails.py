@@ -119,6 +119,12 @@ def test_validation_errors_point_at_the_field(client, key, body, pointer):
     ("data", "content_type", "status", "slug"),
     [
         ("{not json", "application/json", 400, "malformed-request"),
+        (
+            '{"to": "a@b.org", "subject": "s", "text": "t", "metadata": {"x": NaN}}',
+            "application/json",
+            400,
+            "malformed-request",
+        ),
         ("[" * 100000 + "]" * 100000, "application/json", 400, "malformed-request"),
         ("to=a@b.org", "application/x-www-form-urlencoded", 415, "unsupported-media-type"),
         ("x" * (3 * 1024 * 1024), "application/json", 413, "payload-too-large"),
@@ -248,3 +254,12 @@ def test_unknown_api_path_and_method_are_problems(client, key):
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
     wrong = client.delete("/api/v1/emails", headers=auth(key))
     assert wrong.status_code == 405 and wrong.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/emails?campaign=%00", "/api/v1/templates/a%00b", "/api/v1/emails?to=a%00"]
+)
+def test_nul_in_path_or_query_is_400_not_500(client, key, path):
+    response = client.get(path, headers=auth(key))
+    assert response.status_code == 400
+    assert response.get_json()["type"] == "/api/v1/problems/malformed-request"

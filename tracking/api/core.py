@@ -61,9 +61,14 @@ def conn() -> psycopg.Connection[Any]:
 def json_body() -> Any:
     """The request's JSON document (400 when it does not parse)."""
     try:
-        return json.loads(request.get_data(cache=True) or b"")
+        return json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-request", "the body is not valid JSON") from None
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (RFC 8259), and PostgreSQL's jsonb refuses them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def checked_id(value: int) -> int:
@@ -75,6 +80,8 @@ def checked_id(value: int) -> int:
 @bp.before_request
 def _open() -> Response | None:
     request.max_content_length = _size_cap()
+    if "\0" in request.path or any("\0" in v for v in request.args.values()):
+        raise ApiProblem("malformed-request", "the path or query holds a NUL character")
     endpoint = request.endpoint or ""
     view = current_app.view_functions.get(endpoint)
     if endpoint in PUBLIC_ENDPOINTS or view is None:
