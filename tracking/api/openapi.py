@@ -77,7 +77,7 @@ def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
@@ -357,14 +357,14 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _EMAIL_LIST_PARAMS = [
-    _query("status", {"type": "string", "enum": STATUSES}),
-    _query("campaign", {"type": "string"}),
-    _query("to", {"type": "string"}),
-    _query("since", TIME),
-    _query("cursor", ID),
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+    _query_param("status", {"type": "string", "enum": STATUSES}),
+    _query_param("campaign", {"type": "string"}),
+    _query_param("to", {"type": "string"}),
+    _query_param("since", TIME),
+    _query_param("cursor", ID),
+    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
 ]
-_CURSOR = [_query("cursor", ID)]
+_CURSOR = [_query_param("cursor", ID)]
 
 
 def _paths() -> dict[str, Any]:
@@ -471,8 +471,8 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_ref("SuppressionPage"), "A page")},
                 params=[
                     *_CURSOR,
-                    _query("search", {"type": "string"}),
-                    _query("reason", {"type": "string", "enum": REASONS}),
+                    _query_param("search", {"type": "string"}),
+                    _query_param("reason", {"type": "string", "enum": REASONS}),
                 ],
             ),
             "post": _op(
@@ -504,7 +504,7 @@ def _paths() -> dict[str, Any]:
                 {"200": _json({"type": "object"}, "Import report")},
                 body={"type": "string"},
                 body_type="text/csv",
-                params=[_query("reason", {"type": "string", "enum": REASONS})],
+                params=[_query_param("reason", {"type": "string", "enum": REASONS})],
             ),
         },
         "/suppressions/export": {
