@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -64,6 +64,22 @@ def json_body() -> Any:
         return json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-request", "the body is not valid JSON") from None
+
+
+def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
+    """Run ``work`` (the row changes; it returns the JSON body and status) and, when the
+    request carries an Idempotency-Key, record the response in the same transaction: a
+    crash can never leave rows queued under a key that has no answer to replay."""
+    pending = g.get("api_idempotency")
+    with conn().transaction():
+        body, status = work()
+        response = jsonify(body)
+        response.status_code = status
+        if pending is not None:
+            keys, idem = pending
+            keys.complete(idem, status, response.get_data(as_text=True))
+    g.pop("api_idempotency", None)
+    return response
 
 
 def _no_constant(name: str) -> None:

@@ -9,7 +9,7 @@ from flask import Response, jsonify, request
 
 from mailer.email_requests import FieldError, check_email
 from mailer.email_submissions import EmailSubmissions, QueuedEmailRef
-from tracking.api.core import bp, checked_id, conn, json_body, key, scope
+from tracking.api.core import bp, checked_id, conn, json_body, key, respond_in_transaction, scope
 from tracking.api.problems import ApiProblem, validation
 from tracking.api.serialize import jsonable
 from tracking.state import services
@@ -34,7 +34,7 @@ def _ref(ref: QueuedEmailRef) -> dict[str, Any]:
 
 @bp.post("/emails")
 @scope("send")
-def send_one() -> tuple[Response, int]:
+def send_one() -> Response:
     row, errors = _check(json_body(), "")
     if row is None:
         raise validation(errors)
@@ -42,13 +42,12 @@ def send_one() -> tuple[Response, int]:
     errors = submissions.resolve([row], [""])[0]
     if errors:
         raise validation(errors)
-    (queued,) = submissions.queue([row])
-    return jsonify(_ref(queued)), 202
+    return respond_in_transaction(lambda: (_ref(submissions.queue([row])[0]), 202))
 
 
 @bp.post("/emails/batch")
 @scope("send")
-def send_batch() -> tuple[Response, int]:
+def send_batch() -> Response:
     body = json_body()
     items, mode = _batch_items(body)
     rows: list[dict[str, Any] | None] = []
@@ -69,18 +68,28 @@ def send_batch() -> tuple[Response, int]:
             "are invalid; none was queued (strict mode)",
         )
     to_queue = [(i, r) for i, r in valid if not errors[i]]
-    queued = iter(_submissions().queue([r for _, r in to_queue]))
-    queued_at = {i: next(queued) for i, _ in to_queue}
-    results = [
-        {"index": i} | _ref(queued_at[i])
-        if i in queued_at
-        else {
-            "index": i,
-            "error": {"detail": errors[i][0].detail, "errors": [e.__dict__ for e in errors[i]]},
-        }
-        for i in range(len(items))
-    ]
-    return jsonify({"mode": mode, "queued": len(queued_at), "results": results}), 202
+
+    def queue() -> tuple[dict[str, Any], int]:
+        queued = dict(
+            zip(
+                (i for i, _ in to_queue),
+                _submissions().queue([r for _, r in to_queue]),
+                strict=True,
+            )
+        )
+        results = [_item_result(i, queued.get(i), errors[i]) for i in range(len(items))]
+        return {"mode": mode, "queued": len(queued), "results": results}, 202
+
+    return respond_in_transaction(queue)
+
+
+def _item_result(
+    index: int, queued: QueuedEmailRef | None, errors: list[FieldError]
+) -> dict[str, Any]:
+    if queued is not None:
+        return {"index": index} | _ref(queued)
+    error = {"detail": errors[0].detail, "errors": [e.__dict__ for e in errors]}
+    return {"index": index, "error": error}
 
 
 def _batch_items(body: object) -> tuple[list[Any], str]:
