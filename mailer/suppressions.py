@@ -29,6 +29,7 @@ from mailer.db import Database
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "manual")
 IMPORT_COLUMNS = ("email", "reason", "source", "expires_at")
 EXPORT_COLUMNS = ("email", "reason", "source", "created_at", "expires_at")
+MAX_SOURCE = 200
 #: Rows per upsert statement when importing.
 IMPORT_BATCH = 1000
 
@@ -81,8 +82,11 @@ def iter_csv(
     one line at a time, so a document of any size streams through."""
     columns = list(IMPORT_COLUMNS)
     number, first = 0, True
-    for cells in csv.reader(lines):
+    for cells in _records(lines):
         number += 1
+        if cells is None:
+            yield f"line {number}: not CSV; the rest of the document was skipped"
+            return
         if not any(cell.strip() for cell in cells):
             continue
         if first and cells[0].strip().lower() == "email":
@@ -95,11 +99,25 @@ def iter_csv(
             yield SuppressionEntry(
                 email=checked_email(record.get("email", "")),
                 reason=checked_reason(record.get("reason") or reason),
-                source=record.get("source") or source,
+                source=_source(record.get("source")) or source,
                 expires_at=_time(record.get("expires_at")),
             )
         except ValueError as exc:
             yield f"line {number}: {exc}"
+
+
+def _records(lines: Iterable[str]) -> Iterator[list[str] | None]:
+    """The CSV records of ``lines``, then None if the rest is not CSV."""
+    try:
+        yield from csv.reader(lines)
+    except csv.Error:
+        yield None
+
+
+def _source(raw: str | None) -> str | None:
+    if raw and ("\0" in raw or len(raw) > MAX_SOURCE):
+        raise ValueError(f"source must be at most {MAX_SOURCE} characters, without NUL")
+    return raw
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:

@@ -131,3 +131,17 @@ def test_accounts_read_without_secrets_and_admin_changes(client, sql, admin):
     )
     assert bad.status_code == 422
     assert client.get("/api/v1/accounts/999", headers=auth(reader)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["a@b.org,manual,x\x00y\n", 'a@b.org,manual,"' + "s" * 200_000 + '"\n', "\x00\x00\n"],
+)
+def test_import_of_bad_csv_is_reported_not_500(client, admin, document):
+    response = client.post(
+        "/api/v1/suppressions/import",
+        data=document.encode(),
+        headers=auth(admin, **{"Content-Type": "text/csv"}),
+    )
+    assert response.status_code == 200
+    assert response.get_json()["added"] == 0 and response.get_json()["invalid"] >= 1
