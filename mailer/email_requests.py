@@ -157,7 +157,7 @@ def _routing(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: s
             row[field] = _text(body[field], f"{base}/{field}", errors, MAX_LABEL, header=True)
     account = body.get("account")
     if account is not None:
-        if isinstance(account, bool) or not isinstance(account, int) or account < 1:
+        if isinstance(account, bool) or not isinstance(account, int) or not 1 <= account < 2**63:
             errors.add(f"{base}/account", "must be a sender account id")
         else:
             row["account_id"] = account
@@ -223,13 +223,25 @@ def _text(value: object, pointer: str, errors: _Errors, cap: int, *, header: boo
 def has_nul(value: object) -> bool:
     """Whether a JSON value holds a NUL character anywhere (PostgreSQL text and jsonb
     cannot store one)."""
+    return nul_pointer(value) is not None
+
+
+def nul_pointer(value: object, pointer: str = "") -> str | None:
+    """The JSON Pointer of the first string (or key) holding a NUL in ``value``, or None."""
     if isinstance(value, str):
-        return "\0" in value
+        return (pointer or "/") if "\0" in value else None
     if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        for key, item in value.items():
+            here = f"{pointer}/{_escape(key)}"
+            if "\0" in key:
+                return here
+            if (found := nul_pointer(item, here)) is not None:
+                return found
     if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False
+        for index, item in enumerate(value):
+            if (found := nul_pointer(item, f"{pointer}/{index}")) is not None:
+                return found
+    return None
 
 
 def _escape(name: object) -> str:

@@ -102,11 +102,14 @@ def test_bad_input_gets_the_workers_message(client, key, body, pointer, expected
         (email(priority="high"), "/priority"),
         (email(scheduled_at="tomorrow"), "/scheduled_at"),
         (email(scheduled_at="2030-01-01T00:00:00"), "/scheduled_at"),
-        (email(metadata={"a": "\u0000"}), "/metadata"),
+        (email(metadata={"a": "\u0000"}), "/metadata/a"),
         (email(html="a\u0000b"), "/html"),
         (email(bogus=1), "/bogus"),
         (email(account=2**70), "/account"),
         ([1, 2], "/"),
+        (email(template="a\u0000b"), "/template"),
+        (email(variables={"k": ["x", "\u0000"]}), "/variables/k/1"),
+        (email(account=2**63), "/account"),
     ],
 )
 def test_validation_errors_point_at_the_field(client, key, body, pointer):
@@ -119,6 +122,7 @@ def test_validation_errors_point_at_the_field(client, key, body, pointer):
     ("data", "content_type", "status", "slug"),
     [
         ("{not json", "application/json", 400, "malformed-request"),
+        ('{"to": "a@b.org", "subject": "\\ud800"}', "application/json", 400, "malformed-request"),
         (
             '{"to": "a@b.org", "subject": "s", "text": "t", "metadata": {"x": NaN}}',
             "application/json",

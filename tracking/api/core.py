@@ -16,9 +16,10 @@ from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mailer.api_keys import ApiKey, ApiKeyManager
+from mailer.email_requests import FieldError, nul_pointer
 from mailer.idempotency import MAX_KEY_LENGTH, Claim, IdempotencyKeys, request_hash
 from mailer.rate_limits import count_request, prune
-from tracking.api.problems import ApiProblem
+from tracking.api.problems import ApiProblem, validation
 from tracking.state import services
 from tracking.store import DATABASE_ERRORS
 
@@ -61,9 +62,15 @@ def conn() -> psycopg.Connection[Any]:
 def json_body() -> Any:
     """The request's JSON document (400 when it does not parse)."""
     try:
-        return json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
+        document = json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-request", "the body is not valid JSON") from None
+    except UnicodeEncodeError:
+        raise ApiProblem("malformed-request", "the body holds an unpaired surrogate") from None
+    if (pointer := nul_pointer(document)) is not None:
+        raise validation([FieldError(pointer, "contains a NUL character")])
+    return document
 
 
 def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
