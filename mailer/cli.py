@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_domains import dkim, dns_check
@@ -604,12 +605,21 @@ def run(ctx: Context) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="MAILER_WEB_HOST")
 @click.option("--port", type=int, default=8025, envvar="MAILER_WEB_PORT")
+@click.option(
+    "--routes",
+    type=click.Choice(["tracking", "api", "admin", "all"]),
+    default=None,
+    help="What to serve: the public tracking routes, the HTTP API, the admin console "
+    "(not built yet) or all [MAILER_WEB_ROUTES, default all].",
+)
 @pass_ctx
-def web(ctx: Context, host: str, port: int) -> None:
-    """Serve the tracking app (development server; use gunicorn in production)."""
+def web(ctx: Context, host: str, port: int, routes: str | None) -> None:
+    """Serve the tracking app and/or the HTTP API (development server; use gunicorn in
+    production, with MAILER_WEB_ROUTES choosing the routes)."""
     from tracking import create_app
 
-    app = create_app({"DATABASE_URL": ctx.url, "SETTINGS": ctx.settings})
+    config = {"DATABASE_URL": ctx.url, "SETTINGS": ctx.settings, "WEB_ROUTES": routes}
+    app = create_app(config)
     app.run(host=host, port=port)
 
 
@@ -677,6 +687,7 @@ def demo(ctx: Context, emails: int, timeout: float) -> None:
 
 
 main.add_command(suppress)
+main.add_command(api_keys)
 main.add_command(bounces)
 main.add_command(webhooks)
 main.add_command(dkim)

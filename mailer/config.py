@@ -99,6 +99,11 @@ class Settings:
     soft_bounce_suppression_hours: float = 24.0
     #: Web app database bound: pool wait and statement timeout, per request or write.
     tracking_db_timeout_seconds: float = 2.0
+    #: Which routes ``create_app`` serves: ``tracking``, ``api``, ``admin`` or ``all``
+    #: (``MAILER_WEB_ROUTES``; ``mailer web --routes`` sets it for its own process).
+    web_routes: str = "all"
+    #: HTTP API requests per API key and minute, across every web process.
+    api_rate_limit_per_minute: int = 600
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     #: A click this soon after the message was rendered (sent) is a scanner's.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from mailer.db import Database
 REASONS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "manual")
 IMPORT_COLUMNS = ("email", "reason", "source", "expires_at")
 EXPORT_COLUMNS = ("email", "reason", "source", "created_at", "expires_at")
+MAX_SOURCE = 200
 #: Rows per upsert statement when importing.
 IMPORT_BATCH = 1000
 
@@ -65,28 +66,58 @@ def parse_csv(
 ) -> tuple[list[SuppressionEntry], list[str]]:
     """Entries of a CSV document and one message per bad line. Missing reason and
     source cells take ``reason`` and ``source``."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
-    columns = list(IMPORT_COLUMNS)
-    if rows and rows[0] and rows[0][0].strip().lower() == "email":
-        columns = [c.strip().lower() for c in rows.pop(0)]
-        line_offset = 2
-    else:
-        line_offset = 1
     entries, errors = [], []
-    for number, cells in enumerate(rows, start=line_offset):
+    for item in iter_csv(io.StringIO(text), reason=reason, source=source):
+        if isinstance(item, SuppressionEntry):
+            entries.append(item)
+        else:
+            errors.append(item)
+    return entries, errors
+
+
+def iter_csv(
+    lines: Iterable[str], *, reason: str = "manual", source: str | None = None
+) -> Iterator[SuppressionEntry | str]:
+    """Each line of a CSV stream as an entry, or a message saying why it is bad; reads
+    one line at a time, so a document of any size streams through."""
+    columns = list(IMPORT_COLUMNS)
+    number, first = 0, True
+    for cells in _records(lines):
+        number += 1
+        if cells is None:
+            yield f"line {number}: not CSV; the rest of the document was skipped"
+            return
+        if not any(cell.strip() for cell in cells):
+            continue
+        if first and cells[0].strip().lower() == "email":
+            first = False
+            columns = [c.strip().lower() for c in cells]
+            continue
+        first = False
         record = dict(zip(columns, (c.strip() for c in cells), strict=False))
         try:
-            entries.append(
-                SuppressionEntry(
-                    email=checked_email(record.get("email", "")),
-                    reason=checked_reason(record.get("reason") or reason),
-                    source=record.get("source") or source,
-                    expires_at=_time(record.get("expires_at")),
-                )
+            yield SuppressionEntry(
+                email=checked_email(record.get("email", "")),
+                reason=checked_reason(record.get("reason") or reason),
+                source=_source(record.get("source")) or source,
+                expires_at=_time(record.get("expires_at")),
             )
         except ValueError as exc:
-            errors.append(f"line {number}: {exc}")
-    return entries, errors
+            yield f"line {number}: {exc}"
+
+
+def _records(lines: Iterable[str]) -> Iterator[list[str] | None]:
+    """The CSV records of ``lines``, then None if the rest is not CSV."""
+    try:
+        yield from csv.reader(lines)
+    except csv.Error:
+        yield None
+
+
+def _source(raw: str | None) -> str | None:
+    if raw and ("\0" in raw or len(raw) > MAX_SOURCE):
+        raise ValueError(f"source must be at most {MAX_SOURCE} characters, without NUL")
+    return raw
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:

@@ -955,3 +955,214 @@ FROM r
 WHERE e.id = r.endpoint_id AND e.enabled
 RETURNING e.id, e.enabled, e.disabled_reason
 
+
+-- insert_api_key --
+-- A new API key (only its hash is stored).
+INSERT INTO api_keys (name, prefix, key_hash, scope, pools)
+VALUES (%(name)s, %(prefix)s, %(key_hash)s, %(scope)s, %(pools)s)
+RETURNING *
+
+-- list_api_keys --
+SELECT * FROM api_keys ORDER BY id
+
+-- revoke_api_key --
+UPDATE api_keys SET revoked_at = now()
+WHERE (id::text = %(key)s OR prefix = %(key)s) AND revoked_at IS NULL
+RETURNING *
+
+-- touch_api_key --
+-- The live key with this prefix; last_used_at moves at most once a minute (fewer writes).
+WITH touched AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE prefix = %(prefix)s AND revoked_at IS NULL
+      AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+    RETURNING *
+)
+SELECT * FROM touched
+UNION ALL
+SELECT * FROM api_keys
+WHERE prefix = %(prefix)s AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM touched)
+
+-- count_api_request --
+-- One more request of this key in the current fixed window; returns the new count.
+INSERT INTO api_rate_windows AS w (api_key_id, window_start, requests)
+VALUES (%(key_id)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1)
+ON CONFLICT (api_key_id, window_start) DO UPDATE SET requests = w.requests + 1
+RETURNING requests, extract(epoch FROM window_start)::float8 + %(window)s
+          - extract(epoch FROM now())::float8 AS reset_seconds
+
+-- prune_api_rate_windows --
+-- Past windows, a bounded batch at a time (run by the first request of each window).
+DELETE FROM api_rate_windows WHERE (api_key_id, window_start) IN (
+    SELECT api_key_id, window_start FROM api_rate_windows
+    WHERE window_start < now() - interval '1 hour' LIMIT 5000)
+
+-- claim_idempotency_key --
+-- Take the key for this request: a fresh key, or one whose first use is over 24 h old.
+-- No row back: the key is held by another request (completed or still running).
+INSERT INTO api_idempotency AS i (api_key_id, idem_key, request_hash)
+VALUES (%(key_id)s, %(idem_key)s, %(request_hash)s)
+ON CONFLICT (api_key_id, idem_key) DO UPDATE
+SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
+    created_at = now()
+WHERE i.created_at < now() - interval '24 hours'
+RETURNING api_key_id
+
+-- get_idempotency_key --
+SELECT * FROM api_idempotency WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
+
+-- complete_idempotency_key --
+UPDATE api_idempotency SET status_code = %(status_code)s, response_body = %(response_body)s
+WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
+
+-- release_idempotency_key --
+-- The request failed on the server's side: a retry with the same key may run again.
+DELETE FROM api_idempotency
+WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s AND status_code IS NULL
+
+-- prune_idempotency_keys --
+-- Keys past their 24 hours, a bounded batch at a time.
+DELETE FROM api_idempotency WHERE (api_key_id, idem_key) IN (
+    SELECT api_key_id, idem_key FROM api_idempotency
+    WHERE created_at < now() - interval '24 hours' LIMIT 5000)
+
+-- insert_api_emails --
+-- Every message of one API request in one statement; ids ascend in request order.
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, template_id,
+                         variables, headers, account_id, pool, campaign, priority,
+                         scheduled_at, metadata, transactional, track_opens, track_clicks,
+                         api_key_id)
+SELECT r.to_address, r.to_name, r.subject, r.html_body, r.text_body, r.template_id,
+       r.variables, r.headers, r.account_id, COALESCE(r.pool, 'default'), r.campaign,
+       COALESCE(r.priority, 0), COALESCE(r.scheduled_at, now()), COALESCE(r.metadata, '{}'),
+       COALESCE(r.transactional, false), r.track_opens, r.track_clicks, %(api_key_id)s
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(item, n),
+     jsonb_to_record(e.item) AS r(
+    to_address text, to_name text, subject text, html_body text, text_body text,
+    template_id bigint, variables jsonb, headers jsonb, account_id bigint, pool text,
+    campaign text, priority integer, scheduled_at timestamptz, metadata jsonb,
+    transactional boolean, track_opens boolean, track_clicks boolean)
+ORDER BY e.n
+RETURNING id, status, message_id
+
+-- api_template_ids --
+-- Templates named by id or name in a submission.
+SELECT id, name FROM templates WHERE id::text = ANY(%(refs)s) OR name = ANY(%(refs)s)
+
+-- api_accounts_for_send --
+SELECT id, pool FROM sender_accounts WHERE id = ANY(%(ids)s)
+
+-- api_get_email --
+SELECT id, to_address, to_name, subject, template_id, account_id, pool, campaign, priority,
+       scheduled_at, status, attempts, max_attempts, next_attempt_at, last_error, message_id,
+       sent_by_account_id, sent_at, metadata, transactional, track_opens, track_clicks,
+       created_at, api_key_id
+FROM email_queue
+WHERE id = %(id)s AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+
+-- api_email_attempts --
+SELECT id, account_id, outcome, code, response, duration_ms, created_at
+FROM send_logs WHERE queue_id = %(id)s ORDER BY id
+
+-- api_email_events --
+SELECT id, type, data, created_at FROM email_events WHERE queue_id = %(id)s ORDER BY id
+
+-- api_list_emails --
+-- Keyset pagination, newest first: rows with id below the cursor.
+SELECT id, to_address, subject, status, campaign, pool, attempts, message_id,
+       scheduled_at, sent_at, created_at
+FROM email_queue
+WHERE (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(campaign)s::text IS NULL OR campaign = %(campaign)s)
+  AND (%(to)s::text IS NULL OR lower(to_address) = lower(%(to)s))
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- api_cancel_email --
+UPDATE email_queue SET status = 'cancelled', last_error = 'cancelled through the API'
+WHERE id = %(id)s AND status = 'queued'
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+RETURNING id, status, message_id
+
+-- api_retry_email --
+UPDATE email_queue
+SET status = 'queued', attempts = 0, next_attempt_at = NULL, scheduled_at = now(),
+    last_error = 'retried through the API after: ' || COALESCE(last_error, 'no error recorded')
+WHERE id = %(id)s AND status = 'failed'
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+RETURNING id, status, message_id
+
+-- api_list_templates --
+SELECT * FROM templates
+WHERE (%(cursor)s::bigint IS NULL OR id > %(cursor)s) ORDER BY id LIMIT %(limit)s
+
+-- api_get_template --
+SELECT * FROM templates WHERE id::text = %(ref)s OR name = %(ref)s
+
+-- api_insert_template --
+INSERT INTO templates (name, subject, html_body, text_body)
+VALUES (%(name)s, %(subject)s, %(html_body)s, %(text_body)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING *
+
+-- api_update_template --
+UPDATE templates
+SET subject = COALESCE(%(subject)s, subject),
+    html_body = CASE WHEN %(set_html)s THEN %(html_body)s ELSE html_body END,
+    text_body = CASE WHEN %(set_text)s THEN %(text_body)s ELSE text_body END,
+    updated_at = now()
+WHERE id::text = %(ref)s OR name = %(ref)s
+RETURNING *
+
+-- api_delete_template --
+-- Refused (no row back, in_use true) while a queued or sending row uses the template.
+WITH target AS (SELECT id FROM templates WHERE id::text = %(ref)s OR name = %(ref)s),
+in_use AS (
+    SELECT EXISTS (SELECT 1 FROM email_queue
+                   WHERE template_id IN (SELECT id FROM target)
+                     AND status IN ('queued', 'sending')) AS in_use
+),
+deleted AS (
+    DELETE FROM templates WHERE id IN (SELECT id FROM target)
+      AND NOT (SELECT in_use FROM in_use)
+      AND NOT EXISTS (SELECT 1 FROM email_queue WHERE template_id IN (SELECT id FROM target))
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM target) AS found, (SELECT in_use FROM in_use) AS in_use,
+       (SELECT count(*) FROM deleted) AS deleted
+
+-- api_list_suppressions --
+SELECT id, email, reason, source, created_at, expires_at FROM suppressions
+WHERE (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
+  AND (%(search)s::text IS NULL OR lower(email) LIKE '%%' || lower(%(search)s) || '%%')
+  AND (%(reason)s::text IS NULL OR reason = %(reason)s)
+ORDER BY id LIMIT %(limit)s
+
+-- api_get_suppression --
+SELECT id, email, reason, source, created_at, expires_at FROM suppressions
+WHERE lower(email) = lower(%(email)s)
+
+-- api_list_accounts --
+SELECT id, email, display_name, backend, status, daily_limit, hourly_limit, min_delay_ms,
+       pool, smtp_host, smtp_port, smtp_security, last_error, created_at, updated_at
+FROM sender_accounts
+WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
+ORDER BY id
+
+-- api_set_account_status --
+-- Pause (from active) or resume (from paused) an account.
+UPDATE sender_accounts SET status = %(status)s, updated_at = now()
+WHERE id = %(id)s AND status = ANY(%(from_status)s)
+RETURNING id
+
+-- api_set_account_limits --
+UPDATE sender_accounts
+SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
+    hourly_limit = CASE WHEN %(set_hourly)s THEN %(hourly_limit)s ELSE hourly_limit END,
+    min_delay_ms = COALESCE(%(min_delay_ms)s, min_delay_ms),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING id

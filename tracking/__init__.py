@@ -2,8 +2,12 @@
 
 Routes (DESIGN.md): ``GET /track/open/<token>``, ``GET /track/click/<token>``,
 ``GET|POST /unsubscribe/<token>``, ``POST /webhooks/ses``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``. Production serves it with gunicorn
+``GET /readyz``, ``GET /metrics``; and the HTTP API under ``/api/v1``
+(:mod:`tracking.api`). Production serves it with gunicorn
 (``gunicorn tracking.wsgi:app``), ``mailer web`` with werkzeug's server.
+``MAILER_WEB_ROUTES`` (or config ``WEB_ROUTES``) chooses what one process serves:
+``tracking`` (the public routes), ``api``, ``admin`` (reserved for the console) or
+``all`` (the default); health, readiness and metrics are always there.
 
 ``create_app`` reads ``SETTINGS`` (a :class:`mailer.config.Settings`, else the
 environment) and ``DATABASE_URL`` from its config; tests may also inject
@@ -30,6 +34,10 @@ from tracking.sns import CertificateCache, SnsVerifier, https_get
 from tracking.state import Services
 from tracking.store import Store
 
+#: What ``MAILER_WEB_ROUTES`` (or ``mailer web --routes``) may ask for. Health, readiness
+#: and metrics are served in every case.
+ROUTE_SETS = ("tracking", "api", "admin", "all")
+
 #: Largest request body accepted (SNS messages are at most 256 KiB).
 MAX_CONTENT_LENGTH = 512 * 1024
 
@@ -45,8 +53,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies > 0:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-    for module in (engagement, unsubscribe, webhooks, health):
-        app.register_blueprint(module.bp)
+    routes = app.config.get("WEB_ROUTES") or settings.web_routes
+    if routes not in ROUTE_SETS:
+        raise ValueError(f"MAILER_WEB_ROUTES must be one of {', '.join(ROUTE_SETS)}")
+    if routes in ("tracking", "all"):
+        for module in (engagement, unsubscribe, webhooks):
+            app.register_blueprint(module.bp)
+    if routes in ("api", "all"):
+        from tracking import api
+
+        api.register(app)
+    # "admin": the console (/admin) is not built yet; nothing extra is served.
+    app.register_blueprint(health.bp)
     return app
 
 

@@ -1,0 +1,235 @@
+"""A small typed client for Mailer's HTTP API (``/api/v1``), on httpx.
+
+Every POST carries an ``Idempotency-Key`` (a fresh UUID unless given), kept across the
+client's own retries, so a retried send never queues twice. 429 and 5xx answers and
+connection failures are retried with exponential backoff, honouring ``Retry-After``.
+Errors raise :class:`ApiError` carrying the RFC 9457 problem document.
+
+    with MailerClient("https://mail.example.com", "mk_...") as mailer:
+        queued = mailer.send({"to": "ann@example.org", "subject": "Hi", "text": "Hello"})
+        print(mailer.get_email(queued.id)["status"])
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A queued email: its row id, status and Message-ID (once known)."""
+
+    id: int
+    status: str
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One item of a batch: ``id`` when queued, else ``error``."""
+
+    index: int
+    id: int | None
+    error: dict[str, Any] | None
+
+
+class ApiError(Exception):
+    """The API answered with an error: ``status`` and the problem document."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+        self.status = status
+        self.problem = problem
+
+    @property
+    def type(self) -> str:
+        return str(self.problem.get("type", ""))
+
+
+class MailerClient:
+    """Calls the API at ``base_url`` with ``api_key``; use as a context manager."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        backoff_seconds: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> MailerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- emails -------------------------------------------------------------------------
+    def send(self, email: dict[str, Any], *, idempotency_key: str | None = None) -> Queued:
+        out = self._call("POST", "/emails", json=email, idempotency_key=idempotency_key)
+        return Queued(out["id"], out["status"], out.get("message_id"))
+
+    def send_batch(
+        self,
+        emails: list[dict[str, Any]],
+        *,
+        permissive: bool = False,
+        idempotency_key: str | None = None,
+    ) -> list[BatchResult]:
+        body = {"emails": emails, "mode": "permissive" if permissive else "strict"}
+        out = self._call("POST", "/emails/batch", json=body, idempotency_key=idempotency_key)
+        return [BatchResult(r["index"], r.get("id"), r.get("error")) for r in out["results"]]
+
+    def get_email(self, email_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/emails/{email_id}")
+
+    def list_emails(self, **filters: str | int) -> Iterator[dict[str, Any]]:
+        """Every email matching ``filters`` (status, campaign, to, since), newest first,
+        fetching page after page."""
+        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        while True:
+            page = self._call("GET", "/emails", params=params)
+            yield from page["data"]
+            if page["next_cursor"] is None:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def cancel(self, email_id: int) -> Queued:
+        out = self._call("POST", f"/emails/{email_id}/cancel")
+        return Queued(out["id"], out["status"], out.get("message_id"))
+
+    def retry(self, email_id: int) -> Queued:
+        out = self._call("POST", f"/emails/{email_id}/retry")
+        return Queued(out["id"], out["status"], out.get("message_id"))
+
+    # -- templates ----------------------------------------------------------------------
+    def create_template(
+        self, name: str, subject: str, *, html: str | None = None, text: str | None = None
+    ) -> dict[str, Any]:
+        body = {"name": name, "subject": subject, "html": html, "text": text}
+        return self._call("POST", "/templates", json=body)
+
+    def get_template(self, ref: str | int) -> dict[str, Any]:
+        return self._call("GET", f"/templates/{ref}")
+
+    def update_template(self, ref: str | int, **fields: str | None) -> dict[str, Any]:
+        return self._call("PATCH", f"/templates/{ref}", json=fields)
+
+    def delete_template(self, ref: str | int) -> None:
+        self._call("DELETE", f"/templates/{ref}")
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/templates")["data"]
+
+    # -- suppressions -------------------------------------------------------------------
+    def suppress(self, *emails: str, reason: str = "manual") -> int:
+        body = {"suppressions": [{"email": e, "reason": reason} for e in emails]}
+        return self._call("POST", "/suppressions", json=body)["added"]
+
+    def unsuppress(self, email: str) -> None:
+        self._call("DELETE", f"/suppressions/{email}")
+
+    def list_suppressions(self, search: str | None = None) -> list[dict[str, Any]]:
+        params = {"search": search} if search else {}
+        return self._call("GET", "/suppressions", params=params)["data"]
+
+    def import_suppressions(self, csv_text: str, *, reason: str = "manual") -> dict[str, Any]:
+        return self._call(
+            "POST",
+            "/suppressions/import",
+            content=csv_text.encode(),
+            params={"reason": reason},
+            headers={"Content-Type": "text/csv"},
+        )
+
+    def export_suppressions(self) -> Iterator[str]:
+        """The CSV export, line by line as it streams in."""
+        with self._http.stream("GET", "/suppressions/export") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            yield from response.iter_lines()
+
+    # -- accounts -----------------------------------------------------------------------
+    def list_accounts(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/accounts")["data"]
+
+    def pause_account(self, account_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/accounts/{account_id}/pause")
+
+    def resume_account(self, account_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/accounts/{account_id}/resume")
+
+    def set_account_limits(self, account_id: int, **limits: int | None) -> dict[str, Any]:
+        return self._call("PATCH", f"/accounts/{account_id}/limits", json=limits)
+
+    # -- transport ----------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        headers = dict(headers or {})
+        if method == "POST":
+            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        response = self._send_with_retries(method, path, headers, kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json() if response.content else None
+
+    def _send_with_retries(
+        self, method: str, path: str, headers: dict[str, str], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError:
+                if last:
+                    raise
+                time.sleep(self._delay(attempt, None))
+                continue
+            if response.status_code in RETRY_STATUSES and not last:
+                time.sleep(self._delay(attempt, response))
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            return min(float(retry_after), 60.0)
+        return self.backoff_seconds * 2**attempt
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"title": response.reason_phrase, "detail": response.text[:200]}
+    return ApiError(response.status_code, problem if isinstance(problem, dict) else {})

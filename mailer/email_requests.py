@@ -1,0 +1,249 @@
+"""Validation of one email submitted through the API: the same checks, and the same
+messages, as the worker's (:mod:`mailer.addresses`, :func:`mailer.render.checked_header`),
+so a bad message is refused at the door instead of failing on its row later.
+
+:func:`check_email` turns a JSON object into the columns of an ``email_queue`` row (still
+naming its template and account as given) or a list of :class:`FieldError`, each with a
+JSON Pointer to the field at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailer.addresses import validated_address
+from mailer.errors import InvalidMessageError
+from mailer.render import checked_header, clean_header
+
+#: Fields an email object may carry; anything else is an error (a typo must not be lost).
+FIELDS = frozenset(
+    {
+        "to",
+        "subject",
+        "html",
+        "text",
+        "template",
+        "variables",
+        "headers",
+        "campaign",
+        "metadata",
+        "pool",
+        "account",
+        "priority",
+        "scheduled_at",
+        "track_opens",
+        "track_clicks",
+        "transactional",
+    }
+)
+MAX_SUBJECT = 998
+MAX_NAME = 200
+MAX_BODY = 5 * 1024 * 1024
+MAX_HEADERS = 50
+MAX_LABEL = 200
+PRIORITY_RANGE = (-1000, 1000)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem: ``pointer`` (RFC 6901) into the request body, and what is wrong."""
+
+    pointer: str
+    detail: str
+
+
+class _Errors(list[FieldError]):
+    def add(self, pointer: str, detail: str) -> None:
+        self.append(FieldError(pointer, detail))
+
+
+def check_email(
+    body: object, *, base: str = "", reject_special_use: bool = False
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """``(row, [])`` for a valid email object, else ``(None, errors)``. The row has
+    ``template`` (name or id as given) and ``account_id`` still to be resolved."""
+    errors = _Errors()
+    if not isinstance(body, dict):
+        errors.add(base or "/", "must be a JSON object")
+        return None, errors
+    for name in sorted(set(body) - FIELDS):
+        errors.add(f"{base}/{_escape(name)}", "is not a known field")
+    row: dict[str, Any] = {}
+    _recipient(body.get("to"), row, errors, base, reject_special_use)
+    _content(body, row, errors, base)
+    _headers(body.get("headers"), row, errors, base)
+    _routing(body, row, errors, base)
+    return (None, errors) if errors else (row, errors)
+
+
+def _recipient(to: object, row: dict[str, Any], errors: _Errors, base: str, reject: bool) -> None:
+    name: object = None
+    pointer = f"{base}/to"
+    if isinstance(to, dict):
+        extra = set(to) - {"email", "name"}
+        if extra:
+            errors.add(f"{pointer}/{_escape(sorted(extra)[0])}", "is not a known field")
+        name, to, pointer = to.get("name"), to.get("email"), f"{pointer}/email"
+    if not isinstance(to, str) or not to.strip():
+        errors.add(pointer, "is required: an address or {email, name}")
+        return
+    try:
+        validated_address(to, what="to_address", reject_special_use=reject)
+    except InvalidMessageError as exc:
+        errors.add(pointer, str(exc))
+        return
+    row["to_address"] = to.strip()
+    if name is not None:
+        text = _text(name, f"{base}/to/name", errors, MAX_NAME, header=True)
+        row["to_name"] = text
+
+
+def _content(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: str) -> None:
+    template = body.get("template")
+    if (
+        template is not None and not (isinstance(template, str | int) and str(template).strip())
+    ) or isinstance(template, bool):
+        errors.add(f"{base}/template", "must be a template name or id")
+    elif template is not None:
+        row["template"] = str(template).strip()
+    for field, column, cap, header in (
+        ("subject", "subject", MAX_SUBJECT, True),
+        ("html", "html_body", MAX_BODY, False),
+        ("text", "text_body", MAX_BODY, False),
+    ):
+        if body.get(field) is not None:
+            row[column] = _text(body[field], f"{base}/{field}", errors, cap, header=header)
+    if template is None:
+        if body.get("subject") is None:
+            errors.add(f"{base}/subject", "is required without a template")
+        if body.get("html") is None and body.get("text") is None:
+            errors.add(f"{base}/html", "html or text is required without a template")
+    variables = body.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        errors.add(f"{base}/variables", "must be an object")
+    elif variables is not None and has_nul(variables):
+        errors.add(f"{base}/variables", "contains a NUL character")
+    elif variables is not None:
+        row["variables"] = variables
+    elif template is not None:
+        row["variables"] = {}
+
+
+def _headers(headers: object, row: dict[str, Any], errors: _Errors, base: str) -> None:
+    if headers is None:
+        return
+    if not isinstance(headers, dict):
+        errors.add(f"{base}/headers", "must be an object of header names to values")
+        return
+    if len(headers) > MAX_HEADERS:
+        errors.add(f"{base}/headers", f"at most {MAX_HEADERS} headers")
+        return
+    checked = {}
+    for name, value in headers.items():
+        try:
+            key, text = checked_header(name, value)
+        except InvalidMessageError as exc:
+            errors.add(f"{base}/headers/{_escape(name)}", str(exc))
+        else:
+            checked[key] = text
+    row["headers"] = checked
+
+
+def _routing(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: str) -> None:
+    for field in ("campaign", "pool"):
+        if body.get(field) is not None:
+            row[field] = _text(body[field], f"{base}/{field}", errors, MAX_LABEL, header=True)
+    account = body.get("account")
+    if account is not None:
+        if isinstance(account, bool) or not isinstance(account, int) or not 1 <= account < 2**63:
+            errors.add(f"{base}/account", "must be a sender account id")
+        else:
+            row["account_id"] = account
+    priority = body.get("priority")
+    if priority is not None:
+        low, high = PRIORITY_RANGE
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            errors.add(f"{base}/priority", "must be an integer")
+        elif not low <= priority <= high:
+            errors.add(f"{base}/priority", f"must be between {low} and {high}")
+        else:
+            row["priority"] = priority
+    _schedule(body.get("scheduled_at"), row, errors, base)
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        errors.add(f"{base}/metadata", "must be an object")
+    elif metadata is not None and has_nul(metadata):
+        errors.add(f"{base}/metadata", "contains a NUL character")
+    elif metadata is not None:
+        row["metadata"] = metadata
+    for flag in ("track_opens", "track_clicks", "transactional"):
+        value = body.get(flag)
+        if value is not None and not isinstance(value, bool):
+            errors.add(f"{base}/{flag}", "must be true or false")
+        elif value is not None:
+            row[flag] = value
+
+
+def _schedule(raw: object, row: dict[str, Any], errors: _Errors, base: str) -> None:
+    if raw is None:
+        return
+    try:
+        moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        errors.add(f"{base}/scheduled_at", "must be an ISO 8601 time with a time zone")
+    elif not 1970 <= moment.year <= 9999:
+        errors.add(f"{base}/scheduled_at", "is out of range")
+    else:
+        row["scheduled_at"] = moment.isoformat()
+
+
+def _text(value: object, pointer: str, errors: _Errors, cap: int, *, header: bool) -> str | None:
+    if not isinstance(value, str):
+        errors.add(pointer, "must be a string")
+        return None
+    if len(value) > cap:
+        errors.add(pointer, f"is longer than {cap} characters")
+        return None
+    if "\0" in value:
+        errors.add(pointer, "contains a NUL character")
+        return None
+    if header:
+        try:
+            clean_header(value)
+        except InvalidMessageError as exc:
+            errors.add(pointer, str(exc))
+            return None
+    return value
+
+
+def has_nul(value: object) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (PostgreSQL text and jsonb
+    cannot store one)."""
+    return nul_pointer(value) is not None
+
+
+def nul_pointer(value: object, pointer: str = "") -> str | None:
+    """The JSON Pointer of the first string (or key) holding a NUL in ``value``, or None."""
+    if isinstance(value, str):
+        return (pointer or "/") if "\0" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{pointer}/{_escape(key)}"
+            if "\0" in key:
+                return here
+            if (found := nul_pointer(item, here)) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := nul_pointer(item, f"{pointer}/{index}")) is not None:
+                return found
+    return None
+
+
+def _escape(name: object) -> str:
+    """``name`` as one JSON Pointer reference token (RFC 6901)."""
+    return str(name).replace("~", "~0").replace("/", "~1")

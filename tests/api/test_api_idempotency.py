@@ -1,0 +1,89 @@
+"""Idempotency-Key: the same request replays the first response without queueing again;
+a different request with the same key is 409; keys are per API key and last 24 hours."""
+
+from __future__ import annotations
+
+from tests.support.api_env import auth, email, make_key
+
+
+def _count(sql):
+    return sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"]
+
+
+def test_same_key_same_body_replays_the_first_response(client, sql):
+    key = make_key(sql, "send")
+    headers = auth(key, **{"Idempotency-Key": "order-42"})
+    first = client.post("/api/v1/emails", json=email(), headers=headers)
+    again = client.post("/api/v1/emails", json=email(), headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _count(sql) == 1
+
+
+def test_same_key_different_body_is_409(client, sql):
+    key = make_key(sql, "send")
+    headers = auth(key, **{"Idempotency-Key": "k1"})
+    client.post("/api/v1/emails", json=email(), headers=headers)
+    other = client.post("/api/v1/emails", json=email(subject="Other"), headers=headers)
+    assert other.status_code == 409
+    assert other.get_json()["type"] == "/api/v1/problems/idempotency-key-reused"
+    assert _count(sql) == 1
+
+
+def test_a_key_still_running_is_409(client, sql):
+    key = make_key(sql, "send")
+    key_id = sql.execute("SELECT id FROM api_keys").fetchone()["id"]
+    sql.execute(
+        "INSERT INTO api_idempotency (api_key_id, idem_key, request_hash) VALUES (%s, 'k', 'h')",
+        (key_id,),
+    )
+    response = client.post(
+        "/api/v1/emails", json=email(), headers=auth(key, **{"Idempotency-Key": "k"})
+    )
+    assert response.status_code == 409
+    assert response.get_json()["type"] in (
+        "/api/v1/problems/idempotency-key-in-use",
+        "/api/v1/problems/idempotency-key-reused",
+    )
+
+
+def test_validation_errors_replay_too_and_keys_are_per_api_key(client, sql):
+    one, two = make_key(sql, "send"), make_key(sql, "send")
+    bad = email(to="nope")
+    first = client.post("/api/v1/emails", json=bad, headers=auth(one, **{"Idempotency-Key": "x"}))
+    again = client.post("/api/v1/emails", json=bad, headers=auth(one, **{"Idempotency-Key": "x"}))
+    assert first.status_code == again.status_code == 422
+    assert again.mimetype == "application/problem+json"
+    other = client.post(
+        "/api/v1/emails", json=email(), headers=auth(two, **{"Idempotency-Key": "x"})
+    )
+    assert other.status_code == 202
+
+
+def test_a_key_older_than_24_hours_is_fresh_again(client, sql):
+    key = make_key(sql, "send")
+    headers = auth(key, **{"Idempotency-Key": "old"})
+    client.post("/api/v1/emails", json=email(), headers=headers)
+    sql.execute("UPDATE api_idempotency SET created_at = now() - interval '25 hours'")
+    response = client.post("/api/v1/emails", json=email(), headers=headers)
+    assert response.status_code == 202 and "Idempotent-Replayed" not in response.headers
+    assert _count(sql) == 2
+
+
+def test_a_malformed_idempotency_key_is_400(client, sql):
+    headers = auth(make_key(sql, "send"), **{"Idempotency-Key": "x" * 300})
+    response = client.post("/api/v1/emails", json=email(), headers=headers)
+    assert response.status_code == 400
+    assert _count(sql) == 0
+
+
+def test_expired_keys_and_old_windows_are_pruned_by_traffic(client, sql):
+    key = make_key(sql, "send")
+    client.post("/api/v1/emails", json=email(), headers=auth(key, **{"Idempotency-Key": "a"}))
+    sql.execute("UPDATE api_idempotency SET created_at = now() - interval '25 hours'")
+    sql.execute("UPDATE api_rate_windows SET window_start = now() - interval '2 hours'")
+    client.get("/api/v1/emails", headers=auth(key))  # the first request of a new window
+    assert sql.execute("SELECT count(*) AS n FROM api_idempotency").fetchone()["n"] == 0
+    windows = sql.execute("SELECT count(*) AS n FROM api_rate_windows").fetchone()["n"]
+    assert windows == 1

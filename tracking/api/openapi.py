@@ -1,0 +1,610 @@
+"""The OpenAPI 3.1 document of the API, served at ``/api/v1/openapi.json``.
+
+Written by hand next to the views it describes; ``tests/integration/test_api_openapi.py``
+validates it (openapi-spec-validator) and runs Schemathesis against the live API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from tracking.api.core import bp
+from tracking.api.problems import PROBLEM_MIMETYPE
+
+STATUSES = ["queued", "sending", "sent", "failed", "suppressed", "cancelled"]
+REASONS = ["hard_bounce", "soft_bounce", "complaint", "unsubscribe", "manual"]
+NULL_STR = {"type": ["string", "null"]}
+NULL_INT = {"type": ["integer", "null"]}
+NULL_BOOL = {"type": ["boolean", "null"]}
+TIME = {"type": "string", "format": "date-time"}
+NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_MIMETYPE: {"schema": _ref("Problem")}}}
+
+
+ERRORS = {
+    "400": _problem("Malformed request (JSON, Idempotency-Key)"),
+    "401": _problem("Missing or unknown API key"),
+    "403": _problem("The key's scope does not allow this"),
+    "404": _problem("Not found"),
+    "409": _problem("Conflict (state, Idempotency-Key)"),
+    "413": _problem("Body too large"),
+    "415": _problem("Unsupported media type"),
+    "422": _problem("Validation failed"),
+    "429": _problem("Rate limited"),
+    "503": _problem("Database unavailable"),
+}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    idempotent: bool = False,
+    body_type: str = "application/json",
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "responses": responses | ERRORS,
+    }
+    parameters = list(params or [])
+    if idempotent:
+        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+    return operation
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+EMAIL_ID = _path_param("id", ID)
+ACCOUNT_ID = _path_param("id", ID)
+TEMPLATE_REF = _path_param("ref", {"type": "string", "minLength": 1})
+ADDRESS = _path_param("email", {"type": "string", "minLength": 1})
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["pointer", "detail"],
+                    "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "Recipient": {
+        "oneOf": [
+            {"type": "string", "format": "email", "description": "an email address"},
+            {
+                "type": "object",
+                "required": ["email"],
+                "additionalProperties": False,
+                "properties": {
+                    "email": {"type": "string", "format": "email"},
+                    "name": {"type": "string"},
+                },
+            },
+        ]
+    },
+    "EmailIn": {
+        "type": "object",
+        "required": ["to"],
+        "additionalProperties": False,
+        "description": "subject and html or text, or a template (name or id) and variables",
+        "properties": {
+            "to": _ref("Recipient"),
+            "subject": {"type": "string", "maxLength": 998},
+            "html": {"type": "string"},
+            "text": {"type": "string"},
+            "template": {"type": ["string", "integer"]},
+            "variables": {"type": "object"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "campaign": {"type": "string", "maxLength": 200},
+            "metadata": {"type": "object"},
+            "pool": {"type": "string", "maxLength": 200},
+            "account": {"type": "integer", "minimum": 1},
+            "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "scheduled_at": TIME,
+            "track_opens": {"type": "boolean"},
+            "track_clicks": {"type": "boolean"},
+            "transactional": {"type": "boolean"},
+        },
+    },
+    "Queued": {
+        "type": "object",
+        "required": ["id", "status", "message_id"],
+        "properties": {
+            "id": {"type": "integer"},
+            "status": {"type": "string"},
+            "message_id": NULL_STR,
+        },
+    },
+    "BatchIn": {
+        "type": "object",
+        "required": ["emails"],
+        "additionalProperties": False,
+        "properties": {
+            "emails": {"type": "array", "minItems": 1, "maxItems": 500, "items": _ref("EmailIn")},
+            "mode": {"type": "string", "enum": ["strict", "permissive"]},
+        },
+    },
+    "BatchOut": {
+        "type": "object",
+        "required": ["mode", "queued", "results"],
+        "properties": {
+            "mode": {"type": "string"},
+            "queued": {"type": "integer"},
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "id": {"type": "integer"},
+                        "status": {"type": "string"},
+                        "message_id": NULL_STR,
+                        "error": {"type": "object"},
+                    },
+                },
+            },
+        },
+    },
+    "EmailSummary": {
+        "type": "object",
+        "required": ["id", "to_address", "status", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "to_address": {"type": "string"},
+            "subject": NULL_STR,
+            "status": {"type": "string", "enum": STATUSES},
+            "campaign": NULL_STR,
+            "pool": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "message_id": NULL_STR,
+            "scheduled_at": TIME,
+            "sent_at": NULL_TIME,
+            "created_at": TIME,
+        },
+    },
+    "Email": {
+        "type": "object",
+        "required": ["id", "to_address", "status", "attempt_count", "attempts", "events"],
+        "properties": {
+            "id": {"type": "integer"},
+            "to_address": {"type": "string"},
+            "to_name": NULL_STR,
+            "subject": NULL_STR,
+            "status": {"type": "string", "enum": STATUSES},
+            "attempt_count": {"type": "integer"},
+            "last_error": NULL_STR,
+            "message_id": NULL_STR,
+            "attempts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "account_id": NULL_INT,
+                        "outcome": {"type": "string"},
+                        "code": NULL_INT,
+                        "response": NULL_STR,
+                        "duration_ms": NULL_INT,
+                        "created_at": TIME,
+                    },
+                },
+            },
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "type": {"type": "string"},
+                        "data": {},
+                        "created_at": TIME,
+                    },
+                },
+            },
+        },
+    },
+    "EmailPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("EmailSummary")},
+            "next_cursor": NULL_INT,
+        },
+    },
+    "TemplateIn": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 998},
+            "subject": {"type": "string", "minLength": 1, "maxLength": 998},
+            "html": {"type": ["string", "null"]},
+            "text": {"type": ["string", "null"]},
+        },
+    },
+    "Template": {
+        "type": "object",
+        "required": ["id", "name", "subject", "html", "text"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "subject": {"type": "string"},
+            "html": NULL_STR,
+            "text": NULL_STR,
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
+    },
+    "TemplatePage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Template")},
+            "next_cursor": NULL_INT,
+        },
+    },
+    "Suppression": {
+        "type": "object",
+        "required": ["email", "reason"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string"},
+            "reason": {"type": "string", "enum": REASONS},
+            "source": NULL_STR,
+            "created_at": TIME,
+            "expires_at": NULL_TIME,
+        },
+    },
+    "SuppressionPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Suppression")},
+            "next_cursor": NULL_INT,
+        },
+    },
+    "SuppressionsIn": {
+        "type": "object",
+        "required": ["suppressions"],
+        "properties": {
+            "suppressions": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "required": ["email"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "email": {"type": "string"},
+                        "reason": {"type": "string", "enum": REASONS},
+                        "source": {"type": "string"},
+                        "expires_at": TIME,
+                    },
+                },
+            }
+        },
+    },
+    "Account": {
+        "type": "object",
+        "required": ["id", "email", "status", "daily_limit", "pool"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string"},
+            "display_name": NULL_STR,
+            "backend": {"type": "string"},
+            "status": {"type": "string"},
+            "daily_limit": {"type": "integer"},
+            "hourly_limit": NULL_INT,
+            "min_delay_ms": {"type": "integer"},
+            "pool": {"type": "string"},
+            "smtp_host": NULL_STR,
+            "smtp_port": NULL_INT,
+            "smtp_security": {"type": "string"},
+            "last_error": NULL_STR,
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
+    },
+    "LimitsIn": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "daily_limit": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "hourly_limit": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1},
+            "min_delay_ms": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        },
+    },
+}
+
+_EMAIL_LIST_PARAMS = [
+    _query_param("status", {"type": "string", "enum": STATUSES}),
+    _query_param("campaign", {"type": "string"}),
+    _query_param("to", {"type": "string"}),
+    _query_param("since", TIME),
+    _query_param("cursor", ID),
+    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+]
+_CURSOR = [_query_param("cursor", ID)]
+
+
+def _paths() -> dict[str, Any]:
+    queued = _json(_ref("Queued"), "The row and its state")
+    return {
+        "/emails": {
+            "post": _op(
+                "sendEmail",
+                "Queue one email (202)",
+                {"202": _json(_ref("Queued"), "Queued")},
+                body=_ref("EmailIn"),
+                idempotent=True,
+            ),
+            "get": _op(
+                "listEmails",
+                "Emails, newest first (keyset pagination)",
+                {"200": _json(_ref("EmailPage"), "A page")},
+                params=_EMAIL_LIST_PARAMS,
+            ),
+        },
+        "/emails/batch": {
+            "post": _op(
+                "sendBatch",
+                "Queue up to 500 emails in one statement",
+                {"202": _json(_ref("BatchOut"), "One result per item, in order")},
+                body=_ref("BatchIn"),
+                idempotent=True,
+                params=[
+                    {
+                        "name": "X-Batch-Mode",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["strict", "permissive"]},
+                    }
+                ],
+            ),
+        },
+        "/emails/{id}": {
+            "get": _op(
+                "getEmail",
+                "An email with its attempts and events",
+                {"200": _json(_ref("Email"), "The email")},
+                params=[EMAIL_ID],
+            ),
+        },
+        "/emails/{id}/cancel": {
+            "post": _op(
+                "cancelEmail",
+                "Cancel a queued email",
+                {"200": queued},
+                params=[EMAIL_ID],
+                idempotent=True,
+            ),
+        },
+        "/emails/{id}/retry": {
+            "post": _op(
+                "retryEmail",
+                "Queue a failed email again",
+                {"200": queued},
+                params=[EMAIL_ID],
+                idempotent=True,
+            ),
+        },
+        "/templates": {
+            "get": _op(
+                "listTemplates",
+                "Templates by id",
+                {"200": _json(_ref("TemplatePage"), "A page")},
+                params=_CURSOR,
+            ),
+            "post": _op(
+                "createTemplate",
+                "Create a template",
+                {"201": _json(_ref("Template"), "Created")},
+                body=_ref("TemplateIn"),
+                idempotent=True,
+            ),
+        },
+        "/templates/{ref}": {
+            "get": _op(
+                "getTemplate",
+                "A template by id or name",
+                {"200": _json(_ref("Template"), "The template")},
+                params=[TEMPLATE_REF],
+            ),
+            "patch": _op(
+                "updateTemplate",
+                "Change a template's subject or bodies",
+                {"200": _json(_ref("Template"), "Updated")},
+                body=_ref("TemplateIn"),
+                params=[TEMPLATE_REF],
+            ),
+            "delete": _op(
+                "deleteTemplate",
+                "Delete a template no row uses",
+                {"204": {"description": "Deleted"}},
+                params=[TEMPLATE_REF],
+            ),
+        },
+        "/suppressions": {
+            "get": _op(
+                "listSuppressions",
+                "Suppressions, searchable",
+                {"200": _json(_ref("SuppressionPage"), "A page")},
+                params=[
+                    *_CURSOR,
+                    _query_param("search", {"type": "string"}),
+                    _query_param("reason", {"type": "string", "enum": REASONS}),
+                ],
+            ),
+            "post": _op(
+                "addSuppressions",
+                "Suppress addresses",
+                {"201": _json({"type": "object"}, "Added")},
+                body=_ref("SuppressionsIn"),
+                idempotent=True,
+            ),
+        },
+        "/suppressions/{email}": {
+            "get": _op(
+                "getSuppression",
+                "One suppression",
+                {"200": _json(_ref("Suppression"), "Suppressed")},
+                params=[ADDRESS],
+            ),
+            "delete": _op(
+                "removeSuppression",
+                "Lift a suppression",
+                {"204": {"description": "Removed"}},
+                params=[ADDRESS],
+            ),
+        },
+        "/suppressions/import": {
+            "post": _op(
+                "importSuppressions",
+                "Import a CSV document (streamed)",
+                {"200": _json({"type": "object"}, "Import report")},
+                body={"type": "string"},
+                body_type="text/csv",
+                params=[_query_param("reason", {"type": "string", "enum": REASONS})],
+            ),
+        },
+        "/suppressions/export": {
+            "get": _op(
+                "exportSuppressions",
+                "Every suppression as CSV (streamed)",
+                {
+                    "200": {
+                        "description": "CSV",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    }
+                },
+            ),
+        },
+        "/accounts": {
+            "get": _op(
+                "listAccounts",
+                "Sender accounts (no secrets)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {"data": {"type": "array", "items": _ref("Account")}},
+                        },
+                        "Accounts",
+                    )
+                },
+            ),
+        },
+        "/accounts/{id}": {
+            "get": _op(
+                "getAccount",
+                "A sender account",
+                {"200": _json(_ref("Account"), "The account")},
+                params=[ACCOUNT_ID],
+            ),
+        },
+        "/accounts/{id}/pause": {
+            "post": _op(
+                "pauseAccount",
+                "Pause an active account (admin)",
+                {"200": _json(_ref("Account"), "Paused")},
+                params=[ACCOUNT_ID],
+                idempotent=True,
+            ),
+        },
+        "/accounts/{id}/resume": {
+            "post": _op(
+                "resumeAccount",
+                "Resume a paused account (admin)",
+                {"200": _json(_ref("Account"), "Active")},
+                params=[ACCOUNT_ID],
+                idempotent=True,
+            ),
+        },
+        "/accounts/{id}/limits": {
+            "patch": _op(
+                "setAccountLimits",
+                "Change an account's limits (admin)",
+                {"200": _json(_ref("Account"), "Updated")},
+                body=_ref("LimitsIn"),
+                params=[ACCOUNT_ID],
+            ),
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Mailer HTTP API",
+            "version": "1",
+            "description": "Queue and inspect email. Errors are RFC 9457 problem documents.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": {
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[!-~]+$",
+                    },
+                }
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(document())
