@@ -84,6 +84,7 @@ def _query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 EMAIL_ID = _path_param("id", ID)
 ACCOUNT_ID = _path_param("id", ID)
+WEBHOOK_ID = _path_param("id", ID)
 TEMPLATE_REF = _path_param("ref", {"type": "string", "minLength": 1})
 ADDRESS = _path_param("email", {"type": "string", "minLength": 1})
 
@@ -344,6 +345,56 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": TIME,
         },
     },
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "url", "events", "enabled", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "enabled": {"type": "boolean"},
+            "disabled_reason": NULL_STR,
+            "disabled_at": NULL_TIME,
+            "failing_since": NULL_TIME,
+            "created_at": TIME,
+            "pending": {"type": "integer"},
+        },
+    },
+    "WebhookCreated": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Webhook"},
+            {
+                "type": "object",
+                "required": ["secret"],
+                "properties": {"secret": {"type": "string"}},
+            },
+        ]
+    },
+    "WebhookIn": {
+        "type": "object",
+        "required": ["url", "events"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "string",
+                    "enum": [
+                        "sent",
+                        "failed",
+                        "delivered",
+                        "bounced",
+                        "complained",
+                        "opened",
+                        "clicked",
+                        "unsubscribed",
+                    ],
+                },
+            },
+        },
+    },
     "LimitsIn": {
         "type": "object",
         "minProperties": 1,
@@ -559,6 +610,43 @@ def _paths() -> dict[str, Any]:
                 {"200": _json(_ref("Account"), "Active")},
                 params=[ACCOUNT_ID],
                 idempotent=True,
+            ),
+        },
+        "/webhooks": {
+            "get": _op(
+                "listWebhooks",
+                "Outbound webhook endpoints (admin; never their secrets)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {"data": {"type": "array", "items": _ref("Webhook")}},
+                        },
+                        "Endpoints",
+                    )
+                },
+            ),
+            "post": _op(
+                "addWebhook",
+                "Add an endpoint (admin); its signing secret is in this answer only",
+                {"201": _json(_ref("WebhookCreated"), "Created")},
+                body=_ref("WebhookIn"),
+                idempotent=True,
+            ),
+        },
+        "/webhooks/{id}": {
+            "get": _op(
+                "getWebhook",
+                "An endpoint (admin)",
+                {"200": _json(_ref("Webhook"), "The endpoint")},
+                params=[WEBHOOK_ID],
+            ),
+            "delete": _op(
+                "removeWebhook",
+                "Remove an endpoint and its pending deliveries (admin)",
+                {"204": {"description": "Removed"}},
+                params=[WEBHOOK_ID],
             ),
         },
         "/accounts/{id}/limits": {
