@@ -15,6 +15,7 @@ import contextlib
 import math
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -128,8 +129,17 @@ class Injector:
 
     def _second_orchestrator(self, seconds: float, kill: bool) -> list[FollowUp]:
         run = self.system.start_orchestrator()
-        stop = run.process.kill if kill else lambda: run.proc.send_signal(signal.SIGTERM)
-        return [(seconds, "stop second orchestrator", lambda: _quietly(stop))]
+        signal_it = run.process.kill if kill else lambda: run.proc.send_signal(signal.SIGTERM)
+
+        def stop() -> None:
+            # Wait for it to be gone: one orchestrator must keep running, as under a
+            # process supervisor, and one that is dying still counts as live.
+            _quietly(signal_it)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run.proc.wait(timeout=30)
+            self._ensure_orchestrator()
+
+        return [(seconds, "stop second orchestrator", stop)]
 
     # -- PostgreSQL ----------------------------------------------------------------------
 

@@ -301,3 +301,36 @@ async def test_an_unreadable_message_is_left_alone(
     assert (result.applied, result.untouched, result.error) == (1, 1, None)
     flags = [f for f, _ in dovecot.messages().values()]
     assert [PROCESSED_KEYWORD in f for f in flags] == [False, True]
+
+
+@pytest.mark.slow
+async def test_a_killed_orchestrator_leaves_no_bounce_reader_behind(sql, db_url, tmp_path):
+    """kill -9 of `mailer run`: its bounce reader stops too (before, it ran on orphaned,
+    holding the reader lock, and the next orchestrator's reader waited for ever)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env |= {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(tmp_path / "home"),
+        "MAILER_SECRET_KEY": "test-secret-key",
+        "MAILER_WEBHOOK_SENDER": "0",
+    }
+    with open(tmp_path / "run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "run"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            await wait_until(lambda: bounce_reader_lock_held(sql), timeout=20, message="reader")
+            process.kill()
+            process.wait(timeout=10)
+            await wait_until(
+                lambda: not bounce_reader_lock_held(sql), timeout=10, message="reader gone"
+            )
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
