@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,23 +242,16 @@ def bounce_reader_lock_held(sql: Any) -> bool:
     )
 
 
-@pytest.mark.slow
-async def test_mailer_run_reads_bounces_of_a_paused_account(
-    dovecot, account, sql, db_url, tmp_path
-):
-    """`mailer run` starts the bounce reader beside the workers; a paused account has no
-    worker, but its bounces are read; SIGTERM stops the reader with the orchestrator."""
-    sql.execute("UPDATE sender_accounts SET status = 'paused' WHERE id = %s", (account,))
-    row = append_sample(dovecot, sql, account, "postfix")
+@contextlib.contextmanager
+def mailer_run(db_url: str, tmp_path: Path, **settings: str) -> Iterator[subprocess.Popen]:
+    """``python -m mailer run`` on the test database in its own session, output in
+    ``tmp_path/run.log``; whatever is left of its process group is killed after."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     env |= {
         "DATABASE_URL": db_url,
         "MAILER_HOME": str(tmp_path / "home"),
         "MAILER_SECRET_KEY": "test-secret-key",
-        "MAILER_BOUNCE_POLL_SECONDS": "0.5",
-        "MAILER_SHUTDOWN_GRACE_SECONDS": "5",
-        "MAILER_ORCHESTRATOR_POLL_SECONDS": "0.5",
-    }
+    } | settings
     with open(tmp_path / "run.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "mailer", "run"],
@@ -268,16 +262,33 @@ async def test_mailer_run_reads_bounces_of_a_paused_account(
             start_new_session=True,
         )
         try:
-            await wait_until(
-                lambda: row["to_address"] in suppressions(sql), timeout=20, message="suppressed"
-            )
-            assert bounce_reader_lock_held(sql)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=20) == 0
+            yield process
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@pytest.mark.slow
+async def test_mailer_run_reads_bounces_of_a_paused_account(
+    dovecot, account, sql, db_url, tmp_path
+):
+    """`mailer run` starts the bounce reader beside the workers; a paused account has no
+    worker, but its bounces are read; SIGTERM stops the reader with the orchestrator."""
+    sql.execute("UPDATE sender_accounts SET status = 'paused' WHERE id = %s", (account,))
+    row = append_sample(dovecot, sql, account, "postfix")
+    extra = {
+        "MAILER_BOUNCE_POLL_SECONDS": "0.5",
+        "MAILER_SHUTDOWN_GRACE_SECONDS": "5",
+        "MAILER_ORCHESTRATOR_POLL_SECONDS": "0.5",
+    }
+    with mailer_run(db_url, tmp_path, **extra) as process:
+        await wait_until(
+            lambda: row["to_address"] in suppressions(sql), timeout=20, message="suppressed"
+        )
+        assert bounce_reader_lock_held(sql)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
     assert "started the bounce reader" in (tmp_path / "run.log").read_text()
     assert not bounce_reader_lock_held(sql)
     assert sql.execute("SELECT count(*) AS n FROM workers").fetchone()["n"] == 0
@@ -307,30 +318,10 @@ async def test_an_unreadable_message_is_left_alone(
 async def test_a_killed_orchestrator_leaves_no_bounce_reader_behind(sql, db_url, tmp_path):
     """kill -9 of `mailer run`: its bounce reader stops too (before, it ran on orphaned,
     holding the reader lock, and the next orchestrator's reader waited for ever)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env |= {
-        "DATABASE_URL": db_url,
-        "MAILER_HOME": str(tmp_path / "home"),
-        "MAILER_SECRET_KEY": "test-secret-key",
-        "MAILER_WEBHOOK_SENDER": "0",
-    }
-    with open(tmp_path / "run.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "run"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    with mailer_run(db_url, tmp_path, MAILER_WEBHOOK_SENDER="0") as process:
+        await wait_until(lambda: bounce_reader_lock_held(sql), timeout=20, message="reader")
+        process.kill()
+        process.wait(timeout=10)
+        await wait_until(
+            lambda: not bounce_reader_lock_held(sql), timeout=10, message="reader gone"
         )
-        try:
-            await wait_until(lambda: bounce_reader_lock_held(sql), timeout=20, message="reader")
-            process.kill()
-            process.wait(timeout=10)
-            await wait_until(
-                lambda: not bounce_reader_lock_held(sql), timeout=10, message="reader gone"
-            )
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)

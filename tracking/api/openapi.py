@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from mailer.webhooks_out import EVENTS as WEBHOOK_EVENTS
 from tracking.api.core import bp
 from tracking.api.problems import PROBLEM_MIMETYPE
 
@@ -381,16 +382,7 @@ SCHEMAS: dict[str, Any] = {
                 "minItems": 1,
                 "items": {
                     "type": "string",
-                    "enum": [
-                        "sent",
-                        "failed",
-                        "delivered",
-                        "bounced",
-                        "complained",
-                        "opened",
-                        "clicked",
-                        "unsubscribed",
-                    ],
+                    "enum": list(WEBHOOK_EVENTS),
                 },
             },
         },
