@@ -76,9 +76,7 @@ class AccountSession:
 
     def db_time_of(self, mono_at: float | None) -> float:
         """The database-clock time of a ``time.monotonic()`` reading (None: now)."""
-        if mono_at is None:
-            return self.now()
-        return self.now() - max(time.monotonic() - mono_at, 0.0)
+        return self.gate.db_time_of(mono_at)
 
     def seconds_until_sendable(self) -> float:
         """Until the account's backoff ends and its limits allow a send."""

@@ -59,12 +59,17 @@ class LimitGate:
         self.limits = limits
         return changed
 
+    def db_time_of(self, mono_at: float | None) -> float:
+        """The database-clock time of a monotonic reading (None: now)."""
+        if mono_at is None:
+            return self._db_now()
+        return self._db_now() - max(self._mono() - mono_at, 0.0)
+
     def record_start(self, mono_at: float | None = None) -> None:
         """Count a send whose transaction began at ``mono_at`` (monotonic clock; default
         now). Call it with the time the server answered MAIL FROM."""
-        mono_now = self._mono()
-        mono_at = mono_now if mono_at is None else min(mono_at, mono_now)
-        at = self._db_now() - (mono_now - mono_at)
+        mono_at = self._mono() if mono_at is None else min(mono_at, self._mono())
+        at = self.db_time_of(mono_at)
         self._window.record(at)
         self._window.prune(at)
         if self._last_start_mono is None or mono_at > self._last_start_mono:

@@ -256,19 +256,24 @@ WITH marked AS (
     FROM r JOIN logged ON logged.attempt_id = r.attempt_id
     WHERE r.suppress_reason IS NOT NULL
     RETURNING id
+), unmarked AS (
+    -- Why the row about to be sent was not marked (only then: the hot path skips this).
+    SELECT (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
+              ON lower(s.email) = lower(btrim(q.to_address))
+             AND (s.expires_at IS NULL OR s.expires_at > now())
+            WHERE q.id = %(in_flight_id)s LIMIT 1) AS suppression_reason,
+           NOT EXISTS (
+               SELECT 1 FROM sender_accounts AS a
+               WHERE a.id = %(account_id)s AND a.status = 'active'
+                 AND a.daily_limit = %(daily_limit)s::int
+                 AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
+                 AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed
+    WHERE %(in_flight_id)s::bigint IS NOT NULL AND NOT EXISTS (SELECT 1 FROM marked)
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
        (SELECT count(*) FROM marked) AS marked,
-       (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
-          ON lower(s.email) = lower(btrim(q.to_address))
-         AND (s.expires_at IS NULL OR s.expires_at > now())
-        WHERE q.id = %(in_flight_id)s LIMIT 1) AS suppression_reason,
-       NOT EXISTS (
-           SELECT 1 FROM sender_accounts AS a
-           WHERE a.id = %(account_id)s AND a.status = 'active'
-             AND a.daily_limit = %(daily_limit)s::int
-             AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
-             AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed
+       (SELECT suppression_reason FROM unmarked) AS suppression_reason,
+       COALESCE((SELECT account_changed FROM unmarked), false) AS account_changed
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched.
