@@ -33,10 +33,11 @@ ENGINE_ENV = {
     "MAILER_SHUTDOWN_GRACE_SECONDS": "2",
     "MAILER_ORCHESTRATOR_POLL_SECONDS": "0.5",
     "MAILER_LOG_LEVEL": "INFO",
-    # The companions (bounce reader, webhook sender) play no part in what the checker
-    # verifies; on a 2-core machine they would only slow every restart.
+    # The companions (bounce reader, webhook sender, recurring scheduler) play no part in
+    # what the checker verifies; on a 2-core machine they would only slow every restart.
     "MAILER_BOUNCE_READER": "0",
     "MAILER_WEBHOOK_SENDER": "0",
+    "MAILER_RECURRING_SCHEDULER": "0",
 }
 
 

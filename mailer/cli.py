@@ -4,7 +4,7 @@ Commands: ``db migrate``, ``accounts add|edit|list|check|pause|resume|set-limits
 ``run`` (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
 ``suppress ...`` (:mod:`mailer.cli_suppress`), ``bounces ...`` (:mod:`mailer.cli_bounces`),
 ``dkim add|generate|list`` and ``dns-check`` (:mod:`mailer.cli_domains`), ``webhooks ...``
-(:mod:`mailer.cli_webhooks`).
+(:mod:`mailer.cli_webhooks`), ``recurring ...`` (:mod:`mailer.cli_recurring`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_domains import dkim, dns_check
+from mailer.cli_recurring import recurring
 from mailer.cli_suppress import suppress
 from mailer.cli_webhooks import webhooks
 from mailer.config import Settings, load_settings
@@ -592,8 +593,8 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
 @main.command()
 @pass_ctx
 def run(ctx: Context) -> None:
-    """Run the orchestrator: one worker process per active account, the bounce reader and
-    the webhook sender."""
+    """Run the orchestrator: one worker process per active account, the bounce reader, the
+    webhook sender and the recurring-send scheduler."""
     from mailer.senders.smtp import warn_if_not_fully_qualified
     from orchestrator.supervisor import Orchestrator, default_companions
 
@@ -690,6 +691,7 @@ main.add_command(suppress)
 main.add_command(api_keys)
 main.add_command(bounces)
 main.add_command(webhooks)
+main.add_command(recurring)
 main.add_command(dkim)
 main.add_command(dns_check)
 

@@ -158,6 +158,19 @@ class Settings:
     #: An endpoint whose every attempt failed for this long is disabled (reason shown).
     webhook_disable_after_hours: float = 24.0
 
+    # -- recurring sends (mailer/recurring_scheduler.py: `mailer recurring run`) ------
+    #: Whether ``mailer run`` starts the recurring-send scheduler beside the workers (one
+    #: leads per database, elected by an advisory lock; the others stand by).
+    recurring_scheduler: bool = True
+    #: Longest sleep of the leading scheduler between two looks at due schedules (it
+    #: wakes sooner for the earliest ``next_run_at`` or a change to a schedule).
+    recurring_max_sleep_seconds: float = 30.0
+    #: How often a standing-by scheduler tries to take the lead (a dead leader's lock is
+    #: free as soon as its database session ends).
+    recurring_standby_seconds: float = 5.0
+    #: Due schedules fired per tick (each in its own transaction).
+    recurring_batch_size: int = 100
+
     @property
     def ses_topic_arn_list(self) -> frozenset[str]:
         """The TopicArn allow-list of ``ses_topic_arns``."""

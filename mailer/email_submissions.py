@@ -40,9 +40,11 @@ class EmailPage:
 
 
 class EmailSubmissions:
-    """Queue, read, cancel and retry API rows on one synchronous connection."""
+    """Queue, read, cancel and retry API rows on one synchronous connection. ``key`` None
+    is the operator (``mailer recurring add``): :meth:`resolve` then restricts nothing;
+    the other methods need a key."""
 
-    def __init__(self, conn: psycopg.Connection[Any], key: ApiKey) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], key: ApiKey | None) -> None:
         self.conn = conn
         self.key = key
 
@@ -70,7 +72,7 @@ class EmailSubmissions:
         account = row.get("account_id")
         if account is not None and account not in pools:
             errors.append(FieldError(f"{base}/account", f"no sender account {account}"))
-        if self.key.restricted:
+        if self.key is not None and self.key.restricted:
             if account in pools:
                 row["pool"] = pools[account]
             row.setdefault("pool", self.key.pools[0])

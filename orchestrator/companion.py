@@ -1,5 +1,6 @@
 """A companion process the orchestrator keeps running beside the workers (the bounce
-reader, ``mailer bounces run``; the webhook sender, ``mailer webhooks run``): started with
+reader, ``mailer bounces run``; the webhook sender, ``mailer webhooks run``; the
+recurring-send scheduler, ``mailer recurring run``): started with
 the orchestrator, restarted with capped backoff whenever it exits, SIGTERMed (then
 SIGKILLed after the grace period) on stop.
 
@@ -36,6 +37,11 @@ def bounce_reader_command() -> list[str]:
 def webhook_sender_command() -> list[str]:
     """The command line of the webhook sender."""
     return [sys.executable, "-m", "mailer", "webhooks", "run"]
+
+
+def recurring_scheduler_command() -> list[str]:
+    """The command line of the recurring-send scheduler."""
+    return [sys.executable, "-m", "mailer", "recurring", "run"]
 
 
 class Companion:

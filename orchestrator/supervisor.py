@@ -21,8 +21,9 @@ database goes away it keeps its workers running and reconnects with backoff.
 
 Beside the workers it keeps its companions running (:mod:`orchestrator.companion`):
 ``mailer run`` passes the bounce reader (``mailer bounces run``) unless
-``MAILER_BOUNCE_READER=0``, and the webhook sender (``mailer webhooks run``) unless
-``MAILER_WEBHOOK_SENDER=0``.
+``MAILER_BOUNCE_READER=0``, the webhook sender (``mailer webhooks run``) unless
+``MAILER_WEBHOOK_SENDER=0``, and the recurring-send scheduler (``mailer recurring run``)
+unless ``MAILER_RECURRING_SCHEDULER=0``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ import psycopg
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
-from orchestrator.companion import Companion, bounce_reader_command, webhook_sender_command
+from orchestrator.companion import (
+    Companion,
+    bounce_reader_command,
+    recurring_scheduler_command,
+    webhook_sender_command,
+)
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -86,6 +92,8 @@ def default_companions(settings: Settings) -> list[tuple[str, list[str]]]:
         companions.append(("bounce reader", bounce_reader_command()))
     if settings.webhook_sender:
         companions.append(("webhook sender", webhook_sender_command()))
+    if settings.recurring_scheduler:
+        companions.append(("recurring scheduler", recurring_scheduler_command()))
     return companions
 
 

@@ -1171,3 +1171,119 @@ SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id
+
+-- ===== Recurring sends (issue 10): schedules, the elected scheduler, its occurrences =====
+-- mailer/recurring.py (definitions, the API and the CLI) and mailer/recurring_scheduler.py.
+-- A schedule is named by id or name (`ref`); `api_key_id` NULL sees every schedule.
+
+-- insert_recurring_send --
+-- NULL back: the name is taken.
+INSERT INTO recurring_sends (name, kind, cron, timezone, payload, enabled, next_run_at,
+                             api_key_id)
+VALUES (%(name)s, %(kind)s, %(cron)s, %(timezone)s, %(payload)s, %(enabled)s,
+        %(next_run_at)s, %(api_key_id)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING *
+
+-- get_recurring_send --
+SELECT * FROM recurring_sends
+WHERE (id::text = %(ref)s OR name = %(ref)s)
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+
+-- list_recurring_sends --
+-- By id, from the cursor on (keyset pagination).
+SELECT * FROM recurring_sends
+WHERE (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+ORDER BY id LIMIT %(limit)s
+
+-- delete_recurring_send --
+-- Queued rows stay queued; their link to the occurrence is cleared.
+DELETE FROM recurring_sends
+WHERE (id::text = %(ref)s OR name = %(ref)s)
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+RETURNING id
+
+-- pause_recurring_send --
+UPDATE recurring_sends SET enabled = false, updated_at = now()
+WHERE id = %(id)s AND enabled
+RETURNING *
+
+-- resume_recurring_send --
+-- next_run_at was computed from this cron and zone: the guard keeps them the same.
+UPDATE recurring_sends
+SET enabled = true, next_run_at = %(next_run_at)s, last_error = NULL, updated_at = now()
+WHERE id = %(id)s AND NOT enabled AND cron = %(cron)s AND timezone = %(timezone)s
+RETURNING *
+
+-- recurring_runs_of --
+-- The latest occurrences of a schedule and the rows they queued.
+SELECT r.occurrence_at, r.missed, r.queued_at, q.id AS email_id, q.status
+FROM recurring_runs AS r
+LEFT JOIN email_queue AS q
+       ON q.recurring_id = r.recurring_id AND q.recurring_at = r.occurrence_at
+WHERE r.recurring_id = %(id)s
+ORDER BY r.occurrence_at DESC, q.id
+LIMIT %(limit)s
+
+-- try_recurring_scheduler_lock --
+-- One scheduler per database: a session advisory lock on its own connection.
+SELECT pg_try_advisory_lock(734604, 1) AS locked
+
+-- listen_mailer_recurring --
+LISTEN mailer_recurring
+
+-- recurring_due --
+-- Read outside the firing transaction; each is then taken with recurring_advance's guard.
+SELECT id, cron, timezone, next_run_at FROM recurring_sends
+WHERE enabled AND next_run_at <= %(now)s
+ORDER BY next_run_at, id
+LIMIT %(limit)s
+
+-- recurring_next_due --
+SELECT min(next_run_at) AS next_run_at FROM recurring_sends WHERE enabled
+
+-- recurring_advance --
+-- Take a due schedule: only if nobody moved it since it was read (the guard is in this
+-- UPDATE's own WHERE, re-checked after a concurrent commit), and still enabled.
+UPDATE recurring_sends
+SET next_run_at = %(next_run_at)s, last_run_at = %(occurrence_at)s, last_error = NULL,
+    updated_at = now()
+WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
+RETURNING id, kind, payload, api_key_id
+
+-- recurring_record_run --
+-- Nothing back: this occurrence was queued before (never queue it twice).
+INSERT INTO recurring_runs (recurring_id, occurrence_at, missed)
+VALUES (%(id)s, %(occurrence_at)s, %(missed)s)
+ON CONFLICT (recurring_id, occurrence_at) DO NOTHING
+RETURNING occurrence_at
+
+-- recurring_queue_email --
+-- The schedule's email row (payload: the columns check_email produced, resolved).
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, template_id,
+                         variables, headers, account_id, pool, campaign, priority, metadata,
+                         transactional, track_opens, track_clicks, api_key_id,
+                         recurring_id, recurring_at)
+SELECT r.to_address, r.to_name, r.subject, r.html_body, r.text_body, r.template_id,
+       r.variables, r.headers, r.account_id, COALESCE(r.pool, 'default'), r.campaign,
+       COALESCE(r.priority, 0), COALESCE(r.metadata, '{}'), COALESCE(r.transactional, false),
+       r.track_opens, r.track_clicks, %(api_key_id)s, %(id)s, %(occurrence_at)s
+FROM jsonb_to_record(%(payload)s::jsonb) AS r(
+    to_address text, to_name text, subject text, html_body text, text_body text,
+    template_id bigint, variables jsonb, headers jsonb, account_id bigint, pool text,
+    campaign text, priority integer, metadata jsonb, transactional boolean,
+    track_opens boolean, track_clicks boolean)
+RETURNING id
+
+-- recurring_skip --
+-- The occurrence could not be queued (a deleted template or account): keep the reason
+-- and move on to the next occurrence.
+UPDATE recurring_sends
+SET next_run_at = %(next_run_at)s, last_error = %(error)s, updated_at = now()
+WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
+
+-- recurring_give_up --
+-- The expression has no occurrence left: pause the schedule with the reason.
+UPDATE recurring_sends SET enabled = false, last_error = %(error)s, updated_at = now()
+WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s

@@ -4,7 +4,6 @@ signature with the ``standardwebhooks`` package."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from tests.support.mailer_env import (
     add_account,
     db_now,
     insert_emails,
+    running_service,
     running_worker,
     wait_until,
     worker_env,
@@ -56,13 +56,8 @@ async def subscribe(db: Database, receiver: WebhookReceiver, events: str) -> int
 
 @contextlib.asynccontextmanager
 async def running_sender(settings: Settings, db_url: str) -> AsyncIterator[WebhookSender]:
-    sender = WebhookSender(settings, db_url)
-    task = asyncio.create_task(sender.run())
-    try:
+    async with running_service(WebhookSender(settings, db_url)) as sender:
         yield sender
-    finally:
-        sender.request_stop("test finished")
-        assert await asyncio.wait_for(task, timeout=15) == 0
 
 
 async def one_batch(db: Database, settings: Settings, now: Any) -> Any:

@@ -99,6 +99,18 @@ async def running_worker(
         worker.exit_code_seen = code  # type: ignore[attr-defined]
 
 
+@asynccontextmanager
+async def running_service(service: Any) -> AsyncIterator[Any]:
+    """Run ``service.run()`` (a webhook sender, a recurring scheduler ...) until the block
+    ends; then stop it and check it exited 0."""
+    task = asyncio.create_task(service.run())
+    try:
+        yield service
+    finally:
+        service.request_stop("test finished")
+        assert await asyncio.wait_for(task, timeout=15) == 0
+
+
 # -- helpers for the worker integration suites (limits, failures, crashes, claiming) -------
 
 #: Timestamps are stored with microsecond precision: a gap computed in floats may lose 1 us.

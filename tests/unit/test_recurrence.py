@@ -39,7 +39,7 @@ def test_a_daily_time_is_read_in_the_zone():
     paris = Recurrence("0 9 * * *", "Europe/Paris")
     assert next_occurrence(paris, utc(2026, 1, 15, 7, 59)) == utc(2026, 1, 15, 8, 0)  # CET
     assert next_occurrence(paris, utc(2026, 7, 15, 6, 59)) == utc(2026, 7, 15, 7, 0)  # CEST
-    assert next_occurrence(paris, utc(2026, 7, 15, 7, 0)) == utc(2026, 7, 16, 7, 0)  # strictly after
+    assert next_occurrence(paris, utc(2026, 7, 15, 7, 0)) == utc(2026, 7, 16, 7, 0)  # after
 
 
 def test_spring_forward_runs_skipped_times_right_after_the_gap():
