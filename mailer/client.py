@@ -107,13 +107,7 @@ class MailerClient:
     def list_emails(self, **filters: str | int) -> Iterator[dict[str, Any]]:
         """Every email matching ``filters`` (status, campaign, to, since), newest first,
         fetching page after page."""
-        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        while True:
-            page = self._call("GET", "/emails", params=params)
-            yield from page["data"]
-            if page["next_cursor"] is None:
-                return
-            params["cursor"] = page["next_cursor"]
+        yield from self._pages("/emails", {k: v for k, v in filters.items() if v is not None})
 
     def cancel(self, email_id: int) -> Queued:
         out = self._call("POST", f"/emails/{email_id}/cancel")
@@ -184,7 +178,54 @@ class MailerClient:
     def set_account_limits(self, account_id: int, **limits: int | None) -> dict[str, Any]:
         return self._call("PATCH", f"/accounts/{account_id}/limits", json=limits)
 
+    # -- recurring sends -----------------------------------------------------------------
+    def create_recurring(
+        self,
+        name: str,
+        cron: str,
+        timezone: str,
+        email: dict[str, Any],
+        *,
+        enabled: bool = True,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue ``email`` on ``cron`` read in ``timezone`` (an IANA name)."""
+        body = {
+            "name": name,
+            "cron": cron,
+            "timezone": timezone,
+            "email": email,
+            "enabled": enabled,
+        }
+        return self._call("POST", "/recurring", json=body, idempotency_key=idempotency_key)
+
+    def get_recurring(self, ref: str | int) -> dict[str, Any]:
+        """A recurring send (id or name) with its latest occurrences."""
+        return self._call("GET", f"/recurring/{ref}")
+
+    def list_recurring(self) -> Iterator[dict[str, Any]]:
+        """Every recurring send, by id, fetching page after page."""
+        yield from self._pages("/recurring", {})
+
+    def pause_recurring(self, ref: str | int) -> dict[str, Any]:
+        return self._call("POST", f"/recurring/{ref}/pause")
+
+    def resume_recurring(self, ref: str | int) -> dict[str, Any]:
+        return self._call("POST", f"/recurring/{ref}/resume")
+
+    def delete_recurring(self, ref: str | int) -> None:
+        self._call("DELETE", f"/recurring/{ref}")
+
     # -- transport ----------------------------------------------------------------------
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The items of a keyset-paginated listing, page after page."""
+        while True:
+            page = self._call("GET", path, params=params)
+            yield from page["data"]
+            if page["next_cursor"] is None:
+                return
+            params["cursor"] = page["next_cursor"]
+
     def _call(
         self,
         method: str,

@@ -2,7 +2,7 @@
 scopes, Idempotency-Key on every POST, a per-key rate limit, RFC 9457 problem documents.
 
 One module per resource (``emails``, ``templates``, ``suppressions``, ``accounts``,
-``webhooks``) adds
+``webhooks``, ``recurring``) adds
 its routes to :data:`tracking.api.core.bp`; :mod:`tracking.api.core` holds what every
 request goes through; the OpenAPI 3.1 document is :mod:`tracking.api.openapi`.
 """
@@ -12,7 +12,15 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from tracking.api import accounts, emails, openapi, suppressions, templates, webhooks
+from tracking.api import (
+    accounts,
+    emails,
+    openapi,
+    recurring,
+    suppressions,
+    templates,
+    webhooks,
+)
 from tracking.api.core import bp
 from tracking.api.problems import ApiProblem
 
@@ -20,6 +28,7 @@ __all__ = [
     "accounts",
     "emails",
     "openapi",
+    "recurring",
     "register",
     "suppressions",
     "templates",

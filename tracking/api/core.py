@@ -29,6 +29,7 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTime
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: Largest body of each kind of request (413 above).
 MAX_JSON_BYTES = 2 * 1024 * 1024
@@ -92,6 +93,13 @@ def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
 def _no_constant(name: str) -> None:
     """NaN and Infinity are not JSON (RFC 8259), and PostgreSQL's jsonb refuses them."""
     raise ValueError(f"{name} is not JSON")
+
+
+def found(value: T | None, detail: str) -> T:
+    """``value``, or a 404 problem saying ``detail`` when it is None."""
+    if value is None:
+        raise ApiProblem("not-found", detail)
+    return value
 
 
 def checked_id(value: int) -> int:

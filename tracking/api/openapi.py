@@ -27,6 +27,15 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _page(item: str) -> dict[str, Any]:
+    """One page of a keyset-paginated listing of ``item`` schemas."""
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {"data": {"type": "array", "items": _ref(item)}, "next_cursor": NULL_INT},
+    }
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -87,6 +96,7 @@ EMAIL_ID = _path_param("id", ID)
 ACCOUNT_ID = _path_param("id", ID)
 WEBHOOK_ID = _path_param("id", ID)
 TEMPLATE_REF = _path_param("ref", {"type": "string", "minLength": 1})
+RECURRING_REF = _path_param("ref", {"type": "string", "minLength": 1})
 ADDRESS = _path_param("email", {"type": "string", "minLength": 1})
 
 SCHEMAS: dict[str, Any] = {
@@ -244,14 +254,7 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "EmailPage": {
-        "type": "object",
-        "required": ["data", "next_cursor"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("EmailSummary")},
-            "next_cursor": NULL_INT,
-        },
-    },
+    "EmailPage": _page("EmailSummary"),
     "TemplateIn": {
         "type": "object",
         "additionalProperties": False,
@@ -275,14 +278,7 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": TIME,
         },
     },
-    "TemplatePage": {
-        "type": "object",
-        "required": ["data", "next_cursor"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("Template")},
-            "next_cursor": NULL_INT,
-        },
-    },
+    "TemplatePage": _page("Template"),
     "Suppression": {
         "type": "object",
         "required": ["email", "reason"],
@@ -295,14 +291,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": NULL_TIME,
         },
     },
-    "SuppressionPage": {
-        "type": "object",
-        "required": ["data", "next_cursor"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("Suppression")},
-            "next_cursor": NULL_INT,
-        },
-    },
+    "SuppressionPage": _page("Suppression"),
     "SuppressionsIn": {
         "type": "object",
         "required": ["suppressions"],
@@ -387,6 +376,62 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "RecurringIn": {
+        "type": "object",
+        "required": ["name", "cron", "timezone", "email"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[^0-9]"},
+            "kind": {"type": "string", "enum": ["email"]},
+            "cron": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "five fields (minute hour day-of-month month day-of-week) "
+                "or @hourly, @daily, @weekly, @monthly, @yearly",
+            },
+            "timezone": {"type": "string", "description": "an IANA zone, e.g. Europe/Paris"},
+            "email": {
+                "allOf": [_ref("EmailIn")],
+                "not": {"required": ["scheduled_at"]},
+                "description": "what each occurrence queues (POST /emails' body, without "
+                "scheduled_at)",
+            },
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "Recurring": {
+        "type": "object",
+        "required": ["id", "name", "kind", "cron", "timezone", "enabled", "next_run_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "kind": {"type": "string"},
+            "cron": {"type": "string"},
+            "timezone": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "next_run_at": TIME,
+            "last_run_at": NULL_TIME,
+            "last_error": NULL_STR,
+            "payload": {"type": "object", "description": "the email_queue columns queued"},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "runs": {
+                "type": "array",
+                "description": "the latest occurrences queued (GET /recurring/{ref} only)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "occurrence_at": TIME,
+                        "missed": {"type": "integer"},
+                        "queued_at": TIME,
+                        "email_id": NULL_INT,
+                        "status": NULL_STR,
+                    },
+                },
+            },
+        },
+    },
+    "RecurringPage": _page("Recurring"),
     "LimitsIn": {
         "type": "object",
         "minProperties": 1,
@@ -641,6 +686,7 @@ def _paths() -> dict[str, Any]:
                 params=[WEBHOOK_ID],
             ),
         },
+        **_recurring_paths(),
         "/accounts/{id}/limits": {
             "patch": _op(
                 "setAccountLimits",
@@ -650,6 +696,71 @@ def _paths() -> dict[str, Any]:
                 params=[ACCOUNT_ID],
             ),
         },
+    }
+
+
+def _action(
+    op_id: str, summary: str, answer: dict[str, Any], param: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``POST .../{param}/<verb>`` path item without a body."""
+    return {"post": _op(op_id, summary, {"200": answer}, params=[param], idempotent=True)}
+
+
+def _collection(name: str, schema: str, listing: str, creating: str) -> dict[str, Any]:
+    """``GET`` (a page, by id) and ``POST`` (create, 201) on a collection of ``schema``."""
+    return {
+        "get": _op(
+            f"list{name}",
+            listing,
+            {"200": _json(_ref(f"{schema}Page"), "A page")},
+            params=[
+                *_CURSOR,
+                _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+            ],
+        ),
+        "post": _op(
+            f"create{name}",
+            creating,
+            {"201": _json(_ref(schema), "Created")},
+            body=_ref(f"{schema}In"),
+            idempotent=True,
+        ),
+    }
+
+
+def _recurring_paths() -> dict[str, Any]:
+    one = _json(_ref("Recurring"), "The recurring send")
+    by_ref = [RECURRING_REF]
+    return {
+        "/recurring": _collection(
+            "Recurring",
+            "Recurring",
+            "Recurring sends by id",
+            "Queue an email on a cron expression in a time zone",
+        ),
+        "/recurring/{ref}": {
+            "get": _op(
+                "getRecurring",
+                "A recurring send with its latest occurrences",
+                {"200": one},
+                params=by_ref,
+            ),
+            "delete": _op(
+                "deleteRecurring",
+                "Delete it (rows already queued stay queued)",
+                {"204": {"description": "Deleted"}},
+                params=by_ref,
+            ),
+        },
+        "/recurring/{ref}/pause": _action(
+            "pauseRecurring", "Stop queueing occurrences", one, RECURRING_REF
+        ),
+        "/recurring/{ref}/resume": _action(
+            "resumeRecurring",
+            "Queue occurrences again from the next one (none missed while paused)",
+            one,
+            RECURRING_REF,
+        ),
     }
 
 
