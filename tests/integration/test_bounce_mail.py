@@ -3,14 +3,9 @@ reader run, then suppressions, events, row linkage, flags, untouched mail, crash
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +21,7 @@ from tests.support.bounce_checks import (
 )
 from tests.support.bounce_samples import SAMPLES
 from tests.support.dovecot import Dovecot, run_dovecot
-from tests.support.mailer_env import wait_until
+from tests.support.mailer_env import advisory_lock_held, mailer_run, wait_until
 
 
 @pytest.fixture
@@ -232,41 +227,7 @@ def test_cli_settings_list_and_show(dovecot, account, sql, mailer):
 
 
 def bounce_reader_lock_held(sql: Any) -> bool:
-    return (
-        sql.execute(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 734603 "
-            "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
-            "current_database())"
-        ).fetchone()["n"]
-        > 0
-    )
-
-
-@contextlib.contextmanager
-def mailer_run(db_url: str, tmp_path: Path, **settings: str) -> Iterator[subprocess.Popen]:
-    """``python -m mailer run`` on the test database in its own session, output in
-    ``tmp_path/run.log``; whatever is left of its process group is killed after."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env |= {
-        "DATABASE_URL": db_url,
-        "MAILER_HOME": str(tmp_path / "home"),
-        "MAILER_SECRET_KEY": "test-secret-key",
-    } | settings
-    with open(tmp_path / "run.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "run"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    return advisory_lock_held(sql, 734603)
 
 
 @pytest.mark.slow

@@ -9,19 +9,30 @@ scheduler), so no test waits for real minutes.
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from mailer.config import Settings
 from mailer.db import Database
 from mailer.recurring import RecurringSend, RecurringSends
 from mailer.recurring_scheduler import RecurringScheduler, fire, tick
-from tests.support.mailer_env import add_account, running_service, running_worker, wait_until
+from tests.support.mailer_env import (
+    add_account,
+    advisory_lock_held,
+    mailer_run,
+    running_service,
+    running_worker,
+    wait_until,
+)
 from tests.support.smtp_server import ScriptedSMTPServer
 
 T0 = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
+#: The advisory lock class of the scheduler election (try_recurring_scheduler_lock).
+SCHEDULER_LOCK = 734604
 
 
 def minutes(n: float) -> timedelta:
@@ -204,3 +215,25 @@ async def test_a_fired_row_is_delivered_by_a_worker(sql, db, db_url, settings):
     row = sql.execute("SELECT * FROM email_queue").fetchone()
     assert (row["id"], row["recurring_id"]) == (fired.email_ids[0], digest.id)
     assert message["Message-ID"] == row["message_id"]
+
+
+@pytest.mark.slow
+async def test_mailer_run_keeps_the_scheduler_which_queues_a_due_occurrence(sql, db_url, tmp_path):
+    """`mailer run` starts `mailer recurring run` beside the workers: it takes the lock,
+    queues an occurrence that is due on the real clock, and stops with the orchestrator."""
+    digest = schedule(sql)
+    sql.execute("UPDATE recurring_sends SET next_run_at = date_trunc('minute', now())")
+    extra = {
+        "MAILER_BOUNCE_READER": "0",
+        "MAILER_WEBHOOK_SENDER": "0",
+        "MAILER_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    with mailer_run(db_url, tmp_path, **extra) as process:
+        await wait_until(lambda: len(occurrences(sql)) == 1, timeout=20, message="queued")
+        assert advisory_lock_held(sql, SCHEDULER_LOCK)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    assert "started the recurring scheduler" in (tmp_path / "run.log").read_text()
+    assert not advisory_lock_held(sql, SCHEDULER_LOCK)
+    after = stored(sql, digest.id)
+    assert after["next_run_at"] == after["last_run_at"] + minutes(1)

@@ -4,7 +4,9 @@ INSERT mail, and a worker runs for real (in-process, on this test's event loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,6 +111,45 @@ async def running_service(service: Any) -> AsyncIterator[Any]:
     finally:
         service.request_stop("test finished")
         assert await asyncio.wait_for(task, timeout=15) == 0
+
+
+def advisory_lock_held(sql: psycopg.Connection, classid: int) -> bool:
+    """Whether some session holds a Mailer advisory lock of ``classid`` (734603: the
+    bounce reader's, 734604: the recurring scheduler's) in this test's database."""
+    row = sql.execute(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
+        "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database())",
+        (classid,),
+    ).fetchone()
+    return row["n"] > 0
+
+
+@contextmanager
+def mailer_run(db_url: str, tmp_path: Path, **settings: str) -> Iterator[subprocess.Popen]:
+    """``python -m mailer run`` on the test database in its own session, output in
+    ``tmp_path/run.log``; whatever is left of its process group is killed after."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env |= {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(tmp_path / "home"),
+        "MAILER_SECRET_KEY": "test-secret-key",
+    } | settings
+    with open(tmp_path / "run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "run"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 # -- helpers for the worker integration suites (limits, failures, crashes, claiming) -------
