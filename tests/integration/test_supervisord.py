@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mailer_env import add_account, insert_emails, statuses, wait_until
+from tests.support.mailer_env import (
+    add_account,
+    advisory_lock_held,
+    insert_emails,
+    statuses,
+    wait_until,
+)
 from tests.support.smtp_server import ScriptedSMTPServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +140,11 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
                 message="mailer-web RUNNING",
             )
             await wait_until(lambda: healthz() == 200, timeout=10, message="web /healthz")
+            await wait_until(
+                lambda: advisory_lock_held(sql, 734604),
+                timeout=15,
+                message="mailer-recurring leading",
+            )
             orchestrator_pid = int(ctl("pid", "mailer-orchestrator").stdout)
             [worker] = sql.execute(
                 "SELECT pid FROM workers WHERE account_id = %s", [account]
@@ -144,6 +155,7 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
             assert stop.returncode == 0, stop.stdout + stop.stderr
             assert "mailer-orchestrator: stopped" in stop.stdout
             assert "mailer-web: stopped" in stop.stdout
+            assert "mailer-recurring: stopped" in stop.stdout
             shutdown = ctl("shutdown")
             assert shutdown.returncode == 0, shutdown.stdout + shutdown.stderr
             assert supervisord.wait(timeout=20) == 0
@@ -166,6 +178,12 @@ async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_ur
     log = (checkout / ".mailer" / "supervisord.log").read_text()
     assert "stopped: mailer-orchestrator (exit status 0)" in log
     assert "stopped: mailer-web (exit status 0)" in log
+    assert "stopped: mailer-recurring (exit status 0)" in log
+    assert "recurring scheduler leading" in (checkout / ".mailer" / "recurring.log").read_text()
+    assert (
+        "started the recurring scheduler"
+        not in (checkout / ".mailer" / "orchestrator.log").read_text()
+    )
     assert "SIGKILL" not in log
     orchestrator_log = (checkout / ".mailer" / "orchestrator.log").read_text()
     assert "orchestrator stopped" in orchestrator_log
