@@ -29,7 +29,6 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTime
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 #: Largest body of each kind of request (413 above).
 MAX_JSON_BYTES = 2 * 1024 * 1024
@@ -93,6 +92,9 @@ def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
 def _no_constant(name: str) -> None:
     """NaN and Infinity are not JSON (RFC 8259), and PostgreSQL's jsonb refuses them."""
     raise ValueError(f"{name} is not JSON")
+
+
+T = TypeVar("T")
 
 
 def found(value: T | None, detail: str) -> T:

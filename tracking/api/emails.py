@@ -128,8 +128,8 @@ def list_emails() -> Response:
         campaign=args.get("campaign") or None,
         to=args.get("to") or None,
         since=_since(args.get("since")),
-        cursor=_int_arg("cursor", 1, 2**63 - 1),
-        limit=_int_arg("limit", 1, 200) or 50,
+        cursor=int_arg("cursor", 1, 2**63 - 1),
+        limit=int_arg("limit", 1, 200) or 50,
     )
     return jsonify({"data": jsonable(page.items), "next_cursor": page.next_cursor})
 
@@ -146,7 +146,7 @@ def _since(raw: str | None) -> datetime | None:
     return moment
 
 
-def _int_arg(name: str, low: int, high: int) -> int | None:
+def int_arg(name: str, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if not raw:
         return None

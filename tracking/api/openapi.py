@@ -254,7 +254,14 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "EmailPage": _page("EmailSummary"),
+    "EmailPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("EmailSummary")},
+            "next_cursor": NULL_INT,
+        },
+    },
     "TemplateIn": {
         "type": "object",
         "additionalProperties": False,
@@ -278,7 +285,14 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": TIME,
         },
     },
-    "TemplatePage": _page("Template"),
+    "TemplatePage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Template")},
+            "next_cursor": NULL_INT,
+        },
+    },
     "Suppression": {
         "type": "object",
         "required": ["email", "reason"],
@@ -291,7 +305,14 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": NULL_TIME,
         },
     },
-    "SuppressionPage": _page("Suppression"),
+    "SuppressionPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Suppression")},
+            "next_cursor": NULL_INT,
+        },
+    },
     "SuppressionsIn": {
         "type": "object",
         "required": ["suppressions"],

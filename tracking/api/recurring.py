@@ -17,7 +17,7 @@ from mailer.recurring import (
     RecurringSends,
 )
 from tracking.api.core import bp, conn, found, json_body, key, respond_in_transaction, scope
-from tracking.api.emails import _int_arg
+from tracking.api.emails import int_arg
 from tracking.api.problems import ApiProblem, validation
 from tracking.api.serialize import jsonable
 from tracking.state import services
@@ -58,8 +58,8 @@ def create_recurring() -> Response:
 @bp.get("/recurring")
 @scope("read")
 def list_recurring() -> Response:
-    limit = _int_arg("limit", 1, 200) or 50
-    page = _schedules().list(cursor=_int_arg("cursor", 1, 2**63 - 1), limit=limit)
+    limit = int_arg("limit", 1, 200) or 50
+    page = _schedules().list(cursor=int_arg("cursor", 1, 2**63 - 1), limit=limit)
     more = len(page) == limit
     return jsonify({"data": [_out(s) for s in page], "next_cursor": page[-1].id if more else None})
 
