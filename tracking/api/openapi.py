@@ -96,7 +96,6 @@ EMAIL_ID = _path_param("id", ID)
 ACCOUNT_ID = _path_param("id", ID)
 WEBHOOK_ID = _path_param("id", ID)
 TEMPLATE_REF = _path_param("ref", {"type": "string", "minLength": 1})
-RECURRING_REF = _path_param("ref", {"type": "string", "minLength": 1})
 ADDRESS = _path_param("email", {"type": "string", "minLength": 1})
 
 SCHEMAS: dict[str, Any] = {
@@ -476,9 +475,74 @@ _EMAIL_LIST_PARAMS = [
 _CURSOR = [_query_param("cursor", ID)]
 
 
+def _action(
+    op_id: str, summary: str, answer: dict[str, Any], param: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``POST .../{param}/<verb>`` path item without a body."""
+    return {"post": _op(op_id, summary, {"200": answer}, params=[param], idempotent=True)}
+
+
+def _collection(name: str, schema: str, listing: str, creating: str) -> dict[str, Any]:
+    """``GET`` (a page, by id) and ``POST`` (create, 201) on a collection of ``schema``."""
+    return {
+        "get": _op(
+            f"list{name}",
+            listing,
+            {"200": _json(_ref(f"{schema}Page"), "A page")},
+            params=[
+                *_CURSOR,
+                _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+            ],
+        ),
+        "post": _op(
+            f"create{name}",
+            creating,
+            {"201": _json(_ref(schema), "Created")},
+            body=_ref(f"{schema}In"),
+            idempotent=True,
+        ),
+    }
+
+
+def _recurring_paths() -> dict[str, Any]:
+    one = _json(_ref("Recurring"), "The recurring send")
+    ref = _path_param("ref", {"type": "string", "minLength": 1})
+    by_ref = [ref]
+    return {
+        "/recurring": _collection(
+            "Recurring",
+            "Recurring",
+            "Recurring sends by id",
+            "Queue an email on a cron expression in a time zone",
+        ),
+        "/recurring/{ref}": {
+            "get": _op(
+                "getRecurring",
+                "A recurring send with its latest occurrences",
+                {"200": one},
+                params=by_ref,
+            ),
+            "delete": _op(
+                "deleteRecurring",
+                "Delete it (rows already queued stay queued)",
+                {"204": {"description": "Deleted"}},
+                params=by_ref,
+            ),
+        },
+        "/recurring/{ref}/pause": _action("pauseRecurring", "Stop queueing occurrences", one, ref),
+        "/recurring/{ref}/resume": _action(
+            "resumeRecurring",
+            "Queue occurrences again from the next one (none missed while paused)",
+            one,
+            ref,
+        ),
+    }
+
+
 def _paths() -> dict[str, Any]:
     queued = _json(_ref("Queued"), "The row and its state")
     return {
+        **_recurring_paths(),
         "/emails": {
             "post": _op(
                 "sendEmail",
@@ -707,7 +771,6 @@ def _paths() -> dict[str, Any]:
                 params=[WEBHOOK_ID],
             ),
         },
-        **_recurring_paths(),
         "/accounts/{id}/limits": {
             "patch": _op(
                 "setAccountLimits",
@@ -717,71 +780,6 @@ def _paths() -> dict[str, Any]:
                 params=[ACCOUNT_ID],
             ),
         },
-    }
-
-
-def _action(
-    op_id: str, summary: str, answer: dict[str, Any], param: dict[str, Any]
-) -> dict[str, Any]:
-    """A ``POST .../{param}/<verb>`` path item without a body."""
-    return {"post": _op(op_id, summary, {"200": answer}, params=[param], idempotent=True)}
-
-
-def _collection(name: str, schema: str, listing: str, creating: str) -> dict[str, Any]:
-    """``GET`` (a page, by id) and ``POST`` (create, 201) on a collection of ``schema``."""
-    return {
-        "get": _op(
-            f"list{name}",
-            listing,
-            {"200": _json(_ref(f"{schema}Page"), "A page")},
-            params=[
-                *_CURSOR,
-                _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-            ],
-        ),
-        "post": _op(
-            f"create{name}",
-            creating,
-            {"201": _json(_ref(schema), "Created")},
-            body=_ref(f"{schema}In"),
-            idempotent=True,
-        ),
-    }
-
-
-def _recurring_paths() -> dict[str, Any]:
-    one = _json(_ref("Recurring"), "The recurring send")
-    by_ref = [RECURRING_REF]
-    return {
-        "/recurring": _collection(
-            "Recurring",
-            "Recurring",
-            "Recurring sends by id",
-            "Queue an email on a cron expression in a time zone",
-        ),
-        "/recurring/{ref}": {
-            "get": _op(
-                "getRecurring",
-                "A recurring send with its latest occurrences",
-                {"200": one},
-                params=by_ref,
-            ),
-            "delete": _op(
-                "deleteRecurring",
-                "Delete it (rows already queued stay queued)",
-                {"204": {"description": "Deleted"}},
-                params=by_ref,
-            ),
-        },
-        "/recurring/{ref}/pause": _action(
-            "pauseRecurring", "Stop queueing occurrences", one, RECURRING_REF
-        ),
-        "/recurring/{ref}/resume": _action(
-            "resumeRecurring",
-            "Queue occurrences again from the next one (none missed while paused)",
-            one,
-            RECURRING_REF,
-        ),
     }
 
 
