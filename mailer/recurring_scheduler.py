@@ -211,12 +211,12 @@ class RecurringScheduler:
             async with Database(self.url) as db:
                 while not self._stop.is_set():
                     self._wake.clear()  # a NOTIFY from now on wakes the sleep below
+                    if listener.done():
+                        listener.result()  # the session (and the lock) is gone: elect again
                     result = await tick(
                         db, self.clock(), batch_size=self.settings.recurring_batch_size
                     )
                     _log_tick(result)
-                    if listener.done():
-                        listener.result()  # the session is gone: raise, elect again
                     if result.due < self.settings.recurring_batch_size:
                         await self._sleep(self._sleep_for(result.next_due))
         finally:

@@ -162,6 +162,31 @@ async def test_one_scheduler_leads_and_another_takes_over_when_it_stops(sql, db_
     assert [at for _, at in occurrences(sql)] == [first_at, first_at + minutes(1)]
 
 
+async def test_a_leader_whose_session_dies_gives_way(sql, db_url, settings):
+    """The leader's election session is killed (a network cut, a server-side kill): the
+    lock is free, a scheduler takes it, and still every occurrence is queued once."""
+    digest = schedule(sql)
+    clock = Clock(T0)
+    schedulers = [RecurringScheduler(fast(settings), db_url, clock=clock) for _ in range(2)]
+    async with running_service(schedulers[0]), running_service(schedulers[1]):
+        await wait_until(lambda: any(s.leading for s in schedulers), message="a leader")
+        [leader] = [s for s in schedulers if s.leading]
+        sql.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid = %s AND granted",
+            (SCHEDULER_LOCK,),
+        )
+        await wait_until(lambda: not leader.leading, message="the old leader steps down")
+        await wait_until(lambda: advisory_lock_held(sql, SCHEDULER_LOCK), message="a new leader")
+        for minute in (1, 2, 3):
+            clock.now = T0 + minutes(minute)
+            sql.execute("SELECT pg_notify('mailer_recurring', '')")
+            await wait_until(lambda n=minute: len(occurrences(sql)) == n, message=f"tick {minute}")
+        assert sum(s.leading for s in schedulers) == 1
+    first_at = digest.next_run_at
+    assert [at for _, at in occurrences(sql)] == [first_at + minutes(i) for i in range(3)]
+
+
 async def test_an_occurrence_that_cannot_be_queued_is_skipped_with_the_reason(sql, db):
     sql.execute("INSERT INTO templates (name, subject, text_body) VALUES ('t', 's', 'x')")
     digest = RecurringSends(sql).create(
