@@ -3,7 +3,8 @@
 Terminal queue rows (``sent``, ``failed``, ``suppressed``, ``cancelled``) older than the
 cutoff go with their ``send_logs`` and ``email_events`` (ON DELETE CASCADE), then any
 ``send_logs`` and ``email_events`` rows older than the cutoff, then settled (delivered or
-failed) webhook deliveries older than the cutoff with their attempts. Every batch is one short
+failed) webhook deliveries older than the cutoff with their attempts, then the records of
+recurring-send occurrences queued before the cutoff whose rows are gone. Every batch is one short
 transaction of at most ``batch_size`` rows, taken in id order with ``FOR UPDATE SKIP
 LOCKED``: it never waits on a row someone else holds, and workers never wait long on it
 (they only touch ``queued`` and ``sending`` rows, which it never deletes). A keyset on
@@ -57,6 +58,7 @@ _STEPS = (
     ("send_logs", "prune_send_logs_batch"),
     ("email_events", "prune_email_events_batch"),
     ("webhook_deliveries", "prune_webhook_deliveries_batch"),
+    ("recurring_runs", "prune_recurring_runs_batch"),
 )
 
 

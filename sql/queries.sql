@@ -1287,3 +1287,21 @@ WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
 -- The expression has no occurrence left: pause the schedule with the reason.
 UPDATE recurring_sends SET enabled = false, last_error = %(error)s, updated_at = now()
 WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
+
+-- prune_recurring_runs_batch --
+-- `mailer db prune`: occurrences queued before the cutoff whose rows were pruned (or
+-- deleted). Safe for exactly-once: each is before its schedule's next_run_at, which only
+-- moves forward, so no scheduler can find it due again.
+WITH doomed AS (
+    SELECT r.id FROM recurring_runs AS r
+    WHERE r.id > %(after_id)s AND r.queued_at < %(cutoff)s
+      AND NOT EXISTS (SELECT 1 FROM email_queue AS q
+                      WHERE q.recurring_id = r.recurring_id
+                        AND q.recurring_at = r.occurrence_at)
+    ORDER BY r.id
+    LIMIT %(batch)s
+    FOR UPDATE OF r SKIP LOCKED
+), gone AS (
+    DELETE FROM recurring_runs AS r USING doomed WHERE r.id = doomed.id RETURNING r.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM gone

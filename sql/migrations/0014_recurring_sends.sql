@@ -27,15 +27,18 @@ CREATE TABLE recurring_sends (
 );
 CREATE INDEX recurring_sends_due_idx ON recurring_sends (next_run_at) WHERE enabled;
 
--- One row per occurrence queued. The primary key is the exactly-once guarantee: two
--- schedulers (a split brain, a stale leader) can never queue one occurrence twice.
+-- One row per occurrence queued. The unique (schedule, occurrence) is the exactly-once
+-- guarantee: two schedulers (a split brain, a stale leader) can never queue one
+-- occurrence twice. (`id` is the keyset of `mailer db prune`, which deletes old runs whose
+-- rows are gone: an occurrence before next_run_at can never be due again.)
 CREATE TABLE recurring_runs (
+    id             bigserial PRIMARY KEY,
     recurring_id   bigint NOT NULL REFERENCES recurring_sends (id) ON DELETE CASCADE,
     occurrence_at  timestamptz NOT NULL,
     -- how many occurrences this one stands for (missed ones collapse into the latest)
     missed         integer NOT NULL DEFAULT 1,
     queued_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (recurring_id, occurrence_at)
+    UNIQUE (recurring_id, occurrence_at)
 );
 
 -- The rows an occurrence queued point at it.

@@ -78,6 +78,7 @@ async def test_prune_keeps_the_24_hours_the_daily_limit_counts(sql, db):
         "send_logs": 0,
         "email_events": 0,
         "webhook_deliveries": 0,
+        "recurring_runs": 0,
     }
     assert sql.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 1
 
@@ -116,6 +117,7 @@ async def test_prune_deletes_old_terminal_rows_with_logs_and_events(sql, db):
         "send_logs": 1,
         "email_events": 1,
         "webhook_deliveries": 0,
+        "recurring_runs": 0,
     }
     assert result.batches >= 10 // 3 + 4  # bounded batches, plus one empty pass per table
     assert _ids(sql) == set(old_queued + old_sending + recent_sent)

@@ -18,6 +18,7 @@ import pytest
 
 from mailer.config import Settings
 from mailer.db import Database
+from mailer.prune import RetentionManager
 from mailer.recurring import RecurringSend, RecurringSends
 from mailer.recurring_scheduler import RecurringScheduler, fire, tick
 from tests.support.mailer_env import (
@@ -262,3 +263,21 @@ async def test_mailer_run_keeps_the_scheduler_which_queues_a_due_occurrence(sql,
     assert not advisory_lock_held(sql, SCHEDULER_LOCK)
     after = stored(sql, digest.id)
     assert after["next_run_at"] == after["last_run_at"] + minutes(1)
+
+
+async def test_prune_forgets_old_occurrences_whose_rows_are_gone(sql, db):
+    digest = schedule(sql)
+    for minute in (1, 2, 3):
+        await tick(db, T0 + minutes(minute))
+    rows = [r["id"] for r in sql.execute("SELECT id FROM email_queue ORDER BY id")]
+    sql.execute(
+        "UPDATE email_queue SET status = 'sent', sent_at = now() - interval '100 days', "
+        "created_at = now() - interval '100 days' WHERE id = ANY(%s)",
+        (rows[:2],),
+    )
+    sql.execute("UPDATE recurring_runs SET queued_at = now() - interval '100 days'")
+    result = await RetentionManager(db).prune(timedelta(days=90))
+    assert (result.deleted["email_queue"], result.deleted["recurring_runs"]) == (2, 2)
+    kept = sql.execute("SELECT occurrence_at FROM recurring_runs").fetchall()
+    assert [r["occurrence_at"] for r in kept] == [digest.next_run_at + minutes(2)]
+    assert (await tick(db, T0 + minutes(3))).fired == ()  # nothing comes back
