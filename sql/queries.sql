@@ -1290,8 +1290,8 @@ WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
 
 -- prune_recurring_runs_batch --
 -- `mailer db prune`: occurrences queued before the cutoff whose rows were pruned (or
--- deleted). Safe for exactly-once: each is before its schedule's next_run_at, which only
--- moves forward, so no scheduler can find it due again.
+-- deleted). Safe for exactly-once: an occurrence is queued once it is past, and
+-- next_run_at is always set to a time after the present, so it can never be due again.
 WITH doomed AS (
     SELECT r.id FROM recurring_runs AS r
     WHERE r.id > %(after_id)s AND r.queued_at < %(cutoff)s

@@ -30,7 +30,8 @@ CREATE INDEX recurring_sends_due_idx ON recurring_sends (next_run_at) WHERE enab
 -- One row per occurrence queued. The unique (schedule, occurrence) is the exactly-once
 -- guarantee: two schedulers (a split brain, a stale leader) can never queue one
 -- occurrence twice. (`id` is the keyset of `mailer db prune`, which deletes old runs whose
--- rows are gone: an occurrence before next_run_at can never be due again.)
+-- rows are gone: next_run_at is always set after the present, so a past occurrence can
+-- never be due again.)
 CREATE TABLE recurring_runs (
     id             bigserial PRIMARY KEY,
     recurring_id   bigint NOT NULL REFERENCES recurring_sends (id) ON DELETE CASCADE,
