@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -101,10 +101,6 @@ _COLUMNS = (
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def check_definition(
     body: object, *, reject_special_use: bool = False
 ) -> tuple[dict[str, Any], list[FieldError]]:
@@ -175,6 +171,12 @@ class RecurringSends:
         self.key = key
         self.reject_special_use = reject_special_use
 
+    def _now(self) -> datetime:
+        """The database's clock: the one the scheduler fires by."""
+        row = run_one(self.conn, "db_now")
+        assert row is not None
+        return row["now"]
+
     @property
     def _owner(self) -> int | None:
         return self.key.owner_filter if self.key is not None else None
@@ -188,7 +190,7 @@ class RecurringSends:
             errors.extend(EmailSubmissions(self.conn, self.key).resolve([row], ["/email"])[0])
         first = None
         if not errors:
-            first = _first_occurrence(found["cron"], found["timezone"], now or utcnow(), errors)
+            first = _first_occurrence(found["cron"], found["timezone"], now or self._now(), errors)
         if errors:
             raise RecurringInvalid(errors)
         stored = run_one(
@@ -246,7 +248,7 @@ class RecurringSends:
             "id": found.id,
             "cron": found.cron,
             "timezone": found.timezone,
-            "next_run_at": next_occurrence(recurrence, now or utcnow()),
+            "next_run_at": next_occurrence(recurrence, now or self._now()),
         }
         row = run_one(self.conn, "resume_recurring_send", params)
         return RecurringSend.from_row(row) if row else self.get(found.id)

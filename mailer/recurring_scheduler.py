@@ -37,7 +37,6 @@ from psycopg.types.json import Jsonb
 from mailer.config import Settings
 from mailer.db import Database, Row, wait_notifies
 from mailer.recurrence import DuePlan, Recurrence, RecurrenceError, next_occurrence, plan_due
-from mailer.recurring import utcnow
 from mailer.sql_queries import query
 
 log = logging.getLogger("mailer.recurring")
@@ -155,11 +154,12 @@ async def _skip(db: Database, schedule: Row, now: datetime, exc: Exception) -> N
 
 class RecurringScheduler:
     """``mailer recurring run``: lead (or stand by) and fire due schedules until stopped.
-    ``clock`` is injectable so tests need not wait for real minutes."""
+    Time is the database's clock (``now()``, the same for every host, whatever their
+    clocks say), unless a ``clock`` is given (tests: no waiting for real minutes)."""
 
     stop_timeout = 10.0
 
-    def __init__(self, settings: Settings, url: str, *, clock: Clock = utcnow) -> None:
+    def __init__(self, settings: Settings, url: str, *, clock: Clock | None = None) -> None:
         self.settings = settings
         self.url = url
         self.clock = clock
@@ -213,12 +213,11 @@ class RecurringScheduler:
                     self._wake.clear()  # a NOTIFY from now on wakes the sleep below
                     if listener.done():
                         listener.result()  # the session (and the lock) is gone: elect again
-                    result = await tick(
-                        db, self.clock(), batch_size=self.settings.recurring_batch_size
-                    )
+                    now = await self._now(db)
+                    result = await tick(db, now, batch_size=self.settings.recurring_batch_size)
                     _log_tick(result)
                     if result.due < self.settings.recurring_batch_size:
-                        await self._sleep(self._sleep_for(result.next_due))
+                        await self._sleep(self._sleep_for(result.next_due, now))
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
@@ -232,11 +231,18 @@ class RecurringScheduler:
         finally:
             self._wake.set()
 
-    def _sleep_for(self, next_due: datetime | None) -> float:
+    async def _now(self, db: Database) -> datetime:
+        if self.clock is not None:
+            return self.clock()
+        row = await db.fetch_one("db_now")
+        assert row is not None
+        return row["now"]
+
+    def _sleep_for(self, next_due: datetime | None, now: datetime) -> float:
         longest = self.settings.recurring_max_sleep_seconds
         if next_due is None:
             return longest
-        return max(0.0, min(longest, (next_due - self.clock()).total_seconds()))
+        return max(0.0, min(longest, (next_due - now).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         """Until ``seconds`` pass, a NOTIFY arrives (after the last ``_wake.clear()``) or
