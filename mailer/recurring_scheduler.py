@@ -91,7 +91,8 @@ QUEUERS: dict[str, Callable[[Conn, Row, DuePlan], Awaitable[tuple[int, ...]]]] =
 async def tick(db: Database, now: datetime, *, batch_size: int = 100) -> TickResult:
     """Fire every schedule due at ``now`` (up to ``batch_size``), each in its own
     transaction."""
-    due = await db.fetch_all("recurring_due", {"now": now, "limit": batch_size})
+    params = {"now": now, "limit": batch_size, "kinds": list(QUEUERS)}
+    due = await db.fetch_all("recurring_due", params)
     fired: list[Fired] = []
     failed = 0
     for row in due:
@@ -103,7 +104,7 @@ async def tick(db: Database, now: datetime, *, batch_size: int = 100) -> TickRes
             continue
         if done is not None:
             fired.append(done)
-    nxt = await db.fetch_one("recurring_next_due")
+    nxt = await db.fetch_one("recurring_next_due", {"kinds": params["kinds"]})
     return TickResult(tuple(fired), failed, len(due), nxt["next_run_at"] if nxt else None)
 
 

@@ -1235,13 +1235,15 @@ LISTEN mailer_recurring
 
 -- recurring_due --
 -- Read outside the firing transaction; each is then taken with recurring_advance's guard.
+-- Only kinds this scheduler can queue (an older version leaves newer kinds alone).
 SELECT id, cron, timezone, next_run_at FROM recurring_sends
-WHERE enabled AND next_run_at <= %(now)s
+WHERE enabled AND next_run_at <= %(now)s AND kind = ANY(%(kinds)s)
 ORDER BY next_run_at, id
 LIMIT %(limit)s
 
 -- recurring_next_due --
-SELECT min(next_run_at) AS next_run_at FROM recurring_sends WHERE enabled
+SELECT min(next_run_at) AS next_run_at FROM recurring_sends
+WHERE enabled AND kind = ANY(%(kinds)s)
 
 -- recurring_advance --
 -- Take a due schedule: only if nobody moved it since it was read (the guard is in this

@@ -281,3 +281,17 @@ async def test_prune_forgets_old_occurrences_whose_rows_are_gone(sql, db):
     kept = sql.execute("SELECT occurrence_at FROM recurring_runs").fetchall()
     assert [r["occurrence_at"] for r in kept] == [digest.next_run_at + minutes(2)]
     assert (await tick(db, T0 + minutes(3))).fired == ()  # nothing comes back
+
+
+async def test_a_kind_this_version_cannot_queue_is_left_alone(sql, db):
+    """A newer version's kind (say 'campaign', in a rolling upgrade) is not this
+    scheduler's to fire, nor to wait for."""
+    digest = schedule(sql)
+    sql.execute("ALTER TABLE recurring_sends DROP CONSTRAINT recurring_sends_kind_check")
+    sql.execute(
+        "INSERT INTO recurring_sends (name, kind, cron, timezone, payload, next_run_at) "
+        "VALUES ('newer', 'campaign', '* * * * *', 'UTC', '{}', %s)",
+        (T0 - minutes(5),),
+    )
+    result = await tick(db, T0)
+    assert (result.fired, result.due, result.next_due) == ((), 0, digest.next_run_at)
