@@ -295,3 +295,13 @@ async def test_a_kind_this_version_cannot_queue_is_left_alone(sql, db):
     )
     result = await tick(db, T0)
     assert (result.fired, result.due, result.next_due) == ((), 0, digest.next_run_at)
+
+
+async def test_removing_a_schedule_leaves_its_queued_rows(sql, db):
+    digest = schedule(sql)
+    await tick(db, T0 + minutes(1))
+    assert RecurringSends(sql).remove(digest.name)
+    row = sql.execute("SELECT status, recurring_id, recurring_at FROM email_queue").fetchone()
+    assert row == {"status": "queued", "recurring_id": None, "recurring_at": None}
+    assert sql.execute("SELECT count(*) AS n FROM recurring_runs").fetchone()["n"] == 0
+    assert (await tick(db, T0 + minutes(2))).fired == ()
