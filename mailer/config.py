@@ -165,8 +165,8 @@ class Settings:
     #: Longest sleep of the leading scheduler between two looks at due schedules (it
     #: wakes sooner for the earliest ``next_run_at`` or a change to a schedule).
     recurring_max_sleep_seconds: float = 30.0
-    #: How often a standing-by scheduler tries to take the lead (a dead leader's lock is
-    #: free as soon as its database session ends).
+    #: A standing-by scheduler waits on the leader's lock (it takes over the moment the
+    #: leader's session ends) in rounds this long, checking for a stop between them.
     recurring_standby_seconds: float = 5.0
     #: Due schedules fired per tick (each in its own transaction).
     recurring_batch_size: int = 100

@@ -1230,6 +1230,14 @@ LIMIT %(limit)s
 -- One scheduler per database: a session advisory lock on its own connection.
 SELECT pg_try_advisory_lock(734604, 1) AS locked
 
+-- wait_recurring_scheduler_lock --
+-- A standby waits for the lock (granted the moment the leader's session ends), for at
+-- most the session's lock_timeout (then LockNotAvailable: it checks for a stop, waits again).
+SELECT pg_advisory_lock(734604, 1)
+
+-- set_lock_timeout --
+SELECT set_config('lock_timeout', %(timeout)s, false)
+
 -- listen_mailer_recurring --
 LISTEN mailer_recurring
 

@@ -5,11 +5,14 @@
 CREATE TABLE recurring_sends (
     id            bigserial PRIMARY KEY,
     -- all digits is an id: a name must not look like one
-    name          text NOT NULL UNIQUE
+    name          text NOT NULL
+                  CONSTRAINT recurring_sends_name_unique UNIQUE
+                  CONSTRAINT recurring_sends_name_not_blank_nor_all_digits
                   CHECK (btrim(name) <> '' AND length(name) <= 200 AND name !~ '^[0-9]+$'),
     -- what one occurrence queues: 'email' (payload = one email_queue row's columns);
     -- a later migration may allow 'campaign'
-    kind          text NOT NULL DEFAULT 'email' CHECK (kind IN ('email')),
+    kind          text NOT NULL DEFAULT 'email'
+                  CONSTRAINT recurring_sends_kind_is_known CHECK (kind IN ('email')),
     cron          text NOT NULL,
     timezone      text NOT NULL,
     -- the validated request, template and account resolved (see mailer/recurring.py)
@@ -39,7 +42,7 @@ CREATE TABLE recurring_runs (
     -- how many occurrences this one stands for (missed ones collapse into the latest)
     missed         integer NOT NULL DEFAULT 1,
     queued_at      timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (recurring_id, occurrence_at)
+    CONSTRAINT recurring_runs_one_per_occurrence UNIQUE (recurring_id, occurrence_at)
 );
 
 -- The rows an occurrence queued point at it.

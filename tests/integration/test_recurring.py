@@ -149,7 +149,7 @@ async def test_one_scheduler_leads_and_another_takes_over_when_it_stops(sql, db_
     async with running_service(first):
         await wait_until(lambda: first.leading, message="a leader")
         async with running_service(second):
-            await asyncio.sleep(0.6)  # several standby attempts
+            await asyncio.sleep(0.6)  # several rounds of waiting on the lock
             assert not second.leading
             clock.now = T0 + minutes(1)
             sql.execute("SELECT pg_notify('mailer_recurring', '')")
@@ -287,7 +287,7 @@ async def test_a_kind_this_version_cannot_queue_is_left_alone(sql, db):
     """A newer version's kind (say 'campaign', in a rolling upgrade) is not this
     scheduler's to fire, nor to wait for."""
     digest = schedule(sql)
-    sql.execute("ALTER TABLE recurring_sends DROP CONSTRAINT recurring_sends_kind_check")
+    sql.execute("ALTER TABLE recurring_sends DROP CONSTRAINT recurring_sends_kind_is_known")
     sql.execute(
         "INSERT INTO recurring_sends (name, kind, cron, timezone, payload, next_run_at) "
         "VALUES ('newer', 'campaign', '* * * * *', 'UTC', '{}', %s)",
