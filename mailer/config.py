@@ -104,6 +104,12 @@ class Settings:
     web_routes: str = "all"
     #: HTTP API requests per API key and minute, across every web process.
     api_rate_limit_per_minute: int = 600
+    #: Largest CSV body of a campaign recipient upload (``POST /campaigns/{name}/recipients``,
+    #: read as a stream and COPYed into the queue); 413 above.
+    api_csv_max_bytes: int = 100 * 1024 * 1024
+    #: How long such an upload may take, body transfer included (its COPY runs that long;
+    #: every other API statement keeps ``tracking_db_timeout_seconds``).
+    api_csv_timeout_seconds: float = 900.0
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     #: A click this soon after the message was rendered (sent) is a scanner's.

@@ -439,6 +439,9 @@ class Worker:
         if mark.suppression_reason is not None:
             self._record_suppressed(row, self.session.now(), mark.suppression_reason)
             return Step.DONE
+        if mark.campaign_held:  # campaigns: paused or cancelled since the claim
+            await self.queue.release_held(row.id)
+            return Step.DONE
         if mark.account_changed:
             await self._refresh_account()
             return Step.AGAIN
