@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 
+import jsonschema
 import pytest
 
 from tests.support.api_env import auth, make_key
 from tests.support.tracking_env import tracking_app
+from tracking.api.openapi import document
 
 CSV = {"Content-Type": "text/csv"}
 
@@ -317,3 +319,27 @@ def test_list_pages_by_keyset_and_restricted_keys_see_their_own(client, sql, key
     assert client.get("/api/v1/campaigns/c0", headers=auth(pooled)).status_code == 404
     assert _post(client, pooled, "c0/pause").status_code == 404
     assert _rows(sql, "mine")[0]["pool"] == "vip"
+
+
+def _conforms(body, schema_name):
+    """``body`` matches its OpenAPI component schema (refs resolved in the document)."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document()["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def test_answers_match_the_openapi_schemas(client, sql, key):
+    created = _campaign(client, key, recipients=["a@example.org", "b@example.org"])
+    _conforms(created, "CampaignCreated")
+    sql.execute("UPDATE email_queue SET status = 'sent', sent_at = now()")
+    _conforms(
+        client.get("/api/v1/campaigns/spring", headers=auth(key)).get_json(), "CampaignSummary"
+    )
+    _conforms(client.get("/api/v1/campaigns", headers=auth(key)).get_json(), "CampaignPage")
+    report = client.post(
+        "/api/v1/campaigns/spring/recipients",
+        data="email\nc@example.org\nbad\n",
+        headers=auth(key, **CSV),
+    )
+    _conforms(report.get_json(), "CsvReport")
+    _conforms(_post(client, key, "spring/pause").get_json(), "Campaign")
+    _conforms(_post(client, key, "spring/cancel").get_json(), "CampaignCancelled")
