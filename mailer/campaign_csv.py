@@ -76,15 +76,16 @@ def read_recipients(
         raise CsvHeaderError("the CSV is empty: a header row with an 'email' column is needed")
     columns = parse_header(header)
     while True:
+        line = reader.line_num + 1  # where the record starts (a quoted field may span lines)
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield CsvProblem(reader.line_num, f"not CSV: {exc}")
+            yield CsvProblem(line, f"not CSV: {exc}")
             continue
         if any(f.strip() for f in fields):
-            yield recipient(fields, reader.line_num, columns, reject_special_use)
+            yield recipient(fields, line, columns, reject_special_use)
 
 
 def recipient(
