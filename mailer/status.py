@@ -24,7 +24,8 @@ class StrandedRows:
 
     ``reason`` is ``account_paused``, ``account_suspended`` or ``account_disabled`` (rows
     pinned to ``account_id``; ``pool`` is None) or ``pool_has_no_active_account`` (rows of
-    ``pool`` with no ``account_id``; the account fields are None)."""
+    ``pool`` with no ``account_id``; the account fields are None) or ``campaign_paused`` /
+    ``campaign_cancelled`` (rows of ``campaign``, paused or cancelled through the API)."""
 
     reason: str
     rows: int
@@ -33,6 +34,7 @@ class StrandedRows:
     account_email: str | None
     pool: str | None
     detail: str
+    campaign: str | None = None
 
 
 async def collect_status(db: Database) -> dict[str, Any]:
@@ -52,7 +54,9 @@ async def stranded_rows(db: Database) -> list[StrandedRows]:
 
 
 def _stranded(row: dict[str, Any]) -> StrandedRows:
-    if row["account_id"] is None:
+    if row["campaign"] is not None:
+        detail = f"campaign {row['campaign']!r} is {row['reason'].removeprefix('campaign_')}"
+    elif row["account_id"] is None:
         detail = f"pool {row['pool']!r} has no active account"
     else:
         detail = (
@@ -69,6 +73,7 @@ def _stranded(row: dict[str, Any]) -> StrandedRows:
         account_email=row["account_email"],
         pool=row["pool"],
         detail=detail,
+        campaign=row["campaign"],
     )
 
 

@@ -531,26 +531,41 @@ ORDER BY a.id
 -- Queued rows no worker will take as things stand, grouped with their reason: pinned to
 -- an account that is not active ('account_paused', 'account_suspended',
 -- 'account_disabled'), or in a pool without an active account
--- ('pool_has_no_active_account'). Rows pinned to a deleted account cannot exist (the
--- delete is refused, migration 0006). Both halves read the claim indexes.
+-- ('pool_has_no_active_account'), or (campaigns, 0013) of a paused or cancelled campaign
+-- ('campaign_paused', 'campaign_cancelled'; such rows are counted there only). Rows pinned
+-- to a deleted account cannot exist (the delete is refused, migration 0006). The first two
+-- halves read the claim indexes, the third the campaign index.
 SELECT 'account_' || a.status AS reason, a.id AS account_id, a.email AS account_email,
        a.status AS account_status, a.last_error AS account_last_error, NULL::text AS pool,
-       n.row_count, n.oldest_created_at
+       NULL::text AS campaign, n.row_count, n.oldest_created_at
 FROM sender_accounts AS a
 CROSS JOIN LATERAL (
     SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
     FROM email_queue AS q WHERE q.account_id = a.id AND q.status = 'queued'
+      AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                      WHERE held.campaign = q.campaign AND held.state <> 'active')
 ) AS n
 WHERE a.status <> 'active' AND n.row_count > 0
 UNION ALL
-SELECT 'pool_has_no_active_account', NULL, NULL, NULL, NULL, q.pool,
+SELECT 'pool_has_no_active_account', NULL, NULL, NULL, NULL, q.pool, NULL,
        count(*), min(q.created_at)
 FROM email_queue AS q
 WHERE q.status = 'queued' AND q.account_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM sender_accounts AS a
                   WHERE a.pool = q.pool AND a.status = 'active')
+  AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                  WHERE held.campaign = q.campaign AND held.state <> 'active')
 GROUP BY q.pool
-ORDER BY row_count DESC, account_id, pool
+UNION ALL
+SELECT 'campaign_' || c.state, NULL, NULL, NULL, NULL, NULL, c.campaign,
+       n.row_count, n.oldest_created_at
+FROM campaign_settings AS c
+CROSS JOIN LATERAL (
+    SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
+    FROM email_queue AS q WHERE q.campaign = c.campaign AND q.status = 'queued'
+) AS n
+WHERE c.state <> 'active' AND n.row_count > 0
+ORDER BY row_count DESC, account_id, pool, campaign
 
 -- ==== orchestrator ====
 
