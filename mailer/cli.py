@@ -23,13 +23,16 @@ from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces, imap_fields, imap_options
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_domains import dkim, dns_check
+from mailer.cli_errors import MailerGroup
 from mailer.cli_suppress import suppress
 from mailer.cli_webhooks import webhooks
 from mailer.config import Settings, load_settings
 from mailer.logs import setup_logging
 
 
-@click.group(context_settings={"auto_envvar_prefix": "MAILER", "show_default": True})
+@click.group(
+    cls=MailerGroup, context_settings={"auto_envvar_prefix": "MAILER", "show_default": True}
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -62,27 +65,45 @@ def db_migrate(ctx: Context) -> None:
     """Apply pending migrations (safe to run twice, or from two hosts at once)."""
     from mailer.migrate import migrate
 
-    applied = ctx.run_db(migrate)
+    applied = ctx.run_db(migrate, schema=False)
     click.echo("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
 @db.command("stop")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Stop it even while other live processes still use it (they lose their connections).",
+)
 @pass_ctx
-def db_stop(ctx: Context) -> None:
-    """Stop the embedded PostgreSQL under MAILER_HOME (it outlives the commands using it)."""
-    from mailer.db import stop_embedded_database
+def db_stop(ctx: Context, force: bool) -> None:
+    """Stop the embedded PostgreSQL under MAILER_HOME (it outlives the commands using it).
+    Refuses, naming them, while other live processes use it (unless --force)."""
+    from mailer.embedded import stop_embedded_database
 
     if ctx.settings.database_url:
         raise click.ClickException("DATABASE_URL is set: Mailer does not manage that server")
-    stopped = stop_embedded_database(ctx.settings.home)
-    click.echo("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running")
+    result = stop_embedded_database(ctx.settings.home, force=force)
+    if result.stale_pids:
+        click.echo(
+            "dropped ended processes from its list of users: "
+            + ", ".join(map(str, result.stale_pids)),
+            err=True,
+        )
+    if result.pid is None:
+        click.echo(f"no embedded PostgreSQL running in {ctx.settings.home}")
+    else:
+        click.echo(f"embedded PostgreSQL stopped (pid {result.pid})")
 
 
 @db.command("url")
 @pass_ctx
 def db_url(ctx: Context) -> None:
-    """Print the database URL in use (starting the embedded server if needed)."""
-    click.echo(ctx.url)
+    """Print the database URL in use (starting the embedded server if needed); on stderr,
+    where the embedded server keeps its data (MAILER_HOME)."""
+    if not ctx.settings.database_url:
+        click.echo(f"MAILER_HOME: {ctx.settings.home}", err=True)
+    click.echo(ctx.server_url)
 
 
 @db.command("prune")

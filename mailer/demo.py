@@ -54,7 +54,7 @@ DEMO_ACCOUNTS = (
 
 def run_demo(ctx: Context, *, emails: int, timeout: float) -> int:
     """Run the demo; 0 when every queued email was sent."""
-    server_url = ctx.url
+    server_url = ctx.server_url
     demo_url = make_conninfo(server_url, dbname=DEMO_DATABASE)
     sink_dir = Path(ctx.settings.home) / "sink"
     click.echo(

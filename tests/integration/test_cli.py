@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+
+import psutil
 
 from mailer.credentials import CredentialBox
+from tests.support.tracking_env import free_port
 
 
 def test_migrate_twice_is_a_no_op(mailer):
@@ -127,31 +132,53 @@ def test_status_counts_and_limits(mailer, sql):
     assert "1/1" in text and "1/2" in text and "at limit, frees at" in text
 
 
-def test_db_stop_stops_the_embedded_server(tmp_path):
+def test_db_stop_stops_the_embedded_server_even_after_a_user_was_killed(tmp_path):
     home = tmp_path / "h"
     env = os.environ | {"DATABASE_URL": "", "MAILER_HOME": str(home), "MAILER_SECRET_KEY": "k"}
+    cmd = [sys.executable, "-m", "mailer"]
 
-    def mailer_cmd(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            env=env,
-            timeout=60,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout
+    def mailer_cmd(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*cmd, *args], env=env, timeout=60, capture_output=True, text=True)
+        assert done.returncode == code, done.stderr
+        return done
 
-    assert "host=" in mailer_cmd("db", "url")  # starts the embedded server, which stays up
+    assert "host=" in mailer_cmd("db", "url").stdout  # starts the server, which stays up
+    pgdata = home / "pgdata"
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    web = subprocess.Popen(
+        [*cmd, "web", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        assert (home / "pgdata" / "postmaster.pid").exists()
-        assert mailer_cmd("db", "stop") == "embedded PostgreSQL stopped\n"
-        assert not (home / "pgdata" / "postmaster.pid").exists()
-        assert mailer_cmd("db", "stop") == "no embedded PostgreSQL running\n"
+        deadline = time.monotonic() + 30
+        while web.pid not in json.loads((pgdata / ".handle_pids.json").read_text()):
+            assert time.monotonic() < deadline and web.poll() is None
+            time.sleep(0.1)
+        refused = mailer_cmd("db", "stop", code=1).stderr
+        assert f"in use by process(es) {web.pid}: stop them first, or use --force" in refused
+        assert running(postmaster)
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "mailer", "db", "stop"], env=env, timeout=60, capture_output=True
-        )
+        web.send_signal(signal.SIGTERM)  # ends without running atexit: its pid stays listed
+        web.wait(timeout=30)
+    try:
+        assert web.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+        done = mailer_cmd("db", "stop")
+        assert done.stdout == f"embedded PostgreSQL stopped (pid {postmaster})\n"
+        assert str(web.pid) in done.stderr  # the stale user it dropped
+        assert not running(postmaster)
+        assert mailer_cmd("db", "stop").stdout == f"no embedded PostgreSQL running in {home}\n"
+    finally:
+        subprocess.run([*cmd, "db", "stop", "--force"], env=env, timeout=60, capture_output=True)
+
+
+def running(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_db_stop_leaves_an_external_server_alone(mailer):
