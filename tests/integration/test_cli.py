@@ -253,3 +253,45 @@ def test_status_shows_the_adaptive_rates(mailer, sql):
     assert account["rate_per_minute"] == 5.0
     assert account["destination_rates"] == {"gmail": 2.5}
     assert "shaped: rate 5.0/min, gmail 2.5/min" in mailer("status")
+
+
+def test_accounts_add_says_what_is_wrong_and_burns_no_id(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    add = ("accounts", "add", "--smtp-host", "h", "--email")
+    out = mailer(*add, "A@Shop.example", code=1)
+    assert "account 1 already sends as A@Shop.example (smtp)" in out
+    assert "Traceback" not in out and "UniqueViolation" not in out
+    assert "invalid --email 'not-an-address'" in mailer(*add, "not-an-address", code=1)
+    out = mailer(*add, "b@shop.example", "--daily-limit", "-5", "--smtp-port", "70000", code=1)
+    assert "--daily-limit must be 0 or more, not -5" in out
+    assert "--smtp-port must be a port from 1 to 65535, not 70000" in out
+    assert "--ehlo-hostname 'bad name'" in mailer(
+        *add, "b@shop.example", "--ehlo-hostname", "bad name", code=1
+    )
+    assert mailer(*add, "b@shop.example").startswith("added account 2 ")  # no id burnt
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 2
+
+
+def test_accounts_remove_refuses_while_rows_are_pinned(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    sql.execute(
+        "INSERT INTO email_queue (to_address, subject, html_body, account_id) "
+        "VALUES ('x@example.org', 's', 'b', 1)"
+    )
+    out = mailer("accounts", "remove", "1", code=1)
+    assert out.startswith(
+        "Error: cannot remove: account 1 <a@shop.example> has 1 queued or sending rows pinned"
+    )
+    assert len(out.strip().splitlines()) == 1
+    sql.execute("UPDATE email_queue SET status = 'cancelled'")
+    assert mailer("accounts", "remove", "1") == "removed account 1 <a@shop.example>\n"
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 0
+    assert "no sender account with id 1" in mailer("accounts", "remove", "1", code=1)
+
+
+def test_accounts_edit_display_name_and_pool(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    out = mailer("accounts", "edit", "1", "--display-name", "Shop", "--pool", "marketing")
+    assert "display_name Shop, pool marketing" in out
+    row = sql.execute("SELECT display_name, pool FROM sender_accounts").fetchone()
+    assert row == {"display_name": "Shop", "pool": "marketing"}
