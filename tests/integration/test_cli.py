@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import psutil
 
@@ -295,3 +296,13 @@ def test_accounts_edit_display_name_and_pool(mailer, sql):
     assert "display_name Shop, pool marketing" in out
     row = sql.execute("SELECT display_name, pool FROM sender_accounts").fetchone()
     assert row == {"display_name": "Shop", "pool": "marketing"}
+
+
+def test_every_json_output_writes_iso_8601_times(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    sql.execute("UPDATE sender_accounts SET backoff_until = now() + interval '1 hour'")
+    mailer("suppress", "add", "x@example.org")
+    [account] = json.loads(mailer("accounts", "list", "--json"))
+    [suppression] = json.loads(mailer("suppress", "list", "--json"))
+    for value in (account["backoff_until"], suppression["created_at"]):
+        assert "T" in value and datetime.fromisoformat(value).utcoffset() is not None
