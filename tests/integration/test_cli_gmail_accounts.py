@@ -93,3 +93,8 @@ def test_check_an_smtp_account(mailer) -> None:
     )  # fmt: skip
     assert unreachable.startswith("added account 3")
     assert "FAILED  connect: " in mailer("accounts", "check", "3", code=1)
+    with ScriptedSMTPServer() as plain:  # offers no STARTTLS, like `mailer sink`
+        mailer("accounts", "add", "--email", "p@example.com", "--smtp-host", plain.host,
+               "--smtp-port", str(plain.port))  # fmt: skip
+        out = mailer("accounts", "check", "4", code=1)
+    assert "FAILED  STARTTLS: " in out and "`mailer accounts edit 4 --smtp-security none`" in out
