@@ -149,9 +149,10 @@ def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
     from mailer.senders.smtp import warn_if_not_fully_qualified
     from mailer.worker import Worker
 
+    url = ctx.url  # the database first: a wrong one is the only line said
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     settings = ctx.settings.with_overrides(batch_size=batch_size)
-    code = run_until_signalled(Worker(settings, ctx.url, account_id), settings)
+    code = run_until_signalled(Worker(settings, url, account_id), settings)
     sys.exit(code)
 
 
@@ -195,8 +196,9 @@ def run(ctx: Context) -> None:
     from mailer.senders.smtp import warn_if_not_fully_qualified
     from orchestrator.supervisor import Orchestrator, default_companions
 
+    url = ctx.url  # the database first: a wrong one is the only line said
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
-    service = Orchestrator(ctx.settings, ctx.url, companions=default_companions(ctx.settings))
+    service = Orchestrator(ctx.settings, url, companions=default_companions(ctx.settings))
     sys.exit(run_until_signalled(service, ctx.settings))
 
 
@@ -216,6 +218,7 @@ def web(ctx: Context, host: str, port: int, routes: str | None) -> None:
     production, with MAILER_WEB_ROUTES choosing the routes)."""
     from tracking import create_app
 
+    require_free_port(host, port)
     config = {"DATABASE_URL": ctx.url, "SETTINGS": ctx.settings, "WEB_ROUTES": routes}
     app = create_app(config)
     app.run(host=host, port=port)
@@ -247,6 +250,7 @@ def sink(
     """Run a local SMTP server that stores what it receives as .eml files."""
     from mailer.sink import run_sink
 
+    require_free_port(host, port)
     run_sink(host, port, directory or ctx.settings.home / "sink", discard, quiet)
 
 
@@ -259,6 +263,15 @@ def status(ctx: Context, as_json: bool) -> None:
 
     report = ctx.run_db(collect_status)
     click.echo(to_json(report) if as_json else format_status(report))
+
+
+def require_free_port(host: str, port: int, option: str = "--port") -> None:
+    """Stop here, in one line naming the port and its holder, if it is taken."""
+    from mailer.ports import port_in_use
+
+    problem = port_in_use(host, port)
+    if problem:
+        raise click.ClickException(f"{problem}: choose another with {option}")
 
 
 @main.command()
@@ -276,12 +289,43 @@ def status(ctx: Context, as_json: bool) -> None:
     envvar="MAILER_DEMO_TIMEOUT",
     help="Give up after this many seconds.",
 )
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="MAILER_DEMO_WEB_PORT",
+    help="Port of the tracking app [default: MAILER_BASE_URL's (8025) when free, else any].",
+)
+@click.option(
+    "--sink-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    envvar="MAILER_DEMO_SINK_PORT",
+    help="Port of the demo's SMTP sink (0: any free port).",
+)
 @pass_ctx
-def demo(ctx: Context, emails: int, timeout: float) -> None:
-    """Embedded PostgreSQL, local sink, two demo accounts, a few hundred emails, sent."""
+def demo(ctx: Context, emails: int, timeout: float, web_port: int | None, sink_port: int) -> None:
+    """Embedded PostgreSQL, local sink, two demo accounts, a few hundred emails, sent.
+    Its ports are checked before anything is created."""
     from mailer.demo import run_demo
 
-    sys.exit(run_demo(ctx, emails=emails, timeout=timeout))
+    for option, port in (("--web-port", web_port), ("--sink-port", sink_port)):
+        if port:
+            require_free_port("127.0.0.1", port, option)
+    if web_port is None:
+        _note_busy_default_web_port(ctx.settings)
+    sys.exit(run_demo(ctx, emails=emails, timeout=timeout, web_port=web_port, sink_port=sink_port))
+
+
+def _note_busy_default_web_port(settings: Settings) -> None:
+    from urllib.parse import urlsplit
+
+    from mailer.ports import port_in_use
+
+    port = urlsplit(settings.base_url).port
+    problem = port_in_use("127.0.0.1", port) if port else None
+    if problem:
+        click.echo(f"note: {problem}; the tracking app takes a free port (or --web-port)", err=True)
 
 
 main.add_command(accounts)

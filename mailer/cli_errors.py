@@ -30,10 +30,10 @@ def describe(exc: BaseException) -> str:
         return one_line(exc)
     if isinstance(exc, SCHEMA_ERRORS):
         return f"database schema does not match this Mailer ({one_line(exc)}): {MIGRATE_HINT}"
+    if isinstance(exc, PoolTimeout):  # an OperationalError without diagnostics
+        return f"cannot connect to the database: {one_line(exc)}"
     if isinstance(exc, psycopg.Error):
         return _database_error(exc)
-    if isinstance(exc, PoolTimeout):
-        return f"cannot connect to the database: {one_line(exc)}"
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
