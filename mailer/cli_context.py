@@ -4,10 +4,12 @@ Command modules (``mailer.cli`` and the groups it registers) take it with ``@pas
 
 Before a command touches the database, one probe connection (bounded by
 ``MAILER_CONNECT_TIMEOUT_SECONDS``) checks that the server answers and that the Mailer
-schema is there and current, so a wrong ``DATABASE_URL`` or an unmigrated database ends
-the command at once with one line saying so. The embedded database (``DATABASE_URL``
-unset) is Mailer's own: a missing or older schema there is migrated automatically, with a
-note on stderr. A database named by ``DATABASE_URL`` is never migrated implicitly.
+schema is there, so a wrong ``DATABASE_URL`` or an unmigrated database ends the command
+at once with one line saying so (exit 75, so the orchestrator restarts a worker that met
+it without blaming its account); an older schema is a warning (a rolling upgrade). The
+embedded database (``DATABASE_URL`` unset) is Mailer's own: a missing or older schema
+there is migrated automatically, with a note on stderr. A database named by
+``DATABASE_URL`` is never migrated implicitly.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from typing import TypeVar
 import click
 
 from mailer.config import Settings
-from mailer.db import Database, applied_migrations, resolve_database_url
+from mailer.db import Database, DatabaseUnavailable, applied_migrations, resolve_database_url
 from mailer.sql_queries import migration_scripts
 
 T = TypeVar("T")
 
 MIGRATE_HINT = "run `mailer db migrate`"
+#: Exit status when the database cannot be used (EX_TEMPFAIL, the worker's
+#: ``EXIT_DB_UNAVAILABLE``): the orchestrator restarts such a worker without counting it
+#: against its account.
+EXIT_DATABASE_UNUSABLE = 75
+
+
+class DatabaseUnusable(click.ClickException):
+    """The database cannot be reached or has no Mailer schema: one line, exit 75."""
+
+    exit_code = EXIT_DATABASE_UNUSABLE
 
 
 class Context:
@@ -49,7 +61,10 @@ class Context:
         ``db url`` and ``demo``, which create or migrate the schema themselves."""
         if self._server_url is None:
             url = resolve_database_url(self.settings)
-            self._applied = applied_migrations(url, self.settings.connect_timeout_seconds)
+            try:
+                self._applied = applied_migrations(url, self.settings.connect_timeout_seconds)
+            except DatabaseUnavailable as exc:
+                raise DatabaseUnusable(str(exc)) from None
             self._server_url = url
         return self._server_url
 
@@ -77,10 +92,11 @@ class Context:
             self._run(url, migrate)
             return
         if applied is None:
-            raise click.ClickException(f"database has no Mailer schema: {MIGRATE_HINT}")
-        raise click.ClickException(
-            f"database schema is behind this Mailer ({len(pending)} pending migrations, "
-            f"{pending[0]} first): {MIGRATE_HINT}"
+            raise DatabaseUnusable(f"database has no Mailer schema: {MIGRATE_HINT}")
+        click.echo(  # a rolling upgrade may run new code a moment before the migration
+            f"warning: database schema is behind this Mailer ({len(pending)} pending "
+            f"migrations, {pending[0]} first): {MIGRATE_HINT}",
+            err=True,
         )
 
     def run_db(self, fn: Callable[[Database], Awaitable[T]], *, schema: bool = True) -> T:

@@ -307,3 +307,12 @@ def test_every_json_output_writes_iso_8601_times(mailer, sql):
     [suppression] = json.loads(mailer("suppress", "list", "--json"))
     for value in (account["backoff_until"], suppression["created_at"]):
         assert "T" in value and datetime.fromisoformat(value).utcoffset() is not None
+
+
+def test_a_schema_behind_the_code_is_a_warning_not_a_failure(mailer, sql):
+    sql.execute(
+        "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"
+    )
+    out = mailer("status")
+    assert out.startswith("warning: database schema is behind this Mailer (1 pending migrations")
+    assert "run `mailer db migrate`" in out and "queue:" in out

@@ -7,8 +7,14 @@ import pytest
 from click.testing import CliRunner
 from psycopg_pool import PoolTimeout
 
+from mailer.cli_context import EXIT_DATABASE_UNUSABLE
 from mailer.cli_errors import MailerGroup, describe
 from mailer.errors import MailerError
+from mailer.worker import EXIT_DB_UNAVAILABLE
+
+
+def test_an_unusable_database_exits_as_the_orchestrator_expects():
+    assert EXIT_DATABASE_UNUSABLE == EXIT_DB_UNAVAILABLE  # restarted, not counted as a crash
 
 
 def test_each_kind_of_error_is_one_line():
