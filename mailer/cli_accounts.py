@@ -245,7 +245,7 @@ def accounts_edit(
     with account_errors():
         check_account({**fields, **imap, **profile})
     changes = [*fields.values(), *imap.values(), *profile.values(), smtp_password, gmail]
-    if not clear and not no_imap and all(v is None for v in changes):
+    if not (clear or no_imap or prompt_password) and all(v is None for v in changes):
         raise click.UsageError("nothing to change: give a setting to change (see --help)")
     if prompt_password:
         smtp_password = click.prompt("SMTP password", hide_input=True)

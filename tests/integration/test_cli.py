@@ -297,6 +297,9 @@ def test_accounts_edit_display_name_and_pool(mailer, sql):
     assert "display_name Shop, pool marketing" in out
     row = sql.execute("SELECT display_name, pool FROM sender_accounts").fetchone()
     assert row == {"display_name": "Shop", "pool": "marketing"}
+    mailer("accounts", "edit", "1", "--prompt-password", input="typed-pw\n")  # only that
+    token = sql.execute("SELECT smtp_password_encrypted FROM sender_accounts").fetchone()
+    assert CredentialBox("test-secret-key").decrypt(token["smtp_password_encrypted"]) == "typed-pw"
 
 
 def test_every_json_output_writes_iso_8601_times(mailer, sql):
