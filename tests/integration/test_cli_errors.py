@@ -120,7 +120,8 @@ def run_cli(tmp_path: Path) -> Iterator[Any]:
             "MAILER_CONNECT_TIMEOUT_SECONDS": "2",
         }
         started = time.monotonic()
-        result = runner.invoke(main, args, env=env, input="", catch_exceptions=False)
+        answers = "Secret-passw0rd-1\n" * 4  # any prompt (a password and its confirmation)
+        result = runner.invoke(main, args, env=env, input=answers, catch_exceptions=False)
         took = time.monotonic() - started
         where = f"mailer {' '.join(args)}: {result.output}"
         assert result.exit_code != 0, where
