@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from mailer.db import Database
@@ -78,12 +78,12 @@ def _stranded(row: dict[str, Any]) -> StrandedRows:
 
 
 def to_json(report: dict[str, Any]) -> str:
-    """``report`` as indented JSON, timestamps in ISO 8601."""
+    """``report`` as indented JSON, timestamps in ISO 8601 (what every ``--json`` prints)."""
     return json.dumps(report, indent=2, default=_json_value)
 
 
 def _json_value(value: object) -> str:
-    if isinstance(value, datetime):
+    if isinstance(value, date | time):  # datetime too: ISO 8601 with its UTC offset
         return value.isoformat()
     return str(value)
 

@@ -154,7 +154,7 @@ class Worker:
             return True
         cur = await listener.execute(query("account_lock_holder"), {"account_id": self.account_id})
         holder = await cur.fetchone()
-        log.error(
+        log.info(  # expected (a second host, a restart overlapping): not an error
             "account %s is already being sent by another worker (database backend pid %s); exiting",
             self.account_id,
             holder["pid"] if holder else "?",

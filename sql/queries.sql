@@ -1398,3 +1398,29 @@ WHERE q.campaign = %(name)s
 GROUP BY 1
 ORDER BY unique_clicks DESC, clicks DESC, url
 LIMIT %(limit)s
+
+-- ---------------------------------------------------------------------------------------
+-- CLI: account validation, removal, Gmail and profile edits (mailer accounts add|edit|remove)
+
+-- account_email_taken --
+-- The account that already sends as this address on this backend (the unique index is on
+-- lower(email), backend), checked before an INSERT so a duplicate burns no id.
+SELECT id FROM sender_accounts WHERE lower(email) = lower(%(email)s) AND backend = %(backend)s
+
+-- delete_account --
+-- The 0006 trigger refuses while queued or sending rows are pinned to the account.
+DELETE FROM sender_accounts WHERE id = %(account_id)s RETURNING id, email
+
+-- edit_account_profile --
+-- `mailer accounts edit`: display name, pool and (Gmail accounts only) the credentials;
+-- NULL keeps a value.
+UPDATE sender_accounts
+SET display_name = COALESCE(%(display_name)s, display_name),
+    pool = COALESCE(%(pool)s, pool),
+    gmail_credentials_encrypted = COALESCE(%(gmail_credentials_encrypted)s,
+                                           gmail_credentials_encrypted),
+    gmail_project = COALESCE(%(gmail_project)s, gmail_project),
+    updated_at = now()
+WHERE id = %(account_id)s
+  AND (%(gmail_credentials_encrypted)s::text IS NULL OR backend = 'gmail')
+RETURNING *
