@@ -1171,3 +1171,194 @@ SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id
+
+-- ==== admin console (/admin: tracking/admin, mailer/admin_*.py, mailer/console_queries.py) ====
+
+-- admin_create_user --
+INSERT INTO admin_users (email, password_hash) VALUES (%(email)s, %(password_hash)s)
+ON CONFLICT DO NOTHING
+RETURNING id, email
+
+-- admin_set_password --
+UPDATE admin_users SET password_hash = %(password_hash)s, updated_at = now()
+WHERE lower(email) = lower(%(email)s)
+RETURNING id, email
+
+-- admin_user_by_email --
+SELECT id, email, password_hash, disabled_at FROM admin_users
+WHERE lower(email) = lower(%(email)s)
+
+-- admin_login_failures --
+-- Failed logins in the window, for this address and from this IP.
+SELECT count(*) FILTER (WHERE lower(email) = lower(%(email)s)) AS by_email,
+       count(*) FILTER (WHERE ip = %(ip)s) AS by_ip
+FROM login_attempts
+WHERE NOT succeeded AND created_at > now() - make_interval(secs => %(window_seconds)s)
+  AND (lower(email) = lower(%(email)s) OR ip = %(ip)s)
+
+-- admin_record_login_attempt --
+INSERT INTO login_attempts (email, ip, succeeded) VALUES (%(email)s, %(ip)s, %(succeeded)s)
+
+-- admin_prune_login_attempts --
+DELETE FROM login_attempts WHERE created_at < now() - interval '1 day'
+
+-- admin_create_session --
+INSERT INTO admin_sessions (token_hash, user_id, csrf_token, ip, expires_at)
+VALUES (%(token_hash)s, %(user_id)s, %(csrf_token)s, %(ip)s,
+        now() + make_interval(secs => %(lifetime_seconds)s))
+
+-- admin_delete_session --
+DELETE FROM admin_sessions WHERE token_hash = %(token_hash)s
+
+-- admin_prune_sessions --
+DELETE FROM admin_sessions WHERE expires_at < now()
+
+-- admin_session --
+-- The live session of a token, with its user (not disabled).
+SELECT s.user_id, s.csrf_token, u.email
+FROM admin_sessions AS s JOIN admin_users AS u ON u.id = s.user_id
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > now() AND u.disabled_at IS NULL
+
+-- admin_audit_insert --
+INSERT INTO admin_audit_log (admin_user_id, admin_email, action, target, before, after, ip)
+VALUES (%(admin_user_id)s, %(admin_email)s, %(action)s, %(target)s, %(before)s, %(after)s,
+        %(ip)s)
+RETURNING id
+
+-- admin_audit_page --
+-- Newest first, keyset pagination below %(cursor)s.
+SELECT id, admin_email, action, target, before, after, ip, created_at
+FROM admin_audit_log
+WHERE (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- console_sends_per_minute --
+-- Counted sends per minute over the last 24 h (minutes without a send are absent).
+SELECT date_trunc('minute', created_at) AS minute, count(*) AS sends
+FROM send_logs
+WHERE counted AND created_at > now() - interval '24 hours'
+GROUP BY 1
+ORDER BY 1
+
+-- console_live_counters --
+-- What the overview polls: sends in the last minute and hour.
+SELECT count(*) FILTER (WHERE created_at > now() - interval '1 minute') AS sent_last_minute,
+       count(*) AS sent_last_hour
+FROM send_logs
+WHERE counted AND created_at > now() - interval '1 hour'
+
+-- console_recent_errors --
+-- The latest failed attempts (any outcome but sent).
+SELECT l.id, l.queue_id, l.account_id, a.email AS account_email, l.outcome, l.code,
+       l.response, l.created_at
+FROM send_logs AS l LEFT JOIN sender_accounts AS a ON a.id = l.account_id
+WHERE l.outcome <> 'sent'
+ORDER BY l.id DESC
+LIMIT %(limit)s
+
+-- console_search_messages --
+-- Message search, newest first, keyset pagination on id below %(cursor)s. Every filter
+-- is optional; the address matches case-insensitively (email_queue_to_lower_idx).
+SELECT q.id, q.to_address, q.to_name, q.subject, q.status, q.campaign, q.pool, q.attempts,
+       q.message_id, q.last_error, q.created_at, q.sent_at
+FROM email_queue AS q
+WHERE (%(cursor)s::bigint IS NULL OR q.id < %(cursor)s)
+  AND (%(to)s::text IS NULL OR lower(q.to_address) = lower(%(to)s))
+  AND (%(campaign)s::text IS NULL OR q.campaign = %(campaign)s)
+  AND (%(status)s::text IS NULL OR q.status = %(status)s)
+  AND (%(message_id)s::text IS NULL OR q.message_id = %(message_id)s)
+  AND (%(since)s::timestamptz IS NULL OR q.created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR q.created_at < %(until)s)
+ORDER BY q.id DESC
+LIMIT %(limit)s
+
+-- console_message --
+-- One row with its template's parts (what the renderer needs) and account addresses.
+SELECT q.*, t.subject AS template_subject, t.html_body AS template_html_body,
+       t.text_body AS template_text_body, a.email AS sent_by_email
+FROM email_queue AS q
+LEFT JOIN templates AS t ON t.id = q.template_id
+LEFT JOIN sender_accounts AS a ON a.id = q.sent_by_account_id
+WHERE q.id = %(id)s
+
+-- console_message_attempts --
+SELECT l.id, l.account_id, a.email AS account_email, l.outcome, l.code, l.response,
+       l.duration_ms, l.created_at
+FROM send_logs AS l LEFT JOIN sender_accounts AS a ON a.id = l.account_id
+WHERE l.queue_id = %(id)s
+ORDER BY l.id
+
+-- console_message_bounces --
+SELECT id, kind, subject, raw, received_at
+FROM bounce_messages WHERE id = ANY(%(ids)s)
+ORDER BY id
+
+-- console_message_account --
+-- The account a row's preview is rendered as: the one that sent it, else its pinned one,
+-- else an account of its pool.
+SELECT a.* FROM sender_accounts AS a
+WHERE a.id = %(sent_by)s OR a.id = %(account_id)s OR a.pool = %(pool)s
+ORDER BY (a.id = %(sent_by)s) DESC NULLS LAST, (a.id = %(account_id)s) DESC NULLS LAST, a.id
+LIMIT 1
+
+-- console_cancel_messages --
+-- Cancel the queued rows among %(ids)s (the others are left as they are).
+UPDATE email_queue SET status = 'cancelled', last_error = %(reason)s
+WHERE id = ANY(%(ids)s) AND status = 'queued'
+RETURNING id
+
+-- console_retry_messages --
+-- Queue again the failed rows among %(ids)s, with fresh attempts.
+UPDATE email_queue
+SET status = 'queued', attempts = 0, next_attempt_at = NULL, scheduled_at = now(),
+    last_error = %(reason)s || COALESCE(last_error, 'no error recorded')
+WHERE id = ANY(%(ids)s) AND status = 'failed'
+RETURNING id
+
+-- console_bounce_raw --
+SELECT b.id, b.kind, b.subject, b.decisions, b.received_at, b.account_id,
+       a.email AS account_email, b.raw
+FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
+WHERE b.id = %(id)s
+
+-- console_campaigns --
+-- Every campaign's rows by state, newest campaign first.
+SELECT campaign, count(*) AS total,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
+       min(created_at) AS first_queued_at, max(sent_at) AS last_sent_at
+FROM email_queue
+WHERE campaign IS NOT NULL
+GROUP BY campaign
+ORDER BY max(id) DESC
+LIMIT %(limit)s
+
+-- console_campaign_engagement --
+-- One campaign's events: distinct messages per type, people apart from suspected bots.
+SELECT e.type,
+       count(DISTINCT e.queue_id) FILTER (WHERE NOT e.suspected_bot) AS people,
+       count(DISTINCT e.queue_id) FILTER (WHERE e.suspected_bot) AS bots
+FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
+WHERE q.campaign = %(campaign)s
+GROUP BY e.type
+
+-- console_campaign_top_links --
+SELECT e.data->>'url' AS url, count(DISTINCT e.queue_id) AS people
+FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
+WHERE q.campaign = %(campaign)s AND e.type = 'click' AND NOT e.suspected_bot
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT %(limit)s
+
+-- console_campaign_recipients --
+-- Who opened, clicked or bounced (%(type)s), first time, bots left out.
+SELECT q.to_address AS email, q.to_name AS name, q.id AS queue_id,
+       min(e.created_at) AS first_at, count(*) AS events
+FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
+WHERE q.campaign = %(campaign)s AND e.type = %(type)s AND NOT e.suspected_bot
+GROUP BY q.id
+ORDER BY q.id

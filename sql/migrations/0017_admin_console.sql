@@ -1,0 +1,61 @@
+-- The operator console (/admin): its users, their sessions, login attempts (rate limits)
+-- and the audit log of every change made through it.
+
+CREATE TABLE admin_users (
+    id             bigserial PRIMARY KEY,
+    email          text NOT NULL CONSTRAINT admin_users_email_check
+                       CHECK (position('@' IN email) > 1),
+    -- argon2id, in the PHC string format argon2-cffi writes ($argon2id$v=19$m=...)
+    password_hash  text NOT NULL CONSTRAINT admin_users_password_hash_check
+                       CHECK (password_hash LIKE '$argon2id$%'),
+    disabled_at    timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX admin_users_email_key ON admin_users (lower(email));
+
+-- Server-side sessions: the cookie holds a random token, only its SHA-256 is stored here.
+-- A login always creates a new row (the id never survives a login: no fixation).
+CREATE TABLE admin_sessions (
+    token_hash     bytea PRIMARY KEY,
+    user_id        bigint NOT NULL REFERENCES admin_users (id) ON DELETE CASCADE,
+    csrf_token     text NOT NULL,
+    ip             text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    last_seen_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz NOT NULL
+);
+CREATE INDEX admin_sessions_user_idx ON admin_sessions (user_id);
+CREATE INDEX admin_sessions_expires_idx ON admin_sessions (expires_at);
+
+-- Every login attempt, for the per-address and per-IP rate limits.
+CREATE TABLE login_attempts (
+    id          bigserial PRIMARY KEY,
+    email       text NOT NULL,
+    ip          text NOT NULL,
+    succeeded   boolean NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX login_attempts_email_idx ON login_attempts (lower(email), created_at);
+CREATE INDEX login_attempts_ip_idx ON login_attempts (ip, created_at);
+
+-- Who changed what through the console, with the values before and after.
+CREATE TABLE admin_audit_log (
+    id             bigserial PRIMARY KEY,
+    admin_user_id  bigint REFERENCES admin_users (id) ON DELETE SET NULL,
+    admin_email    text NOT NULL,
+    action         text NOT NULL,
+    target         text NOT NULL,
+    before         jsonb,
+    after          jsonb,
+    ip             text,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX admin_audit_log_created_idx ON admin_audit_log (created_at DESC, id DESC);
+
+-- Console message search: by recipient (case-insensitive) and by creation time, newest
+-- first (keyset pagination on id).
+CREATE INDEX email_queue_to_lower_idx ON email_queue (lower(to_address), id);
+CREATE INDEX email_queue_created_idx ON email_queue (created_at, id);
+-- Sends per minute over 24 h (overview chart).
+CREATE INDEX send_logs_created_idx ON send_logs (created_at) WHERE counted;
