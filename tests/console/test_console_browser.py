@@ -42,6 +42,12 @@ def smtp() -> Iterator[ScriptedSMTPServer]:
         yield server
 
 
+@pytest.fixture
+def start_worker(settings: Settings, db_url: str, tmp_path: Path) -> Callable[[int], Any]:
+    """Runs a real worker subprocess for an account, as a context manager."""
+    return lambda account_id: worker_process(settings, db_url, account_id, tmp_path / "w.log")
+
+
 def eventually(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -66,13 +72,7 @@ def sent(sql: psycopg.Connection) -> int:
 
 
 def test_live_counter_moves_and_an_edited_limit_is_applied(
-    page: Any,
-    base: str,
-    sql: psycopg.Connection,
-    smtp: ScriptedSMTPServer,
-    settings: Settings,
-    db_url: str,
-    tmp_path: Path,
+    page: Any, base: str, sql: psycopg.Connection, smtp: ScriptedSMTPServer, start_worker: Any
 ):
     acct = add_account(sql, smtp, daily_limit=2, min_delay_ms=200)
     insert_emails(sql, 6)
@@ -80,7 +80,7 @@ def test_live_counter_moves_and_an_edited_limit_is_applied(
     counter = page.locator("[data-live=sent]")
     assert counter.inner_text() == "0"
     page.evaluate("window.notReloaded = true")
-    with worker_process(settings, db_url, acct, tmp_path / "worker.log"):
+    with start_worker(acct):
         expect(counter).to_have_text("2", timeout=20_000)
         assert page.evaluate("window.notReloaded") is True  # updated in place, no reload
         screenshot(page, "overview-live-counter")
@@ -102,13 +102,7 @@ def test_live_counter_moves_and_an_edited_limit_is_applied(
 
 
 def test_retry_a_failed_message_and_remove_a_suppression(
-    page: Any,
-    base: str,
-    sql: psycopg.Connection,
-    smtp: ScriptedSMTPServer,
-    settings: Settings,
-    db_url: str,
-    tmp_path: Path,
+    page: Any, base: str, sql: psycopg.Connection, smtp: ScriptedSMTPServer, start_worker: Any
 ):
     acct = add_account(sql, smtp)
     [row] = insert_emails(sql, 1, status="failed", last_error="550 mailbox full", attempts=5)
@@ -117,7 +111,7 @@ def test_retry_a_failed_message_and_remove_a_suppression(
         "'hard_bounce', 'test')"
     )
     log_in(page, base)
-    with worker_process(settings, db_url, acct, tmp_path / "worker.log"):
+    with start_worker(acct):
         page.goto(f"{base}/admin/messages?status=failed")
         page.click(f"a[href='/admin/messages/{row}']")
         page.click("button:has-text('Retry')")
