@@ -194,3 +194,30 @@ def test_create_user_cli(mailer, sql: psycopg.Connection):
     )
     assert "not an email address" in bad
     assert sql.execute("SELECT count(*) AS n FROM admin_users").fetchone()["n"] == 1
+
+
+def test_gunicorn_serves_the_console_with_its_static_files(
+    db_url: str, tmp_path, sql: psycopg.Connection, admin_user: str
+):
+    import httpx
+
+    from tests.support.api_env import api_gunicorn
+
+    with api_gunicorn(db_url, tmp_path, workers=1, MAILER_WEB_ROUTES="admin") as base:
+        script = httpx.get(f"{base}/admin/static/console.js")
+        assert script.status_code == 200 and "data-poll" in script.text
+        assert httpx.get(f"{base}/admin/static/console.css").status_code == 200
+        login = httpx.get(f"{base}/admin/login")
+        assert login.status_code == 200 and 'name="csrf_token"' in login.text
+        assert httpx.get(f"{base}/track/open/x").status_code == 404  # admin routes only
+        assert httpx.get(f"{base}/api/v1/emails").status_code == 404
+
+
+def test_a_database_outage_is_a_503_page(settings: Settings):
+    from tests.support.tracking_env import closed_port_url
+
+    quick = settings.with_overrides(tracking_db_timeout_seconds=0.5)
+    with tracking_app(closed_port_url(), quick) as app:
+        response = app.test_client().get("/admin/login")
+    assert response.status_code == 503
+    assert b"The database is unavailable." in response.data and b"Traceback" not in response.data
