@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run
+from mailer.sync_db import run, run_one
 
 #: Event types whose recipients can be exported.
 EXPORTABLE = ("open", "click", "bounce", "complaint", "unsubscribe")
@@ -38,7 +38,7 @@ class CampaignQueries:
         return run(self.conn, "console_campaigns", {"limit": limit})
 
     def report(self, campaign: str) -> CampaignReport | None:
-        counts = next((c for c in self.list(1000) if c["campaign"] == campaign), None)
+        counts = run_one(self.conn, "console_campaign_counts", {"campaign": campaign})
         if counts is None:
             return None
         engagement = {

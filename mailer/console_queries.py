@@ -94,8 +94,13 @@ class ConsoleQueries:
         counters = run_one(self.conn, "console_live_counters") or {}
         return self.queue_counts() | {k: int(v or 0) for k, v in counters.items()}
 
-    def accounts(self) -> list[dict[str, Any]]:
-        return [_account_report(row) for row in run(self.conn, "account_usage")]
+    def accounts(
+        self, *, cursor: int | None = None, limit: int | None = None, account_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Accounts with their usage (``mailer status``'s report), by id: a page above
+        ``cursor``, or every one (``limit`` None), or only ``account_id``."""
+        params = {"cursor": cursor, "limit": limit, "id": account_id}
+        return [_account_report(row) for row in run(self.conn, "console_account_usage", params)]
 
     def overview(self) -> Overview:
         live = self.live()

@@ -59,3 +59,30 @@ CREATE INDEX email_queue_to_lower_idx ON email_queue (lower(to_address), id);
 CREATE INDEX email_queue_created_idx ON email_queue (created_at, id);
 -- Sends per minute over 24 h (overview chart).
 CREATE INDEX send_logs_created_idx ON send_logs (created_at) WHERE counted;
+
+-- Per account: sends counted in the last hour and day, and when the oldest of each
+-- window's sends leaves it (when a limited account frees a slot); workers alive, adaptive
+-- rates. Each account's counts read its own range of send_logs_account_window_idx, so a
+-- filtered or limited read (the console's pages) costs only its accounts' sends.
+CREATE VIEW account_usage AS
+SELECT a.id, a.email, a.status, a.pool, a.daily_limit, a.hourly_limit, a.min_delay_ms,
+       a.last_error, a.backoff_until, h.sent_last_hour, d.sent_last_day,
+       h.first_at + interval '1 hour' AS hour_window_frees_at,
+       d.first_at + interval '24 hours' AS day_window_frees_at,
+       (SELECT count(*) FROM workers AS w
+         WHERE w.account_id = a.id AND w.heartbeat_at > now() - interval '30 seconds')
+           AS live_workers,
+       (SELECT r.per_minute FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination = '') AS rate_per_minute,
+       (SELECT jsonb_object_agg(r.destination, round(r.per_minute::numeric, 1))
+          FROM send_rates AS r
+         WHERE r.account_id = a.id AND r.destination <> '') AS destination_rates
+FROM sender_accounts AS a
+CROSS JOIN LATERAL (
+    SELECT count(*) AS sent_last_day, min(l.created_at) AS first_at FROM send_logs AS l
+    WHERE l.account_id = a.id AND l.counted AND l.created_at > now() - interval '24 hours'
+) AS d
+CROSS JOIN LATERAL (
+    SELECT count(*) AS sent_last_hour, min(l.created_at) AS first_at FROM send_logs AS l
+    WHERE l.account_id = a.id AND l.counted AND l.created_at > now() - interval '1 hour'
+) AS h;

@@ -12,14 +12,16 @@ from mailer.account_admin import AccountAdmin
 from mailer.console_queries import ConsoleQueries
 from tracking.admin.core import audit, bp, conn, render
 from tracking.admin.forms import FormError, limits_from_form
-from tracking.admin.paging import MAX_ID
+from tracking.admin.paging import MAX_ID, PAGE_SIZE, cursor_arg, page_of
 
 LIMIT_FIELDS = ("daily_limit", "hourly_limit", "min_delay_ms")
 
 
 @bp.get("/accounts")
 def accounts() -> str:
-    return render("accounts.html", accounts=ConsoleQueries(conn()).accounts())
+    found = ConsoleQueries(conn()).accounts(cursor=cursor_arg(), limit=PAGE_SIZE + 1)
+    rows, next_cursor = page_of(found, lambda a: a["id"])
+    return render("accounts.html", accounts=rows, next_cursor=next_cursor)
 
 
 def _account(account_id: int) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def _account(account_id: int) -> dict[str, Any]:
 @bp.get("/accounts/<int:account_id>")
 def account(account_id: int) -> str:
     row = _account(account_id)
-    usage = next((a for a in ConsoleQueries(conn()).accounts() if a["id"] == account_id), None)
+    usage = next(iter(ConsoleQueries(conn()).accounts(account_id=account_id)), None)
     return render("account.html", account=row, usage=usage, error=None)
 
 
