@@ -35,10 +35,11 @@ class CampaignQueries:
         self.conn = conn
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        return run(self.conn, "console_campaigns", {"limit": limit})
+        return run(self.conn, "console_campaigns", {"limit": limit, "campaign": None})
 
     def report(self, campaign: str) -> CampaignReport | None:
-        counts = run_one(self.conn, "console_campaign_counts", {"campaign": campaign})
+        params = {"limit": 1, "campaign": campaign}
+        counts = run_one(self.conn, "console_campaigns", params)
         if counts is None:
             return None
         engagement = {

@@ -1330,7 +1330,8 @@ FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
 WHERE b.id = %(id)s
 
 -- console_campaigns --
--- Every campaign's rows by state, newest campaign first.
+-- Every campaign's rows by state, newest campaign first; or only %(campaign)s's (read
+-- through email_queue_campaign_id_idx).
 SELECT campaign, count(*) AS total,
        count(*) FILTER (WHERE status = 'sent') AS sent,
        count(*) FILTER (WHERE status = 'failed') AS failed,
@@ -1339,23 +1340,10 @@ SELECT campaign, count(*) AS total,
        count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
        min(created_at) AS first_queued_at, max(sent_at) AS last_sent_at
 FROM email_queue
-WHERE campaign IS NOT NULL
+WHERE campaign IS NOT NULL AND (%(campaign)s::text IS NULL OR campaign = %(campaign)s)
 GROUP BY campaign
 ORDER BY max(id) DESC
 LIMIT %(limit)s
-
--- console_campaign_counts --
--- One campaign's rows by state (email_queue_campaign_id_idx).
-SELECT campaign, count(*) AS total,
-       count(*) FILTER (WHERE status = 'sent') AS sent,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
-       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
-       min(created_at) AS first_queued_at, max(sent_at) AS last_sent_at
-FROM email_queue
-WHERE campaign = %(campaign)s
-GROUP BY campaign
 
 -- console_campaign_engagement --
 -- One campaign's events: distinct messages per type, people apart from suspected bots.
