@@ -301,3 +301,39 @@ def test_campaign_figures_and_csv(client: FlaskClient, sql: psycopg.Connection):
     lines = client.get("/admin/campaigns/spring/open.csv").get_data(as_text=True).splitlines()
     assert lines[0] == "email,name,queue_id,first_at,events"
     assert len(lines) == 2 and lines[1].startswith("'=cmd@example.org,")
+
+
+def test_smtp_settings_with_a_write_only_password(
+    client: FlaskClient, sql: psycopg.Connection, settings
+):
+    from mailer.credentials import CredentialBox
+
+    acct = account(sql)
+    form = {
+        "smtp_host": "relay.example.net",
+        "smtp_port": "2525",
+        "smtp_security": "tls",
+        "smtp_username": "relay-user",
+        "smtp_password": "s3cret-relay-pass",
+        "csrf_token": token(client),
+    }
+    assert client.post(f"/admin/accounts/{acct}/smtp", data=form).status_code == 303
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert (row["smtp_host"], row["smtp_port"], row["smtp_security"]) == (
+        "relay.example.net",
+        2525,
+        "tls",
+    )
+    assert CredentialBox(settings.secret_key).decrypt(row["smtp_password_encrypted"]) == (
+        "s3cret-relay-pass"
+    )
+    page = client.get(f"/admin/accounts/{acct}").get_data(as_text=True)
+    assert "s3cret-relay-pass" not in page and row["smtp_password_encrypted"] not in page
+    client.post(f"/admin/accounts/{acct}/smtp", data=form | {"smtp_password": ""})
+    kept = sql.execute("SELECT smtp_password_encrypted FROM sender_accounts").fetchone()
+    assert kept["smtp_password_encrypted"] == row["smtp_password_encrypted"]
+    entries = audit_rows(sql)
+    assert [e["after"]["password"] for e in entries] == ["changed", "kept"]
+    assert "s3cret" not in str(entries)
+    bad = client.post(f"/admin/accounts/{acct}/smtp", data=form | {"smtp_port": "70000"})
+    assert bad.status_code == 400 and b"smtp_port" in bad.data

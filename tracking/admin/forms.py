@@ -32,3 +32,31 @@ def _count(form: Mapping[str, str], name: str, *, required: bool) -> int | None:
     if not raw.isdigit() or int(raw) > MAX_INT:
         raise FormError(f"{name} must be a whole number from 0 to {MAX_INT}")
     return int(raw)
+
+
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def smtp_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """``smtp_host``, ``smtp_port``, ``smtp_security``, ``smtp_username`` (empty: keep) and
+    ``password`` (empty: keep; write-only) from a form."""
+    host = (form.get("smtp_host") or "").strip()
+    if not host or len(host) > 253 or any(c.isspace() or c in "/\\@" for c in host):
+        raise FormError("smtp_host must be a host name or address")
+    port = _count(form, "smtp_port", required=True)
+    if port is None or not 1 <= port <= 65535:
+        raise FormError("smtp_port must be from 1 to 65535")
+    security = form.get("smtp_security", "")
+    if security not in SMTP_SECURITY:
+        raise FormError(f"smtp_security must be one of {', '.join(SMTP_SECURITY)}")
+    username = (form.get("smtp_username") or "").strip()
+    password = form.get("smtp_password") or ""
+    if any(c in username + password for c in "\r\n\0"):
+        raise FormError("the username and password may not hold CR, LF or NUL")
+    return {
+        "smtp_host": host,
+        "smtp_port": port,
+        "smtp_security": security,
+        "smtp_username": username or None,
+        "password": password or None,
+    }
