@@ -337,3 +337,51 @@ def test_smtp_settings_with_a_write_only_password(
     assert "s3cret" not in str(entries)
     bad = client.post(f"/admin/accounts/{acct}/smtp", data=form | {"smtp_port": "70000"})
     assert bad.status_code == 400 and b"smtp_port" in bad.data
+
+
+def test_add_an_account_and_refuse_a_duplicate(client: FlaskClient, sql: psycopg.Connection):
+    form = {
+        "email": "news@shop.example",
+        "display_name": "Shop",
+        "pool": "bulk",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": "2525",
+        "smtp_security": "none",
+        "smtp_username": "",
+        "smtp_password": "pw-never-shown",
+        "daily_limit": "100",
+        "hourly_limit": "10",
+        "min_delay_ms": "0",
+        "csrf_token": token(client),
+    }
+    assert client.post("/admin/accounts/new", data=form).status_code == 303
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert (row["email"], row["pool"], row["daily_limit"], row["hourly_limit"]) == (
+        "news@shop.example",
+        "bulk",
+        100,
+        10,
+    )
+    again = client.post("/admin/accounts/new", data=form)
+    assert again.status_code == 400 and b"exists already" in again.data
+    bad = client.post("/admin/accounts/new", data=form | {"email": "nope", "daily_limit": "-3"})
+    assert bad.status_code == 400 and b"not an email address" in bad.data
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 1
+    (entry,) = audit_rows(sql)
+    assert entry["action"] == "account.add" and "pw-never-shown" not in str(entry)
+
+
+def test_disable_enable_and_check_credentials(client: FlaskClient, sql: psycopg.Connection):
+    from tests.support.mailer_env import add_account
+    from tests.support.smtp_server import ScriptedSMTPServer
+
+    with ScriptedSMTPServer() as smtp:
+        acct = add_account(sql, smtp)
+        page = client.post(f"/admin/accounts/{acct}/check", data={"csrf_token": token(client)})
+        assert page.status_code == 200 and b"The account works." in page.data
+    failed = client.post(f"/admin/accounts/{acct}/check", data={"csrf_token": token(client)})
+    assert b"The account does not work." in failed.data
+    for action, status in (("disable", "disabled"), ("enable", "active")):
+        client.post(f"/admin/accounts/{acct}/{action}", data={"csrf_token": token(client)})
+        assert sql.execute("SELECT status FROM sender_accounts").fetchone()["status"] == status
+    assert [e["action"] for e in audit_rows(sql)] == ["account.disable", "account.enable"]

@@ -2,7 +2,8 @@
 front-end build; one small script of ours (``static/console.js``) polls the overview's
 counters.
 
-One module per page group (``auth``, ``overview``, ``accounts``, ``messages``,
+One module per page group (``auth``, ``overview``, ``accounts``, ``account_setup``,
+``messages``,
 ``suppressions``, ``campaigns``, ``audit_log``) adds its routes to
 :data:`tracking.admin.core.bp`; :mod:`tracking.admin.core` holds what every request goes
 through (session, CSRF, security headers). Served with ``mailer web --routes admin|all``
@@ -17,6 +18,7 @@ from flask import Flask
 
 from mailer.credentials import secret_key
 from tracking.admin import (
+    account_setup,
     accounts,
     audit_log,
     auth,
@@ -28,6 +30,7 @@ from tracking.admin import (
 from tracking.admin.core import bp
 
 __all__ = [
+    "account_setup",
     "accounts",
     "audit_log",
     "auth",
