@@ -94,6 +94,10 @@ class ConsoleQueries:
         counters = run_one(self.conn, "console_live_counters") or {}
         return self.queue_counts() | {k: int(v or 0) for k, v in counters.items()}
 
+    def sends_per_minute(self) -> list[tuple[datetime, int]]:
+        """(minute, counted sends) over the last 24 h; minutes without a send absent."""
+        return [(r["minute"], r["sends"]) for r in run(self.conn, "console_sends_per_minute")]
+
     def accounts(
         self, *, cursor: int | None = None, limit: int | None = None, account_id: int | None = None
     ) -> list[dict[str, Any]]:
@@ -106,9 +110,7 @@ class ConsoleQueries:
         live = self.live()
         return Overview(
             queue={k: live[k] for k in QUEUE_STATUSES},
-            sends_per_minute=[
-                (r["minute"], r["sends"]) for r in run(self.conn, "console_sends_per_minute")
-            ],
+            sends_per_minute=self.sends_per_minute(),
             accounts=self.accounts(),
             stranded=[_stranded(r) for r in run(self.conn, "stranded_rows")],
             recent_errors=run(self.conn, "console_recent_errors", {"limit": RECENT_ERRORS}),

@@ -283,6 +283,10 @@ def test_overview_and_its_live_counters(client: FlaskClient, sql: psycopg.Connec
     assert "<polyline" in page
     live = client.get("/admin/overview.json").get_json()
     assert live["sent"] == 1 and live["queued"] == 1 and live["sent_last_minute"] == 1
+    assert "chart_points" not in live
+    chart = client.get("/admin/overview.json?chart=1").get_json()
+    assert len(chart["chart_points"].split()) == 24 * 60
+    assert chart["chart_caption"].startswith("1 sends; busiest minute 1;")
 
 
 def test_campaign_figures_and_csv(client: FlaskClient, sql: psycopg.Connection):
