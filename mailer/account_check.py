@@ -17,9 +17,10 @@ import aiosmtplib
 
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, SecretKeyError
-from mailer.errors import DeliveryError
+from mailer.errors import AccountError, DeliveryError
 from mailer.gmail import classify, client_for_account
 from mailer.models import SenderAccount
+from mailer.senders.smtp import starttls_unsupported
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,13 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         return f"{account.smtp_host}:{port} answered {response.code} {response.message}"
 
     async def starttls() -> str:
-        response = await client.starttls()
+        try:
+            response = await client.starttls()
+        except aiosmtplib.SMTPException as exc:
+            hint = starttls_unsupported(exc, account)
+            if hint is None:
+                raise
+            raise AccountError(hint, kind="config") from None
         return f"{response.code} {response.message}"
 
     async def login() -> str:

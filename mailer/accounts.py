@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
+from mailer.account_validation import InvalidAccount, check_account
 from mailer.credentials import CredentialBox
 from mailer.db import Database
 from mailer.errors import MailerError
@@ -13,6 +16,14 @@ from mailer.models import SenderAccount
 
 class AccountNotFound(MailerError):
     """No sender account has that id."""
+
+
+class AccountExists(MailerError):
+    """Another account already sends as that address on that backend."""
+
+
+class AccountInUse(MailerError):
+    """The account cannot be removed: queued or sending rows are pinned to it."""
 
 
 class AccountManager:
@@ -64,7 +75,14 @@ class AccountManager:
             "gmail_project": None,
         }
         params.update({k: v for k, v in fields.items() if v is not None})
-        params["email"] = email
+        params["email"] = email.strip()
+        check_account(params)
+        taken = await self.db.fetch_one("account_email_taken", params)
+        if taken is not None:
+            raise AccountExists(
+                f"account {taken['id']} already sends as {email} ({params['backend']}): "
+                f"change it with `mailer accounts edit {taken['id']}`"
+            )
         params["smtp_password_encrypted"] = box.encrypt(password) if password else None
         params["gmail_credentials_encrypted"] = (
             box.encrypt(gmail_credentials) if gmail_credentials else None
@@ -118,6 +136,9 @@ class AccountManager:
         clear_hourly: bool = False,
         min_delay_ms: int | None = None,
     ) -> SenderAccount:
+        check_account(
+            {"daily_limit": daily_limit, "hourly_limit": hourly_limit, "min_delay_ms": min_delay_ms}
+        )
         row = await self.db.fetch_one(
             "set_account_limits",
             {
@@ -156,6 +177,7 @@ class AccountManager:
             "verp": None,
         }
         params.update(fields)
+        check_account(params)
         params["smtp_password_encrypted"] = box.encrypt(password) if password else None
         for column in ("smtp_port", "smtp_username", "ehlo_hostname", "smtp_tls_ca_file"):
             params[f"clear_{column}"] = column in clear
@@ -163,6 +185,49 @@ class AccountManager:
         if row is None:
             raise AccountNotFound(f"no sender account with id {account_id}")
         return SenderAccount.from_row(row)
+
+    async def edit_profile(
+        self,
+        box: CredentialBox,
+        account_id: int,
+        *,
+        display_name: str | None = None,
+        pool: str | None = None,
+        gmail_credentials: str | None = None,
+        gmail_project: str | None = None,
+    ) -> SenderAccount:
+        """Change the display name, the pool, or a Gmail account's credentials (stored
+        encrypted) and project; None keeps a value."""
+        check_account({"pool": pool})
+        account = await self.get(account_id)
+        if gmail_credentials is not None and account.backend != "gmail":
+            raise InvalidAccount(f"account {account_id} is not a Gmail account")
+        params = {
+            "account_id": account_id,
+            "display_name": display_name,
+            "pool": pool,
+            "gmail_credentials_encrypted": box.encrypt(gmail_credentials)
+            if gmail_credentials
+            else None,
+            "gmail_project": gmail_project,
+        }
+        row = await self.db.fetch_one("edit_account_profile", params)
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return SenderAccount.from_row(row)
+
+    async def remove(self, account_id: int) -> str:
+        """Delete the account; return its address. Its history stays (without it); refused
+        with :class:`AccountInUse` while queued or sending rows are pinned to it."""
+        try:
+            row = await self.db.fetch_one("delete_account", {"account_id": account_id})
+        except psycopg.errors.RestrictViolation as exc:
+            raise AccountInUse(
+                f"cannot remove: {exc.diag.message_primary}. {exc.diag.message_hint}"
+            ) from None
+        if row is None:
+            raise AccountNotFound(f"no sender account with id {account_id}")
+        return str(row["email"])
 
     async def suspend(self, account_id: int, reason: str) -> None:
         await self.db.execute("suspend_account", {"account_id": account_id, "reason": reason})

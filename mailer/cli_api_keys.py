@@ -3,14 +3,13 @@ hash; see :mod:`mailer.api_keys`)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 import psycopg
 from psycopg.rows import dict_row
 
 from mailer.api_keys import SCOPES, ApiKey, ApiKeyManager
 from mailer.cli_context import Context, pass_ctx
+from mailer.status import to_json
 
 
 @click.group("api-keys")
@@ -63,7 +62,7 @@ def list_keys(ctx: Context, as_json: bool) -> None:
     with conn:
         keys = manager.list()
     if as_json:
-        click.echo(json.dumps([_row(k) for k in keys], indent=2))
+        click.echo(to_json([_row(k) for k in keys]))
         return
     for k in keys:
         state = "revoked" if k.revoked_at else "active"

@@ -5,7 +5,6 @@ Also the ``--imap-*`` options ``mailer accounts add`` and ``mailer accounts edit
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from mailer.cli_context import Context, pass_ctx
+from mailer.status import to_json
 
 IMAP_SECURITY = ("tls", "starttls", "none")
 
@@ -96,7 +96,7 @@ def bounces_list(ctx: Context, limit: int, as_json: bool) -> None:
 
     lines = ctx.run_db(lambda db: BounceManager(db, ctx.settings).list(limit))
     if as_json:
-        click.echo(json.dumps([line.__dict__ for line in lines], indent=2, default=str))
+        click.echo(to_json([line.__dict__ for line in lines]))
         return
     click.echo(
         f"{'id':>6}  {'received':<16}  {'account':<24} {'address':<32} {'status':<7} "

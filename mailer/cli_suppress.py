@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime, timedelta
 
 import click
 
 from mailer.cli_context import Context, pass_ctx
+from mailer.status import to_json
 from mailer.suppressions import (
     REASONS,
     SuppressionEntry,
@@ -75,7 +75,7 @@ def suppress_list(ctx: Context, reason: str | None, include_expired: bool, as_js
         lambda db: SuppressionManager(db).list(reason=reason, include_expired=include_expired)
     )
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(to_json(rows))
         return
     click.echo(f"{'email':<40} {'reason':<12} {'since':<17} {'until':<17} source")
     for r in rows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 
@@ -11,6 +10,7 @@ import click
 from mailer.cli_context import Context, pass_ctx
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database
+from mailer.status import to_json
 from mailer.webhooks_out import WebhookError, WebhookManager
 
 
@@ -50,7 +50,7 @@ def webhooks_list(ctx: Context, as_json: bool) -> None:
     """Every endpoint: events, state (with the reason it was disabled), pending deliveries."""
     endpoints = ctx.run_db(lambda db: _manager(ctx, db).list())
     if as_json:
-        click.echo(json.dumps([asdict(e) for e in endpoints], indent=2, default=str))
+        click.echo(to_json([asdict(e) for e in endpoints]))
         return
     for e in endpoints:
         state = "enabled" if e.enabled else f"disabled: {e.disabled_reason}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,67 @@ class MailerClient:
                 response.read()
                 raise _error(response)
             yield from response.iter_lines()
+
+    # -- campaigns ----------------------------------------------------------------------
+    def create_campaign(
+        self,
+        name: str,
+        recipients: list[str | dict[str, Any]] | None = None,
+        *,
+        permissive: bool = False,
+        idempotency_key: str | None = None,
+        **message: Any,
+    ) -> dict[str, Any]:
+        """Create campaign ``name`` whose recipients (up to 500 here; more with
+        :meth:`upload_recipients`) get ``message`` (subject, html, text or template,
+        variables, pool, account, priority, scheduled_at, tracking switches, metadata)."""
+        body = message | {
+            "name": name,
+            "recipients": recipients or [],
+            "mode": "permissive" if permissive else "strict",
+        }
+        return self._call("POST", "/campaigns", json=body, idempotency_key=idempotency_key)
+
+    def upload_recipients(
+        self, name: str, csv: bytes | Iterable[bytes], *, strict: bool = False
+    ) -> dict[str, Any]:
+        """Add recipients from CSV (header row: email, name, variables...). ``csv`` may
+        be an iterable of byte chunks (a file opened in binary mode): it is streamed, and
+        then not retried (a stream cannot be sent twice; uploading the same file again
+        is safe: addresses already in the campaign are skipped)."""
+        path = f"/campaigns/{name}/recipients"
+        params = {"strict": "true" if strict else "false"}
+        headers = {"Content-Type": "text/csv"}
+        if isinstance(csv, bytes):
+            return self._call("POST", path, content=csv, params=params, headers=headers)
+        response = self._http.post(path, content=csv, params=params, headers=headers)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def get_campaign(self, name: str) -> dict[str, Any]:
+        """The campaign's summary: counts, progress, send rate, engagement, top links."""
+        return self._call("GET", f"/campaigns/{name}")
+
+    def list_campaigns(self) -> Iterator[dict[str, Any]]:
+        """Every campaign, newest first, fetching page after page."""
+        params: dict[str, Any] = {}
+        while True:
+            page = self._call("GET", "/campaigns", params=params)
+            yield from page["data"]
+            if page["next_cursor"] is None:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def pause_campaign(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/campaigns/{name}/pause")
+
+    def resume_campaign(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/campaigns/{name}/resume")
+
+    def cancel_campaign(self, name: str) -> dict[str, Any]:
+        """Cancel it and its queued rows (``cancelled_rows`` in the answer)."""
+        return self._call("POST", f"/campaigns/{name}/cancel")
 
     # -- accounts -----------------------------------------------------------------------
     def list_accounts(self) -> list[dict[str, Any]]:

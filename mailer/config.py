@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,18 @@ class Settings:
 
     #: PostgreSQL URL; empty means the embedded server under ``home``.
     database_url: str = ""
-    #: Where the embedded PostgreSQL, the generated secret key and sink mail live.
-    home: Path = Path(".mailer")
+    #: Where the embedded PostgreSQL, the generated secret key and sink mail live; resolved
+    #: once to an absolute path (a relative MAILER_HOME is taken from the current
+    #: directory). Default: ``$XDG_DATA_HOME/mailer``, else ``~/.local/share/mailer``, the
+    #: same from every directory (``mailer db url`` prints it).
+    home: Path = field(default_factory=lambda: default_home())
     #: Encrypts credentials at rest and signs tokens; generated under ``home`` if unset.
     secret_key: str = ""
     #: Where tracking and unsubscribe links point.
     base_url: str = "http://127.0.0.1:8025"
+    #: One-shot commands give up connecting to the database after this many seconds (each
+    #: command first opens one probe connection, so a wrong DATABASE_URL fails fast).
+    connect_timeout_seconds: float = 5.0
     #: Rows claimed per claim query.
     batch_size: int = 100
     #: How long a claimed row stays leased without a heartbeat before others recover it.
@@ -104,6 +110,12 @@ class Settings:
     web_routes: str = "all"
     #: HTTP API requests per API key and minute, across every web process.
     api_rate_limit_per_minute: int = 600
+    #: Largest CSV body of a campaign recipient upload (``POST /campaigns/{name}/recipients``,
+    #: read as a stream and COPYed into the queue); 413 above.
+    api_csv_max_bytes: int = 100 * 1024 * 1024
+    #: How long such an upload may take, body transfer included (its COPY runs that long;
+    #: every other API statement keeps ``tracking_db_timeout_seconds``).
+    api_csv_timeout_seconds: float = 900.0
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     #: Admin console (/admin): a login lasts this long.
@@ -176,6 +188,13 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/mailer``, else ``~/.local/share/mailer``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mailer"
+
+
 def env_name(field_name: str) -> str:
     """The environment variable that sets ``field_name``."""
     return "DATABASE_URL" if field_name == "database_url" else f"MAILER_{field_name.upper()}"
@@ -186,17 +205,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ValueError naming the variable."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field in fields(Settings):
-        raw = environ.get(env_name(field.name))
+    for setting in fields(Settings):
+        raw = environ.get(env_name(setting.name))
         if raw is None or raw == "":
             continue
-        values[field.name] = _coerce(field.name, field.default, raw)
+        values[setting.name] = _coerce(setting.name, _default(setting), raw)
+    values["home"] = Path(values.get("home") or default_home(environ)).expanduser().absolute()
     settings = Settings(**values)
     if settings.unknown_outcome not in ("retry", "fail"):
         raise ValueError(f"{env_name('unknown_outcome')} must be 'retry' or 'fail'")
     if settings.log_format not in ("text", "json"):
         raise ValueError(f"{env_name('log_format')} must be 'text' or 'json'")
     return settings
+
+
+def _default(setting: Any) -> Any:
+    if setting.default is MISSING:
+        return setting.default_factory()
+    return setting.default
 
 
 def _coerce(name: str, default: Any, raw: str) -> Any:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,6 +18,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from mailer.config import Settings
+from mailer.embedded import embedded_database_url, one_line
+from mailer.errors import MailerError
 from mailer.sql_queries import query
 
 log = logging.getLogger(__name__)
@@ -27,38 +27,31 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def embedded_database_url(home: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL under ``home/pgdata``; return its URL.
-
-    The server keeps running after this process exits so that workers, the web app and
-    later commands share it; ``mailer db stop`` (or ``pgserver``'s own tooling) stops it.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        data_dir = (home / "pgdata").resolve()
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(data_dir, cleanup_mode=None)
-    return str(server.get_uri())
-
-
-def stop_embedded_database(home: Path) -> bool:
-    """Stop the embedded PostgreSQL under ``home/pgdata``; False when none was running."""
-    data_dir = (home / "pgdata").resolve()
-    if not (data_dir / "postmaster.pid").exists():
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        pgserver.get_server(data_dir, cleanup_mode="stop").cleanup()
-    return True
-
-
 def resolve_database_url(settings: Settings) -> str:
     """``DATABASE_URL`` when set, else the embedded server's URL."""
     return settings.database_url or embedded_database_url(settings.home)
+
+
+class DatabaseUnavailable(MailerError):
+    """The database cannot be reached (or the URL is not one); the message says why."""
+
+
+def applied_migrations(url: str, timeout: float) -> set[int] | None:
+    """Open one connection within ``timeout`` seconds; return the versions of the applied
+    migrations, None when the database has no Mailer schema. Raises
+    :class:`DatabaseUnavailable` with the server's or libpq's reason on one line."""
+    try:
+        with psycopg.connect(
+            url, connect_timeout=max(1, round(timeout)), autocommit=True, row_factory=dict_row
+        ) as conn:
+            present = conn.execute(query("schema_exists")).fetchone()
+            if not present or not present["present"]:
+                return None
+            return {row["version"] for row in conn.execute(query("applied_migrations"))}
+    except psycopg.ProgrammingError as exc:  # libpq could not parse it
+        raise DatabaseUnavailable(f"not a PostgreSQL URL: {one_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {one_line(exc)}") from None
 
 
 class Database:

@@ -52,19 +52,22 @@ DEMO_ACCOUNTS = (
 )
 
 
-def run_demo(ctx: Context, *, emails: int, timeout: float) -> int:
-    """Run the demo; 0 when every queued email was sent."""
-    server_url = ctx.url
+def run_demo(
+    ctx: Context, *, emails: int, timeout: float, web_port: int | None = None, sink_port: int = 0
+) -> int:
+    """Run the demo; 0 when every queued email was sent. ``web_port`` None: MAILER_BASE_URL's
+    port when free, else any free one."""
+    server_url = ctx.server_url
     demo_url = make_conninfo(server_url, dbname=DEMO_DATABASE)
     sink_dir = Path(ctx.settings.home) / "sink"
     click.echo(
         f"database: {DEMO_DATABASE} (recreated) on "
         f"{'DATABASE_URL' if ctx.settings.database_url else 'embedded PostgreSQL'}"
     )
-    with start_sink(port=0, directory=sink_dir, quiet=True) as sink:
+    with start_sink(port=sink_port, directory=sink_dir, quiet=True) as sink:
         click.echo(f"sink: SMTP on {sink.host}:{sink.port}, storing to {sink_dir}")
         asyncio.run(_prepare(ctx, server_url, demo_url, sink, emails))
-        web = start_demo_server(ctx.settings, demo_url)
+        web = start_demo_server(ctx.settings, demo_url, port=web_port)
         click.echo(f"tracking app: {web.url} (opens, clicks, one-click unsubscribes)")
         try:
             ok = _run_orchestrator(ctx, demo_url, emails, timeout, web.url)

@@ -89,15 +89,78 @@ def _recipient(to: object, row: dict[str, Any], errors: _Errors, base: str, reje
     if not isinstance(to, str) or not to.strip():
         errors.add(pointer, "is required: an address or {email, name}")
         return
-    try:
-        validated_address(to, what="to_address", reject_special_use=reject)
-    except InvalidMessageError as exc:
-        errors.add(pointer, str(exc))
+    if (problem := address_problem(to, reject_special_use=reject)) is not None:
+        errors.add(pointer, problem)
         return
     row["to_address"] = to.strip()
     if name is not None:
         text = _text(name, f"{base}/to/name", errors, MAX_NAME, header=True)
         row["to_name"] = text
+
+
+def address_problem(address: str, *, reject_special_use: bool = False) -> str | None:
+    """Why ``address`` cannot be a recipient (the worker's own check), or None."""
+    try:
+        validated_address(address, what="to_address", reject_special_use=reject_special_use)
+    except InvalidMessageError as exc:
+        return str(exc)
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a recipient's display name, or None."""
+    errors = _Errors()
+    _text(name, "", errors, MAX_NAME, header=True)
+    return errors[0].detail if errors else None
+
+
+#: What a campaign recipient object may carry (``to`` is a synonym of ``email``).
+RECIPIENT_FIELDS = frozenset({"email", "to", "name", "variables"})
+
+
+def check_recipient(
+    item: object, *, base: str, reject_special_use: bool = False
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """One campaign recipient, an address or ``{email|to, name?, variables?}``: its
+    ``to_address``, ``to_name`` and ``variables`` columns, or errors."""
+    errors = _Errors()
+    if isinstance(item, str):
+        item = {"email": item}
+    if not isinstance(item, dict):
+        errors.add(base or "/", "must be an address or an object with an email")
+        return None, errors
+    for name in sorted(set(item) - RECIPIENT_FIELDS):
+        errors.add(f"{base}/{_escape(name)}", "is not a known field")
+    field = "to" if "email" not in item and "to" in item else "email"
+    row: dict[str, Any] = {}
+    address = item.get(field)
+    if not isinstance(address, str) or not address.strip():
+        errors.add(f"{base}/{field}", "is required: an address")
+    elif (problem := address_problem(address, reject_special_use=reject_special_use)) is not None:
+        errors.add(f"{base}/{field}", problem)
+    else:
+        row["to_address"] = address.strip()
+    if item.get("name") is not None:
+        row["to_name"] = _text(item["name"], f"{base}/name", errors, MAX_NAME, header=True)
+    variables = item.get("variables")
+    if variables is not None and (not isinstance(variables, dict) or has_nul(variables)):
+        errors.add(f"{base}/variables", "must be an object without NUL characters")
+    elif variables is not None:
+        row["variables"] = variables
+    return (None, errors) if errors else (row, errors)
+
+
+def check_shared(
+    body: dict[str, Any], *, base: str = ""
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """The fields of :func:`check_email` but the recipient: what every recipient of a
+    campaign shares (content, headers, routing, schedule, metadata)."""
+    errors = _Errors()
+    row: dict[str, Any] = {}
+    _content(body, row, errors, base)
+    _headers(body.get("headers"), row, errors, base)
+    _routing(body, row, errors, base)
+    return (None, errors) if errors else (row, errors)
 
 
 def _content(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: str) -> None:

@@ -45,12 +45,14 @@ class AttemptResult:
 class Mark:
     """Whether the row about to be sent was marked in flight. Unmarked: it was suppressed
     since the claim (``suppression_reason``), the account changed (paused, or an admin
-    changed its limits: ``account_changed``; re-read it and ask the limits again), or the
-    lease was lost; in every case, no send."""
+    changed its limits: ``account_changed``; re-read it and ask the limits again), its
+    campaign was paused or cancelled (``campaign_held``; give the row back with
+    :meth:`QueueManager.release_held`), or the lease was lost; in every case, no send."""
 
     marked: bool
     suppression_reason: str | None = None
     account_changed: bool = False
+    campaign_held: bool = False
 
 
 class QueueManager:
@@ -102,6 +104,13 @@ class QueueManager:
             return 0
         return await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
 
+    async def release_held(self, row_id: int) -> int:
+        """Give back a leased row whose campaign was paused (queued again: resuming the
+        campaign makes it claimable) or cancelled (cancelled with it) since the claim."""
+        return await self.db.execute(
+            "release_campaign_held_row", {"id": row_id, "worker_id": self.worker_id}
+        )
+
     async def release_all(self, keep: list[int] | None = None) -> int:
         """Return every row this worker still leases, except the ids in ``keep``."""
         rows = await self.db.fetch_all(
@@ -143,4 +152,5 @@ async def write_results(
         bool(row["marked"]),
         row["suppression_reason"],
         bool(row["account_changed"]) and in_flight_id is not None,
+        bool(row["campaign_held"]),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from mailer.db import Database
@@ -24,7 +24,8 @@ class StrandedRows:
 
     ``reason`` is ``account_paused``, ``account_suspended`` or ``account_disabled`` (rows
     pinned to ``account_id``; ``pool`` is None) or ``pool_has_no_active_account`` (rows of
-    ``pool`` with no ``account_id``; the account fields are None)."""
+    ``pool`` with no ``account_id``; the account fields are None) or ``campaign_paused`` /
+    ``campaign_cancelled`` (rows of ``campaign``, paused or cancelled through the API)."""
 
     reason: str
     rows: int
@@ -33,6 +34,7 @@ class StrandedRows:
     account_email: str | None
     pool: str | None
     detail: str
+    campaign: str | None = None
 
 
 async def collect_status(db: Database) -> dict[str, Any]:
@@ -52,7 +54,9 @@ async def stranded_rows(db: Database) -> list[StrandedRows]:
 
 
 def _stranded(row: dict[str, Any]) -> StrandedRows:
-    if row["account_id"] is None:
+    if row["campaign"] is not None:
+        detail = f"campaign {row['campaign']!r} is {row['reason'].removeprefix('campaign_')}"
+    elif row["account_id"] is None:
         detail = f"pool {row['pool']!r} has no active account"
     else:
         detail = (
@@ -69,16 +73,17 @@ def _stranded(row: dict[str, Any]) -> StrandedRows:
         account_email=row["account_email"],
         pool=row["pool"],
         detail=detail,
+        campaign=row["campaign"],
     )
 
 
 def to_json(report: dict[str, Any]) -> str:
-    """``report`` as indented JSON, timestamps in ISO 8601."""
+    """``report`` as indented JSON, timestamps in ISO 8601 (what every ``--json`` prints)."""
     return json.dumps(report, indent=2, default=_json_value)
 
 
 def _json_value(value: object) -> str:
-    if isinstance(value, datetime):
+    if isinstance(value, date | time):  # datetime too: ISO 8601 with its UTC offset
         return value.isoformat()
     return str(value)
 

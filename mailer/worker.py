@@ -154,7 +154,7 @@ class Worker:
             return True
         cur = await listener.execute(query("account_lock_holder"), {"account_id": self.account_id})
         holder = await cur.fetchone()
-        log.error(
+        log.info(  # expected (a second host, a restart overlapping): not an error
             "account %s is already being sent by another worker (database backend pid %s); exiting",
             self.account_id,
             holder["pid"] if holder else "?",
@@ -438,6 +438,9 @@ class Worker:
         mark = await self._mark_in_flight(row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, self.session.now(), mark.suppression_reason)
+            return Step.DONE
+        if mark.campaign_held:  # campaigns: paused or cancelled since the claim
+            await self.queue.release_held(row.id)
             return Step.DONE
         if mark.account_changed:
             await self._refresh_account()

@@ -142,12 +142,18 @@ WHERE id = %(account_id)s AND status IN ('active', 'paused')
 WITH own AS (
     SELECT id, priority, due_at, template_id FROM email_queue
     WHERE status = 'queued' AND account_id = %(account_id)s AND due_at <= now()
+    -- campaigns (0013): rows of a paused or cancelled campaign stay queued, unclaimed
+    AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                    WHERE held.campaign = email_queue.campaign AND held.state <> 'active')
     ORDER BY priority DESC, due_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), pooled AS (
     SELECT id, priority, due_at, template_id FROM email_queue
     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s AND due_at <= now()
+    -- campaigns (0013): rows of a paused or cancelled campaign stay queued, unclaimed
+    AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                    WHERE held.campaign = email_queue.campaign AND held.state <> 'active')
     ORDER BY priority DESC, due_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -206,6 +212,9 @@ WITH marked AS (
             AND a.daily_limit = %(daily_limit)s::int
             AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
             AND a.min_delay_ms = %(min_delay_ms)s::int)
+      -- campaigns (0013): a campaign paused or cancelled since the claim is not sent
+      AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                      WHERE held.campaign = q.campaign AND held.state <> 'active')
     RETURNING q.id
 ), r AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
@@ -267,13 +276,18 @@ WITH marked AS (
                WHERE a.id = %(account_id)s AND a.status = 'active'
                  AND a.daily_limit = %(daily_limit)s::int
                  AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
-                 AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed
+                 AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed,
+           -- campaigns (0013)
+           EXISTS (SELECT 1 FROM email_queue AS q JOIN campaign_settings AS held
+                     ON held.campaign = q.campaign AND held.state <> 'active'
+                   WHERE q.id = %(in_flight_id)s) AS campaign_held
     WHERE %(in_flight_id)s::bigint IS NOT NULL AND NOT EXISTS (SELECT 1 FROM marked)
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
        (SELECT count(*) FROM marked) AS marked,
        (SELECT suppression_reason FROM unmarked) AS suppression_reason,
-       COALESCE((SELECT account_changed FROM unmarked), false) AS account_changed
+       COALESCE((SELECT account_changed FROM unmarked), false) AS account_changed,
+       COALESCE((SELECT campaign_held FROM unmarked), false) AS campaign_held
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched.
@@ -412,11 +426,19 @@ ORDER BY 1
 -- next_due_at --
 -- When the earliest row this account could claim becomes due (either branch is one probe
 -- of a partial index on due_at).
+-- campaigns (0013): rows of paused or cancelled campaigns are skipped (ORDER BY ... LIMIT 1
+-- instead of min(): the anti-join would rule out min()'s index shortcut).
 SELECT LEAST(
-    (SELECT min(due_at) FROM email_queue
-     WHERE status = 'queued' AND account_id = %(account_id)s),
-    (SELECT min(due_at) FROM email_queue
-     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s)) AS due_at
+    (SELECT due_at FROM email_queue
+     WHERE status = 'queued' AND account_id = %(account_id)s
+       AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                       WHERE held.campaign = email_queue.campaign AND held.state <> 'active')
+     ORDER BY due_at LIMIT 1),
+    (SELECT due_at FROM email_queue
+     WHERE status = 'queued' AND account_id IS NULL AND pool = %(pool)s
+       AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                       WHERE held.campaign = email_queue.campaign AND held.state <> 'active')
+     ORDER BY due_at LIMIT 1)) AS due_at
 
 -- demo_drop_database --
 DROP DATABASE IF EXISTS mailer_demo WITH (FORCE)
@@ -491,13 +513,15 @@ SELECT * FROM account_usage ORDER BY id
 -- Queued rows no worker will take as things stand, grouped with their reason: pinned to
 -- an account that is not active ('account_paused', 'account_suspended',
 -- 'account_disabled'), or in a pool without an active account
--- ('pool_has_no_active_account'). Rows pinned to a deleted account cannot exist (the
--- delete is refused, migration 0006). Both halves read the claim indexes; the pools of
--- unpinned queued rows come from a skip scan of email_queue_due_pool_idx (one probe per
--- pool), so only the rows of a pool without an active account are counted (the console's
--- overview on a 1,000,000-row queue: 1 ms instead of 200). Its cost estimate is high
--- enough to start JIT compilation, which takes longer than the query: the web app's
--- connections run with jit off (tracking/store.py).
+-- ('pool_has_no_active_account'), or (campaigns, 0013) of a paused or cancelled campaign
+-- ('campaign_paused', 'campaign_cancelled'; such rows are counted there only). Rows pinned
+-- to a deleted account cannot exist (the delete is refused, migration 0006). The first two
+-- halves read the claim indexes, the third the campaign index. The pools of unpinned
+-- queued rows come from a skip scan of email_queue_due_pool_idx (one probe per pool), so
+-- only the rows of a pool without an active account are counted (the console's overview
+-- on a 1,000,000-row queue: 1 ms instead of 200). Its cost estimate is high enough to
+-- start JIT compilation, which takes longer than the query: the web app's connections
+-- run with jit off (tracking/store.py).
 WITH RECURSIVE queued_pools AS (
     SELECT min(pool) AS pool FROM email_queue WHERE status = 'queued' AND account_id IS NULL
     UNION ALL
@@ -507,26 +531,39 @@ WITH RECURSIVE queued_pools AS (
 )
 SELECT 'account_' || a.status AS reason, a.id AS account_id, a.email AS account_email,
        a.status AS account_status, a.last_error AS account_last_error, NULL::text AS pool,
-       n.row_count, n.oldest_created_at
+       NULL::text AS campaign, n.row_count, n.oldest_created_at
 FROM sender_accounts AS a
 CROSS JOIN LATERAL (
     SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
     FROM email_queue AS q WHERE q.account_id = a.id AND q.status = 'queued'
+      AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                      WHERE held.campaign = q.campaign AND held.state <> 'active')
 ) AS n
 WHERE a.status <> 'active' AND n.row_count > 0
 UNION ALL
-SELECT 'pool_has_no_active_account', NULL, NULL, NULL, NULL, p.pool,
+SELECT 'pool_has_no_active_account', NULL, NULL, NULL, NULL, p.pool, NULL,
        n.row_count, n.oldest_created_at
 FROM queued_pools AS p
 CROSS JOIN LATERAL (
     SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
     FROM email_queue AS q
     WHERE q.status = 'queued' AND q.account_id IS NULL AND q.pool = p.pool
+      AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                      WHERE held.campaign = q.campaign AND held.state <> 'active')
 ) AS n
-WHERE p.pool IS NOT NULL
+WHERE p.pool IS NOT NULL AND n.row_count > 0
   AND NOT EXISTS (SELECT 1 FROM sender_accounts AS a
                   WHERE a.pool = p.pool AND a.status = 'active')
-ORDER BY row_count DESC, account_id, pool
+UNION ALL
+SELECT 'campaign_' || c.state, NULL, NULL, NULL, NULL, NULL, c.campaign,
+       n.row_count, n.oldest_created_at
+FROM campaign_settings AS c
+CROSS JOIN LATERAL (
+    SELECT count(*) AS row_count, min(q.created_at) AS oldest_created_at
+    FROM email_queue AS q WHERE q.campaign = c.campaign AND q.status = 'queued'
+) AS n
+WHERE c.state <> 'active' AND n.row_count > 0
+ORDER BY row_count DESC, account_id, pool, campaign
 
 -- ==== orchestrator ====
 
@@ -1169,6 +1206,222 @@ SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id
+
+-- ==== campaigns (HTTP API: mailer/campaigns.py, mailer/campaign_stats.py) ====
+
+-- release_campaign_held_row --
+-- A row this worker claimed whose mark was refused because its campaign was paused or
+-- cancelled meanwhile: back to the queue untouched (resuming makes it claimable again), or
+-- cancelled with its campaign.
+UPDATE email_queue AS q
+SET status = CASE WHEN held.state = 'cancelled' THEN 'cancelled' ELSE 'queued' END,
+    last_error = CASE WHEN held.state = 'cancelled' THEN 'campaign cancelled'
+                      ELSE q.last_error END,
+    attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
+FROM campaign_settings AS held
+WHERE q.id = %(id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+  AND q.attempt_started_at IS NULL
+  AND held.campaign = q.campaign AND held.state <> 'active'
+
+-- campaign_create --
+-- A new campaign. A campaign_settings row that has no message yet (tracking switches set
+-- by SQL, or a pause of rows inserted by SQL) is taken over, keeping its state; no row
+-- back: the name is taken.
+INSERT INTO campaign_settings (campaign, track_opens, track_clicks, message, api_key_id)
+VALUES (%(name)s, %(track_opens)s, %(track_clicks)s, %(message)s, %(api_key_id)s)
+ON CONFLICT (campaign) DO UPDATE
+SET track_opens = COALESCE(EXCLUDED.track_opens, campaign_settings.track_opens),
+    track_clicks = COALESCE(EXCLUDED.track_clicks, campaign_settings.track_clicks),
+    message = EXCLUDED.message, api_key_id = EXCLUDED.api_key_id, updated_at = now()
+WHERE campaign_settings.message IS NULL
+RETURNING id, campaign AS name, state, state_changed_at, track_opens, track_clicks,
+          message, created_at
+
+-- campaign_get --
+-- One campaign's settings row; a campaign only SQL ever queued (no settings row) comes
+-- back as an active one without a message, for keys that see every row.
+SELECT c.id, c.campaign AS name, c.state, c.state_changed_at, c.track_opens,
+       c.track_clicks, c.message, c.created_at
+FROM campaign_settings AS c
+WHERE c.campaign = %(name)s
+  AND (%(api_key_id)s::bigint IS NULL OR c.api_key_id = %(api_key_id)s)
+UNION ALL
+SELECT NULL, %(name)s, 'active', NULL, NULL, NULL, NULL, min(q.created_at)
+FROM email_queue AS q
+WHERE q.campaign = %(name)s AND %(api_key_id)s::bigint IS NULL
+  AND NOT EXISTS (SELECT 1 FROM campaign_settings AS c WHERE c.campaign = %(name)s)
+HAVING count(*) > 0
+
+-- campaign_list --
+-- Keyset pagination, newest first: campaigns with id below the cursor.
+SELECT id, campaign AS name, state, state_changed_at, track_opens, track_clicks, message,
+       created_at
+FROM campaign_settings
+WHERE (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
+  AND (%(api_key_id)s::bigint IS NULL OR api_key_id = %(api_key_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- campaign_set_state --
+-- Pause, resume or cancel: only from one of %(from_states)s (the state the caller read),
+-- so a concurrent change is refused instead of overwritten. A campaign of SQL-inserted
+-- rows gets its settings row here.
+INSERT INTO campaign_settings (campaign, state, state_changed_at)
+VALUES (%(name)s, %(state)s, now())
+ON CONFLICT (campaign) DO UPDATE
+SET state = EXCLUDED.state, state_changed_at = now(), updated_at = now()
+WHERE campaign_settings.state = ANY(%(from_states)s)
+RETURNING id
+
+-- campaign_wake_workers --
+-- A resumed campaign's rows are claimable again: wake idle workers (at commit).
+SELECT pg_notify('mailer_queue', '')
+
+-- campaign_cancel_rows --
+-- Every queued row of a cancelled campaign, in one UPDATE (rows in flight finish; a row
+-- claimed but not yet marked is cancelled by its worker: release_campaign_held_row).
+UPDATE email_queue AS q
+SET status = 'cancelled', last_error = 'campaign cancelled'
+WHERE q.campaign = %(name)s AND q.status = 'queued'
+  AND (%(api_key_id)s::bigint IS NULL OR q.api_key_id = %(api_key_id)s)
+  AND EXISTS (SELECT 1 FROM campaign_settings AS c
+              WHERE c.campaign = %(name)s AND c.state = 'cancelled')
+
+-- campaign_upload_timeout --
+-- A CSV upload's COPY lasts as long as its body takes to arrive: its own statement
+-- timeout, for this transaction only.
+SELECT set_config('statement_timeout', %(milliseconds)s::text, true)
+
+-- campaign_staging_create --
+-- The recipients of one CSV upload, COPYed here first (dropped at commit).
+CREATE TEMP TABLE campaign_staging (
+    line_no    bigint NOT NULL,
+    email      text NOT NULL,
+    name       text,
+    variables  jsonb NOT NULL
+) ON COMMIT DROP
+
+-- campaign_staging_copy --
+COPY campaign_staging (line_no, email, name, variables) FROM STDIN
+
+-- campaign_staging_insert --
+-- One INSERT ... SELECT of the staged recipients: the first line of each address (case
+-- insensitive), unless the address is suppressed or already in the campaign; each row gets
+-- the campaign's message with the line's variables over the campaign's. Returns the counts.
+WITH staged AS (
+    SELECT DISTINCT ON (lower(s.email)) s.* FROM campaign_staging AS s
+    ORDER BY lower(s.email), s.line_no
+), present AS (
+    SELECT DISTINCT lower(btrim(q.to_address)) AS email FROM email_queue AS q
+    WHERE q.campaign = %(name)s
+), checked AS (
+    SELECT s.*, x.id IS NOT NULL AS suppressed, p.email IS NOT NULL AS present
+    FROM staged AS s
+    LEFT JOIN suppressions AS x
+      ON lower(x.email) = lower(s.email) AND (x.expires_at IS NULL OR x.expires_at > now())
+    LEFT JOIN present AS p ON p.email = lower(s.email)
+), inserted AS (
+    INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, template_id,
+                             variables, headers, account_id, pool, campaign, priority,
+                             scheduled_at, metadata, api_key_id)
+    SELECT f.email, f.name, m.subject, m.html_body, m.text_body, m.template_id,
+           COALESCE(m.variables, '{}') || f.variables, m.headers, m.account_id,
+           COALESCE(m.pool, 'default'), c.campaign, COALESCE(m.priority, 0),
+           COALESCE(m.scheduled_at, now()), COALESCE(m.metadata, '{}'), %(api_key_id)s
+    FROM checked AS f
+    CROSS JOIN campaign_settings AS c
+    CROSS JOIN LATERAL jsonb_to_record(c.message) AS m(
+        subject text, html_body text, text_body text, template_id bigint, variables jsonb,
+        headers jsonb, account_id bigint, pool text, priority integer,
+        scheduled_at timestamptz, metadata jsonb)
+    WHERE c.campaign = %(name)s AND c.message IS NOT NULL AND c.state <> 'cancelled'
+      AND NOT f.suppressed AND NOT f.present
+    ORDER BY f.line_no
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM inserted) AS queued,
+       (SELECT count(*) FROM checked WHERE suppressed) AS suppressed,
+       (SELECT count(*) FROM campaign_staging) - (SELECT count(*) FROM staged)
+       + (SELECT count(*) FROM checked WHERE present AND NOT suppressed) AS duplicates
+
+-- campaign_stats --
+-- One campaign's figures in one statement: its rows by status and their sends over time,
+-- and their events: opens and clicks by unique recipient (suspected bots counted apart),
+-- messages that bounced, drew a complaint or an unsubscribe. Reads the campaign's rows
+-- through email_queue_campaign_id_idx and their events through email_events_queue_idx.
+WITH rows AS (
+    SELECT q.id, q.status, q.sent_at, lower(btrim(q.to_address)) AS email
+    FROM email_queue AS q
+    WHERE q.campaign = %(name)s
+      AND (%(api_key_id)s::bigint IS NULL OR q.api_key_id = %(api_key_id)s)
+), events AS (
+    SELECT e.type, e.suspected_bot, e.queue_id, r.email
+    FROM email_events AS e JOIN rows AS r ON r.id = e.queue_id
+)
+SELECT s.*, ev.* FROM (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'sending') AS sending,
+           count(*) FILTER (WHERE status = 'sent') AS sent,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE status = 'sent' AND sent_at > now() - interval '5 minutes')
+               AS sent_last_5_minutes,
+           count(*) FILTER (WHERE status = 'sent' AND sent_at > now() - interval '60 minutes')
+               AS sent_last_60_minutes,
+           min(sent_at) AS first_sent_at, max(sent_at) AS last_sent_at
+    FROM rows) AS s, (
+    SELECT count(DISTINCT email) FILTER (WHERE type = 'open' AND NOT suspected_bot)
+               AS unique_opens,
+           count(*) FILTER (WHERE type = 'open' AND NOT suspected_bot) AS opens,
+           count(*) FILTER (WHERE type = 'open' AND suspected_bot) AS bot_opens,
+           count(DISTINCT email) FILTER (WHERE type = 'click' AND NOT suspected_bot)
+               AS unique_clicks,
+           count(*) FILTER (WHERE type = 'click' AND NOT suspected_bot) AS clicks,
+           count(*) FILTER (WHERE type = 'click' AND suspected_bot) AS bot_clicks,
+           count(DISTINCT queue_id) FILTER (WHERE type = 'bounce') AS bounces,
+           count(DISTINCT queue_id) FILTER (WHERE type = 'complaint') AS complaints,
+           count(DISTINCT queue_id) FILTER (WHERE type = 'unsubscribe') AS unsubscribes
+    FROM events) AS ev
+
+-- campaign_top_links --
+-- The links of a campaign's messages people clicked most (suspected bots left out).
+SELECT e.data->>'url' AS url,
+       count(DISTINCT lower(btrim(q.to_address))) AS unique_clicks, count(*) AS clicks
+FROM email_events AS e JOIN email_queue AS q ON q.id = e.queue_id
+WHERE q.campaign = %(name)s
+  AND (%(api_key_id)s::bigint IS NULL OR q.api_key_id = %(api_key_id)s)
+  AND e.type = 'click' AND NOT e.suspected_bot AND e.data ? 'url'
+GROUP BY 1
+ORDER BY unique_clicks DESC, clicks DESC, url
+LIMIT %(limit)s
+
+-- ---------------------------------------------------------------------------------------
+-- CLI: account validation, removal, Gmail and profile edits (mailer accounts add|edit|remove)
+
+-- account_email_taken --
+-- The account that already sends as this address on this backend (the unique index is on
+-- lower(email), backend), checked before an INSERT so a duplicate burns no id.
+SELECT id FROM sender_accounts WHERE lower(email) = lower(%(email)s) AND backend = %(backend)s
+
+-- delete_account --
+-- The 0006 trigger refuses while queued or sending rows are pinned to the account.
+DELETE FROM sender_accounts WHERE id = %(account_id)s RETURNING id, email
+
+-- edit_account_profile --
+-- `mailer accounts edit`: display name, pool and (Gmail accounts only) the credentials;
+-- NULL keeps a value.
+UPDATE sender_accounts
+SET display_name = COALESCE(%(display_name)s, display_name),
+    pool = COALESCE(%(pool)s, pool),
+    gmail_credentials_encrypted = COALESCE(%(gmail_credentials_encrypted)s,
+                                           gmail_credentials_encrypted),
+    gmail_project = COALESCE(%(gmail_project)s, gmail_project),
+    updated_at = now()
+WHERE id = %(account_id)s
+  AND (%(gmail_credentials_encrypted)s::text IS NULL OR backend = 'gmail')
+RETURNING *
 
 -- ==== admin console (/admin: tracking/admin, mailer/admin_*.py, mailer/console_queries.py) ====
 

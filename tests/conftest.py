@@ -68,15 +68,26 @@ def template_db(server_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """URL of a fresh, migrated database for this test only."""
+def scratch_database(server_url: str, template: str) -> Iterator[str]:
+    """URL of a new database cloned from ``template``, dropped afterwards."""
     name = f"mailer_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     yield database_url(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated database for this test only."""
+    yield from scratch_database(server_url, template_db)
+
+
+@pytest.fixture
+def empty_db_url(server_url: str) -> Iterator[str]:
+    """URL of a fresh database without the Mailer schema, for this test only."""
+    yield from scratch_database(server_url, "template0")
 
 
 @pytest.fixture

@@ -18,10 +18,15 @@ from tracking import close_app, create_app
 from tracking.server import BackgroundServer
 
 
-def start_demo_server(settings: Settings, database_url: str) -> BackgroundServer:
-    """The app on ``MAILER_BASE_URL``'s port when that is a free local one, else on any
-    free port (the caller then points the workers' ``MAILER_BASE_URL`` at ``.url``)."""
+def start_demo_server(
+    settings: Settings, database_url: str, *, port: int | None = None
+) -> BackgroundServer:
+    """The app on ``port`` when given, else on ``MAILER_BASE_URL``'s port when that is a
+    free local one, else on any free port (the caller then points the workers'
+    ``MAILER_BASE_URL`` at ``.url``)."""
     app = create_app({"DATABASE_URL": database_url, "SETTINGS": settings})
+    if port is not None:
+        return BackgroundServer(app, "127.0.0.1", port).start()
     parts = urlsplit(settings.base_url)
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
         try:

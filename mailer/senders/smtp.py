@@ -135,6 +135,18 @@ def classify(
     return TransientDeliveryError(f"{type(exc).__name__}: {exc}", **kwargs)
 
 
+def starttls_unsupported(exc: BaseException, account: SenderAccount) -> str | None:
+    """When ``exc`` says the server offers no STARTTLS: what to change, in words."""
+    if not isinstance(exc, aiosmtplib.SMTPException) or "STARTTLS" not in str(exc):
+        return None
+    return (
+        f"{account.smtp_host} does not offer STARTTLS (the account's --smtp-security is "
+        f"starttls): change it with `mailer accounts edit {account.id} --smtp-security none` "
+        "for a plain server such as `mailer sink`, or `--smtp-security tls` for TLS from "
+        f"the first byte (port 465); then `mailer accounts resume {account.id}`"
+    )
+
+
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -306,6 +318,8 @@ class SmtpSender:
         except Exception as exc:
             if client.is_connected:
                 client.close()
+            if hint := starttls_unsupported(exc, account):
+                raise AccountError(hint, kind="config") from exc
             error = classify(exc, "", stage="greeting")
             if isinstance(error, AccountError):
                 raise error from exc

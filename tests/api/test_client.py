@@ -95,3 +95,28 @@ def test_client_retries_429_and_5xx_with_one_key():
         server.shutdown()
         server.server_close()
     assert len(_Flaky.keys) == 3 and len(set(_Flaky.keys)) == 1
+
+
+def test_client_covers_campaigns(live, sql):
+    with MailerClient(live, make_key(sql, "send")) as mailer:
+        created = mailer.create_campaign(
+            "spring", ["a@example.org"], subject="Hi {{ n }}", text="Hello", variables={"n": 1}
+        )
+        assert created["queued"] == 1 and created["campaign"]["state"] == "active"
+        chunks = iter([b"email,n\n", b"b@example.org,2\n", b"c@example.org,3\nbad,4\n"])
+        report = mailer.upload_recipients("spring", chunks)
+        assert (report["queued"], report["invalid"]) == (2, 1)
+        again = mailer.upload_recipients("spring", b"email\nb@example.org\n")
+        assert (again["queued"], again["duplicates"]) == (0, 1)
+        assert mailer.pause_campaign("spring")["state"] == "paused"
+        assert mailer.resume_campaign("spring")["state"] == "active"
+        assert [c["name"] for c in mailer.list_campaigns()] == ["spring"]
+        assert mailer.get_campaign("spring")["counts"]["queued"] == 3
+        assert mailer.cancel_campaign("spring")["cancelled_rows"] == 3
+        with pytest.raises(ApiError) as refused:
+            mailer.resume_campaign("spring")
+        assert refused.value.status == 409
+    variables = sql.execute(
+        "SELECT variables FROM email_queue WHERE to_address = 'c@example.org'"
+    ).fetchone()["variables"]
+    assert variables == {"n": "3"}

@@ -367,7 +367,7 @@ def test_add_an_account_and_refuse_a_duplicate(client: FlaskClient, sql: psycopg
         10,
     )
     again = client.post("/admin/accounts/new", data=form)
-    assert again.status_code == 400 and b"exists already" in again.data
+    assert again.status_code == 400 and b"already sends as news@shop.example" in again.data
     bad = client.post("/admin/accounts/new", data=form | {"email": "nope", "daily_limit": "-3"})
     assert bad.status_code == 400 and b"not an email address" in bad.data
     assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 1

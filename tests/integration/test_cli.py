@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
+
+import psutil
 
 from mailer.credentials import CredentialBox
+from tests.support.tracking_env import free_port
 
 
 def test_migrate_twice_is_a_no_op(mailer):
@@ -127,31 +133,54 @@ def test_status_counts_and_limits(mailer, sql):
     assert "1/1" in text and "1/2" in text and "at limit, frees at" in text
 
 
-def test_db_stop_stops_the_embedded_server(tmp_path):
+def test_db_stop_stops_the_embedded_server_even_after_a_user_was_killed(tmp_path):
     home = tmp_path / "h"
     env = os.environ | {"DATABASE_URL": "", "MAILER_HOME": str(home), "MAILER_SECRET_KEY": "k"}
+    cmd = [sys.executable, "-m", "mailer"]
 
-    def mailer_cmd(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            env=env,
-            timeout=60,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout
+    def mailer_cmd(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*cmd, *args], env=env, timeout=60, capture_output=True, text=True)
+        assert done.returncode == code, done.stderr
+        return done
 
-    assert "host=" in mailer_cmd("db", "url")  # starts the embedded server, which stays up
+    assert "host=" in mailer_cmd("db", "url").stdout  # starts the server, which stays up
+    pgdata = home / "pgdata"
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    web = subprocess.Popen(
+        [*cmd, "web", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        assert (home / "pgdata" / "postmaster.pid").exists()
-        assert mailer_cmd("db", "stop") == "embedded PostgreSQL stopped\n"
-        assert not (home / "pgdata" / "postmaster.pid").exists()
-        assert mailer_cmd("db", "stop") == "no embedded PostgreSQL running\n"
+        deadline = time.monotonic() + 60  # pgserver's machine-wide lock may be busy
+        while web.pid not in json.loads((pgdata / ".handle_pids.json").read_text()):
+            assert web.poll() is None, "mailer web ended"
+            assert time.monotonic() < deadline, "mailer web did not open the database"
+            time.sleep(0.1)
+        refused = mailer_cmd("db", "stop", code=1).stderr
+        assert f"in use by process(es) {web.pid}: stop them first, or use --force" in refused
+        assert running(postmaster)
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "mailer", "db", "stop"], env=env, timeout=60, capture_output=True
-        )
+        web.send_signal(signal.SIGTERM)  # ends without running atexit: its pid stays listed
+        web.wait(timeout=30)
+    try:
+        assert web.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+        done = mailer_cmd("db", "stop")
+        assert done.stdout == f"embedded PostgreSQL stopped (pid {postmaster})\n"
+        assert str(web.pid) in done.stderr  # the stale user it dropped
+        assert not running(postmaster)
+        assert mailer_cmd("db", "stop").stdout == f"no embedded PostgreSQL running in {home}\n"
+    finally:
+        subprocess.run([*cmd, "db", "stop", "--force"], env=env, timeout=60, capture_output=True)
+
+
+def running(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_db_stop_leaves_an_external_server_alone(mailer):
@@ -226,3 +255,67 @@ def test_status_shows_the_adaptive_rates(mailer, sql):
     assert account["rate_per_minute"] == 5.0
     assert account["destination_rates"] == {"gmail": 2.5}
     assert "shaped: rate 5.0/min, gmail 2.5/min" in mailer("status")
+
+
+def test_accounts_add_says_what_is_wrong_and_burns_no_id(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    add = ("accounts", "add", "--smtp-host", "h", "--email")
+    out = mailer(*add, "A@Shop.example", code=1)
+    assert "account 1 already sends as A@Shop.example (smtp)" in out
+    assert "Traceback" not in out and "UniqueViolation" not in out
+    assert "invalid --email 'not-an-address'" in mailer(*add, "not-an-address", code=1)
+    out = mailer(*add, "b@shop.example", "--daily-limit", "-5", "--smtp-port", "70000", code=1)
+    assert "--daily-limit must be 0 or more, not -5" in out
+    assert "--smtp-port must be a port from 1 to 65535, not 70000" in out
+    assert "--ehlo-hostname 'bad name'" in mailer(
+        *add, "b@shop.example", "--ehlo-hostname", "bad name", code=1
+    )
+    assert mailer(*add, "b@shop.example").startswith("added account 2 ")  # no id burnt
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 2
+
+
+def test_accounts_remove_refuses_while_rows_are_pinned(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    sql.execute(
+        "INSERT INTO email_queue (to_address, subject, html_body, account_id) "
+        "VALUES ('x@example.org', 's', 'b', 1)"
+    )
+    out = mailer("accounts", "remove", "1", code=1)
+    assert out.startswith(
+        "Error: cannot remove: account 1 <a@shop.example> has 1 queued or sending rows pinned"
+    )
+    assert len(out.strip().splitlines()) == 1
+    sql.execute("UPDATE email_queue SET status = 'cancelled'")
+    assert mailer("accounts", "remove", "1") == "removed account 1 <a@shop.example>\n"
+    assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 0
+    assert "no sender account with id 1" in mailer("accounts", "remove", "1", code=1)
+
+
+def test_accounts_edit_display_name_and_pool(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    out = mailer("accounts", "edit", "1", "--display-name", "Shop", "--pool", "marketing")
+    assert "display_name Shop, pool marketing" in out
+    row = sql.execute("SELECT display_name, pool FROM sender_accounts").fetchone()
+    assert row == {"display_name": "Shop", "pool": "marketing"}
+    mailer("accounts", "edit", "1", "--prompt-password", input="typed-pw\n")  # only that
+    token = sql.execute("SELECT smtp_password_encrypted FROM sender_accounts").fetchone()
+    assert CredentialBox("test-secret-key").decrypt(token["smtp_password_encrypted"]) == "typed-pw"
+
+
+def test_every_json_output_writes_iso_8601_times(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    sql.execute("UPDATE sender_accounts SET backoff_until = now() + interval '1 hour'")
+    mailer("suppress", "add", "x@example.org")
+    [account] = json.loads(mailer("accounts", "list", "--json"))
+    [suppression] = json.loads(mailer("suppress", "list", "--json"))
+    for value in (account["backoff_until"], suppression["created_at"]):
+        assert "T" in value and datetime.fromisoformat(value).utcoffset() is not None
+
+
+def test_a_schema_behind_the_code_is_a_warning_not_a_failure(mailer, sql):
+    sql.execute(
+        "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)"
+    )
+    out = mailer("status")
+    assert out.startswith("warning: database schema is behind this Mailer (1 pending migrations")
+    assert "run `mailer db migrate`" in out and "queue:" in out

@@ -33,6 +33,20 @@ def test_gmail_account_from_a_file_is_stored_encrypted(mailer, sql, tmp_path: Pa
     assert "stand-in" not in listing and json.loads(listing)[0]["backend"] == "gmail"
 
 
+def test_edit_replaces_gmail_credentials_only_of_gmail_accounts(mailer, sql) -> None:
+    with GmailStandIn() as standin:
+        old, new = (standin.credentials_json(f"{n}-client") for n in (1, 2))
+    mailer("accounts", "add", "--backend", "gmail", "--email", "g@example.com",
+           "--credentials-file", "-", input=old)  # fmt: skip
+    out = mailer("accounts", "edit", "1", "--credentials-file", "-", input=new)
+    assert "gmail_project 2-client" in out and "stand-in-secret" not in out
+    row = sql.execute("SELECT * FROM sender_accounts").fetchone()
+    assert BOX.decrypt(row["gmail_credentials_encrypted"]) == new
+    mailer("accounts", "add", "--email", "s@example.com", "--smtp-host", "h")
+    out = mailer("accounts", "edit", "2", "--credentials-file", "-", input=new, code=1)
+    assert out == "Error: account 2 is not a Gmail account\n"
+
+
 def test_gmail_credentials_from_stdin_and_refusals(mailer, sql) -> None:
     base = ("accounts", "add", "--backend", "gmail", "--email", "s@example.com")
     with GmailStandIn() as standin:
@@ -79,3 +93,8 @@ def test_check_an_smtp_account(mailer) -> None:
     )  # fmt: skip
     assert unreachable.startswith("added account 3")
     assert "FAILED  connect: " in mailer("accounts", "check", "3", code=1)
+    with ScriptedSMTPServer() as plain:  # offers no STARTTLS, like `mailer sink`
+        mailer("accounts", "add", "--email", "p@example.com", "--smtp-host", plain.host,
+               "--smtp-port", str(plain.port))  # fmt: skip
+        out = mailer("accounts", "check", "4", code=1)
+    assert "FAILED  STARTTLS: " in out and "`mailer accounts edit 4 --smtp-security none`" in out

@@ -353,3 +353,15 @@ async def test_sender_tls_with_a_missing_ca_file_is_a_config_error(settings, tmp
         with pytest.raises(AccountError) as bad:
             await SmtpSender(account, settings, CredentialBox("k")).ready()
     assert bad.value.kind == "config" and "gone.pem" in str(bad.value)
+
+
+async def test_starttls_against_a_plain_server_says_which_setting_to_change(settings):
+    with ScriptedSMTPServer() as smtp:  # no STARTTLS offered, like `mailer sink`
+        sender = SmtpSender(
+            account_for(smtp, smtp_security="starttls"), settings, CredentialBox("k")
+        )
+        with pytest.raises(AccountError) as caught:
+            await sender.ready()
+    assert caught.value.kind == "config"  # suspends the account instead of backing off forever
+    assert "does not offer STARTTLS" in str(caught.value)
+    assert "`mailer accounts edit 1 --smtp-security none`" in str(caught.value)

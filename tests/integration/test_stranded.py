@@ -120,3 +120,30 @@ def test_history_does_not_keep_an_account_from_being_deleted(sql):
     assert sql.execute("SELECT account_id FROM send_logs").fetchone() == {"account_id": None}
     assert sql.execute("SELECT account_id FROM email_events").fetchone() == {"account_id": None}
     assert sql.execute("SELECT count(*) AS n FROM account_events").fetchone()["n"] == 0
+
+
+def test_rows_of_a_paused_or_cancelled_campaign_are_listed_once(mailer, sql):
+    """Campaigns (migration 0013): held rows are counted under their campaign only, even
+    when they are also pinned to a paused account."""
+    paused = account(sql, "paused@shop.example", "paused")
+    account(sql, "ok@shop.example", "active")
+    insert_emails(sql, 3, campaign="spring")
+    insert_emails(sql, 1, campaign="spring", account_id=paused)
+    insert_emails(sql, 2, campaign="old")
+    insert_emails(sql, 1, campaign="running")
+    insert_emails(sql, 1, account_id=paused)
+    sql.execute(
+        "INSERT INTO campaign_settings (campaign, state) "
+        "VALUES ('spring', 'paused'), ('old', 'cancelled'), ('running', 'active')"
+    )
+    report = json.loads(mailer("status", "--json"))
+    groups = {
+        (g["reason"], g["campaign"] or g["account_id"]): g["rows"] for g in report["stranded"]
+    }
+    assert groups == {
+        ("campaign_paused", "spring"): 4,
+        ("campaign_cancelled", "old"): 2,
+        ("account_paused", paused): 1,
+    }
+    assert report["queue"]["stranded"] == 7
+    assert "campaign 'spring' is paused" in mailer("status")

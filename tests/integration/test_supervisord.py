@@ -91,7 +91,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 async def test_supervisord_runs_the_orchestrator_and_stops_it_cleanly(sql, db_url, checkout):
-    env = supervisor_env(db_url)
+    env = supervisor_env(db_url) | {"MAILER_HOME": str(checkout / ".mailer")}
 
     def ctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -13,7 +13,8 @@ import psycopg
 from flask import Response, flash, redirect, request, url_for
 
 from mailer.account_check import check_account
-from mailer.accounts import AccountManager
+from mailer.account_validation import InvalidAccount
+from mailer.accounts import AccountExists, AccountManager
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database
 from mailer.suppressions import checked_email
@@ -49,7 +50,10 @@ def set_smtp(account_id: int) -> Response | tuple[str, int]:
         fields = smtp_from_form(request.form)
     except FormError as exc:
         return account_page(account_id, error=str(exc)), 400
-    with_accounts(lambda m, box: m.edit_smtp(box, account_id, **fields))
+    try:
+        with_accounts(lambda m, box: m.edit_smtp(box, account_id, **fields))
+    except InvalidAccount as exc:
+        return account_page(account_id, error=str(exc)), 400
     after = {k: fields[k] for k in SMTP_FIELDS}
     after["password"] = "changed" if fields["password"] else "kept"  # never the value
     audit(
@@ -96,7 +100,9 @@ def new_account() -> Response | str | tuple[str, int]:
         return render("account_new.html", error=str(exc), form=request.form), 400
     try:
         created = with_accounts(lambda m, box: m.add(box, **fields))
-    except psycopg.errors.UniqueViolation:
+    except (AccountExists, InvalidAccount) as exc:
+        return render("account_new.html", error=str(exc), form=request.form), 400
+    except psycopg.errors.UniqueViolation:  # added meanwhile by someone else
         error = f"an account {fields['email']} exists already"
         return render("account_new.html", error=error, form=request.form), 400
     shown = {k: v for k, v in fields.items() if k != "password"}

@@ -1,8 +1,8 @@
 """The HTTP API under ``/api/v1`` (issue 10): JSON in and out, bearer API keys with
 scopes, Idempotency-Key on every POST, a per-key rate limit, RFC 9457 problem documents.
 
-One module per resource (``emails``, ``templates``, ``suppressions``, ``accounts``,
-``webhooks``) adds
+One module per resource (``emails``, ``campaigns``, ``templates``, ``suppressions``,
+``accounts``, ``webhooks``) adds
 its routes to :data:`tracking.api.core.bp`; :mod:`tracking.api.core` holds what every
 request goes through; the OpenAPI 3.1 document is :mod:`tracking.api.openapi`.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from tracking.api import accounts, emails, openapi, suppressions, templates, webhooks
+from tracking.api import accounts, campaigns, emails, openapi, suppressions, templates, webhooks
 from tracking.api.core import bp
 from tracking.api.problems import ApiProblem
 
 __all__ = [
     "accounts",
+    "campaigns",
     "emails",
     "openapi",
     "register",

@@ -34,6 +34,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_JSON_BYTES = 2 * 1024 * 1024
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
+#: Routes whose body is CSV, read as a stream (no Idempotency-Key: it would need the whole
+#: body; a campaign upload skips addresses already in the campaign, so a retry is safe).
+CSV_ENDPOINTS = frozenset({"api.import_suppressions", "api.upload_recipients"})
 #: Routes anyone may read (the API's own description).
 PUBLIC_ENDPOINTS = frozenset({"api.openapi_document"})
 _IDEMPOTENCY_KEY = re.compile(rf"[!-~]{{1,{MAX_KEY_LENGTH}}}")
@@ -125,6 +128,8 @@ def _size_cap() -> int:
         return MAX_BATCH_BYTES
     if request.endpoint == "api.import_suppressions":
         return MAX_IMPORT_BYTES
+    if request.endpoint == "api.upload_recipients":
+        return services().settings.api_csv_max_bytes
     return MAX_JSON_BYTES
 
 
@@ -160,7 +165,7 @@ def _rate_limit() -> None:
 def _check_media_type() -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
-    if request.endpoint == "api.import_suppressions":
+    if request.endpoint in CSV_ENDPOINTS:
         accepted = ("text/csv", "text/plain")
     else:
         accepted = ("application/json",)
@@ -175,7 +180,7 @@ def _check_media_type() -> None:
 
 def _idempotency() -> Response | None:
     idem = request.headers.get("Idempotency-Key")
-    if request.method != "POST" or idem is None or request.endpoint == "api.import_suppressions":
+    if request.method != "POST" or idem is None or request.endpoint in CSV_ENDPOINTS:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(idem):
         raise ApiProblem(

@@ -60,13 +60,7 @@ def send_batch() -> Response:
     resolved = _submissions().resolve([r for _, r in valid], [f"/emails/{i}" for i, _ in valid])
     for (index, _), found in zip(valid, resolved, strict=True):
         errors[index] = found
-    failed = [e for found in errors for e in found]
-    if failed and mode == "strict":
-        raise validation(
-            failed,
-            f"{len([e for e in errors if e])} of {len(items)} emails "
-            "are invalid; none was queued (strict mode)",
-        )
+    refuse_if_strict(errors, mode, "emails", "none was queued")
     to_queue = [(i, r) for i, r in valid if not errors[i]]
 
     def queue() -> tuple[dict[str, Any], int]:
@@ -77,13 +71,24 @@ def send_batch() -> Response:
                 strict=True,
             )
         )
-        results = [_item_result(i, queued.get(i), errors[i]) for i in range(len(items))]
+        results = [item_result(i, queued.get(i), errors[i]) for i in range(len(items))]
         return {"mode": mode, "queued": len(queued), "results": results}, 202
 
     return respond_in_transaction(queue)
 
 
-def _item_result(
+def refuse_if_strict(errors: list[list[FieldError]], mode: str, noun: str, outcome: str) -> None:
+    """In strict mode, a 422 listing every item's errors when any item has one."""
+    failed = [e for found in errors for e in found]
+    if failed and mode == "strict":
+        raise validation(
+            failed,
+            f"{len([e for e in errors if e])} of {len(errors)} {noun} "
+            f"are invalid; {outcome} (strict mode)",
+        )
+
+
+def item_result(
     index: int, queued: QueuedEmailRef | None, errors: list[FieldError]
 ) -> dict[str, Any]:
     if queued is not None:
@@ -128,8 +133,8 @@ def list_emails() -> Response:
         campaign=args.get("campaign") or None,
         to=args.get("to") or None,
         since=_since(args.get("since")),
-        cursor=_int_arg("cursor", 1, 2**63 - 1),
-        limit=_int_arg("limit", 1, 200) or 50,
+        cursor=int_arg("cursor", 1, 2**63 - 1),
+        limit=int_arg("limit", 1, 200) or 50,
     )
     return jsonify({"data": jsonable(page.items), "next_cursor": page.next_cursor})
 
@@ -146,7 +151,7 @@ def _since(raw: str | None) -> datetime | None:
     return moment
 
 
-def _int_arg(name: str, low: int, high: int) -> int | None:
+def int_arg(name: str, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if not raw:
         return None

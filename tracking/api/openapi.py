@@ -87,7 +87,191 @@ EMAIL_ID = _path_param("id", ID)
 ACCOUNT_ID = _path_param("id", ID)
 WEBHOOK_ID = _path_param("id", ID)
 TEMPLATE_REF = _path_param("ref", {"type": "string", "minLength": 1})
+CAMPAIGN_NAME = _path_param("name", {"type": "string", "minLength": 1, "maxLength": 200})
+CAMPAIGN_STATES = ["active", "paused", "cancelled"]
 ADDRESS = _path_param("email", {"type": "string", "minLength": 1})
+
+_COUNT = {"type": "integer", "minimum": 0}
+_ENGAGEMENT = {
+    "type": "object",
+    "required": ["unique", "total", "bots"],
+    "description": "unique recipients and events of people; events of suspected bots",
+    "properties": {"unique": _COUNT, "total": _COUNT, "bots": _COUNT},
+}
+_CAMPAIGN_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string"},
+    "state": {"type": "string", "enum": CAMPAIGN_STATES},
+    "state_changed_at": NULL_TIME,
+    "track_opens": NULL_BOOL,
+    "track_clicks": NULL_BOOL,
+    "created_at": NULL_TIME,
+}
+CAMPAIGN_SCHEMAS: dict[str, Any] = {
+    "CampaignRecipient": {
+        "oneOf": [
+            {"type": "string", "format": "email"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "email (or to), an optional name, and variables that "
+                "override the campaign's",
+                "properties": {
+                    "email": {"type": "string", "format": "email"},
+                    "to": {"type": "string", "format": "email"},
+                    "name": {"type": "string", "maxLength": 200},
+                    "variables": {"type": "object"},
+                },
+            },
+        ]
+    },
+    "CampaignIn": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "description": "subject and html or text, or a template; every recipient gets it",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^/]+$"},
+            "recipients": {"type": "array", "maxItems": 500, "items": _ref("CampaignRecipient")},
+            "mode": {"type": "string", "enum": ["strict", "permissive"]},
+            "subject": {"type": "string", "maxLength": 998},
+            "html": {"type": "string"},
+            "text": {"type": "string"},
+            "template": {"type": ["string", "integer"]},
+            "variables": {"type": "object"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "metadata": {"type": "object"},
+            "pool": {"type": "string", "maxLength": 200},
+            "account": {"type": "integer", "minimum": 1},
+            "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "scheduled_at": TIME,
+            "track_opens": {"type": "boolean"},
+            "track_clicks": {"type": "boolean"},
+        },
+    },
+    "Campaign": {
+        "type": "object",
+        "required": ["name", "state"],
+        "properties": _CAMPAIGN_PROPERTIES,
+    },
+    "CampaignCreated": {
+        "type": "object",
+        "required": ["campaign", "mode", "queued", "results"],
+        "properties": {
+            "campaign": _ref("Campaign"),
+            "mode": {"type": "string"},
+            "queued": _COUNT,
+            "results": {"$ref": "#/components/schemas/BatchOut/properties/results"},
+        },
+    },
+    "CampaignCancelled": {
+        "allOf": [
+            _ref("Campaign"),
+            {
+                "type": "object",
+                "required": ["cancelled_rows"],
+                "properties": {"cancelled_rows": _COUNT},
+            },
+        ]
+    },
+    "CampaignPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name", "state"],
+                    "properties": _CAMPAIGN_PROPERTIES | {"id": {"type": "integer"}},
+                },
+            },
+            "next_cursor": NULL_INT,
+        },
+    },
+    "CampaignSummary": {
+        "type": "object",
+        "required": [
+            "name",
+            "state",
+            "counts",
+            "progress",
+            "opens",
+            "clicks",
+            "bounces",
+            "complaints",
+            "unsubscribes",
+            "top_links",
+            "send_rate",
+            "first_sent_at",
+            "last_sent_at",
+        ],
+        "properties": _CAMPAIGN_PROPERTIES
+        | {
+            "counts": {
+                "type": "object",
+                "required": [*STATUSES, "total"],
+                "properties": {s: _COUNT for s in [*STATUSES, "total"]},
+            },
+            "progress": {
+                "type": "object",
+                "required": ["done", "total", "ratio"],
+                "properties": {
+                    "done": _COUNT,
+                    "total": _COUNT,
+                    "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+            },
+            "opens": _ENGAGEMENT,
+            "clicks": _ENGAGEMENT,
+            "bounces": _COUNT,
+            "complaints": _COUNT,
+            "unsubscribes": _COUNT,
+            "top_links": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["url", "unique_clicks", "clicks"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "unique_clicks": _COUNT,
+                        "clicks": _COUNT,
+                    },
+                },
+            },
+            "send_rate": {
+                "type": "object",
+                "description": "messages sent per minute over the last 5 and 60 minutes",
+                "required": ["last_5_minutes", "last_60_minutes"],
+                "properties": {
+                    "last_5_minutes": {"type": "number", "minimum": 0},
+                    "last_60_minutes": {"type": "number", "minimum": 0},
+                },
+            },
+            "first_sent_at": NULL_TIME,
+            "last_sent_at": NULL_TIME,
+        },
+    },
+    "CsvReport": {
+        "type": "object",
+        "required": ["lines", "queued", "invalid", "suppressed", "duplicates", "problems"],
+        "properties": {
+            "lines": _COUNT,
+            "queued": _COUNT,
+            "invalid": _COUNT,
+            "suppressed": _COUNT,
+            "duplicates": _COUNT,
+            "problems": {
+                "type": "array",
+                "maxItems": 100,
+                "items": {
+                    "type": "object",
+                    "required": ["line", "reason"],
+                    "properties": {"line": {"type": "integer"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
 
 SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -398,6 +582,7 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+SCHEMAS.update(CAMPAIGN_SCHEMAS)
 
 _EMAIL_LIST_PARAMS = [
     _query_param("status", {"type": "string", "enum": STATUSES}),
@@ -641,6 +826,7 @@ def _paths() -> dict[str, Any]:
                 params=[WEBHOOK_ID],
             ),
         },
+        **_campaign_paths(),
         "/accounts/{id}/limits": {
             "patch": _op(
                 "setAccountLimits",
@@ -650,6 +836,62 @@ def _paths() -> dict[str, Any]:
                 params=[ACCOUNT_ID],
             ),
         },
+    }
+
+
+def _campaign_paths() -> dict[str, Any]:
+    states = {
+        action: _op(
+            f"{action}Campaign",
+            summary,
+            {"200": _json(_ref(schema), "The campaign")},
+            params=[CAMPAIGN_NAME],
+            idempotent=True,
+        )
+        for action, summary, schema in (
+            ("pause", "Stop sending (rows stay queued; claimed ones go back)", "Campaign"),
+            ("resume", "Send a paused campaign again", "Campaign"),
+            ("cancel", "Cancel the campaign and its queued rows", "CampaignCancelled"),
+        )
+    }
+    return {
+        "/campaigns": {
+            "post": _op(
+                "createCampaign",
+                "Create a campaign with up to 500 recipients (one statement)",
+                {"201": _json(_ref("CampaignCreated"), "Created; one result per recipient")},
+                body=_ref("CampaignIn"),
+                idempotent=True,
+            ),
+            "get": _op(
+                "listCampaigns",
+                "Campaigns, newest first (keyset pagination)",
+                {"200": _json(_ref("CampaignPage"), "A page")},
+                params=[
+                    *_CURSOR,
+                    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                ],
+            ),
+        },
+        "/campaigns/{name}": {
+            "get": _op(
+                "getCampaign",
+                "A campaign's figures: counts, progress, send rate, engagement, top links",
+                {"200": _json(_ref("CampaignSummary"), "The summary")},
+                params=[CAMPAIGN_NAME],
+            ),
+        },
+        "/campaigns/{name}/recipients": {
+            "post": _op(
+                "uploadCampaignRecipients",
+                "Add recipients from CSV (header: email, name, variables...), streamed",
+                {"202": _json(_ref("CsvReport"), "What was queued and skipped")},
+                body={"type": "string"},
+                body_type="text/csv",
+                params=[CAMPAIGN_NAME, _query_param("strict", {"type": "boolean"})],
+            ),
+        },
+        **{f"/campaigns/{{name}}/{action}": {"post": op} for action, op in states.items()},
     }
 
 

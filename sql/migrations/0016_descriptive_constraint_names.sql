@@ -1,0 +1,51 @@
+-- Every CHECK and UNIQUE constraint (and unique index) gets a name that says what it
+-- requires, so a violation names the rule broken: "violates check constraint
+-- email_queue_subject_or_template_required" instead of "email_queue_check". Only names
+-- change: the rules, and so every INSERT that worked before, are the same. Migrations after
+-- this one refer to the new names.
+
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_backend_check TO sender_accounts_backend_is_smtp_or_gmail;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_daily_limit_check TO sender_accounts_daily_limit_not_negative;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_ehlo_hostname_check TO sender_accounts_ehlo_hostname_is_a_host_name;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_email_check TO sender_accounts_email_needs_local_part_and_at;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_hourly_limit_check TO sender_accounts_hourly_limit_not_negative;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_imap_port_check TO sender_accounts_imap_port_from_1_to_65535;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_imap_security_check TO sender_accounts_imap_security_is_tls_starttls_or_none;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_min_delay_ms_check TO sender_accounts_min_delay_ms_not_negative;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_smtp_port_check TO sender_accounts_smtp_port_from_1_to_65535;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_smtp_security_check TO sender_accounts_smtp_security_is_starttls_tls_or_none;
+ALTER TABLE sender_accounts RENAME CONSTRAINT sender_accounts_status_check TO sender_accounts_status_is_known;
+ALTER INDEX sender_accounts_email_backend_key RENAME TO sender_accounts_one_account_per_email_and_backend;
+ALTER TABLE templates RENAME CONSTRAINT templates_check TO templates_html_or_text_body_required;
+ALTER TABLE templates RENAME CONSTRAINT templates_name_key TO templates_name_unique;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_attempts_check TO email_queue_attempts_not_negative;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_check TO email_queue_subject_or_template_required;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_check1 TO email_queue_body_or_template_required;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_headers_check TO email_queue_headers_is_a_json_object;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_idempotency_key_key TO email_queue_idempotency_key_unique;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_max_attempts_check TO email_queue_max_attempts_at_least_1;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_status_check TO email_queue_status_is_known;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_to_address_check TO email_queue_to_address_not_blank;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_variables_check TO email_queue_variables_is_a_json_object;
+ALTER TABLE email_queue RENAME CONSTRAINT email_queue_worker_crashes_check TO email_queue_worker_crashes_not_negative;
+ALTER TABLE send_logs RENAME CONSTRAINT send_logs_outcome_check TO send_logs_outcome_is_known;
+ALTER INDEX send_logs_attempt_id_key RENAME TO send_logs_attempt_id_unique;
+ALTER TABLE suppressions RENAME CONSTRAINT suppressions_email_check TO suppressions_email_needs_local_part_and_at;
+ALTER TABLE suppressions RENAME CONSTRAINT suppressions_reason_check TO suppressions_reason_is_known;
+ALTER INDEX suppressions_email_key RENAME TO suppressions_one_row_per_email;
+ALTER TABLE email_events RENAME CONSTRAINT email_events_type_check TO email_events_type_is_known;
+ALTER TABLE account_events RENAME CONSTRAINT account_events_type_check TO account_events_type_is_known;
+ALTER TABLE send_rates RENAME CONSTRAINT send_rates_per_minute_check TO send_rates_per_minute_positive;
+ALTER TABLE send_rates RENAME CONSTRAINT send_rates_release_at_check TO send_rates_release_at_positive;
+ALTER TABLE dkim_keys RENAME CONSTRAINT dkim_keys_algorithm_check TO dkim_keys_algorithm_is_rsa_or_ed25519_sha256;
+ALTER TABLE dkim_keys RENAME CONSTRAINT dkim_keys_domain_check TO dkim_keys_domain_lowercase_and_not_empty;
+ALTER TABLE dkim_keys RENAME CONSTRAINT dkim_keys_selector_check TO dkim_keys_selector_is_a_dns_label;
+ALTER TABLE bounce_messages RENAME CONSTRAINT bounce_messages_kind_check TO bounce_messages_kind_is_known;
+ALTER TABLE bounce_messages RENAME CONSTRAINT bounce_messages_report_key_key TO bounce_messages_report_key_unique;
+ALTER TABLE api_keys RENAME CONSTRAINT api_keys_name_check TO api_keys_name_not_blank;
+ALTER TABLE api_keys RENAME CONSTRAINT api_keys_prefix_key TO api_keys_prefix_unique;
+ALTER TABLE api_keys RENAME CONSTRAINT api_keys_scope_check TO api_keys_scope_is_send_read_or_admin;
+ALTER TABLE webhook_endpoints RENAME CONSTRAINT webhook_endpoints_events_check TO webhook_endpoints_events_known_and_not_empty;
+ALTER TABLE webhook_endpoints RENAME CONSTRAINT webhook_endpoints_url_check TO webhook_endpoints_url_is_http_or_https;
+ALTER TABLE webhook_deliveries RENAME CONSTRAINT webhook_deliveries_status_check TO webhook_deliveries_status_is_known;
+ALTER TABLE webhook_deliveries RENAME CONSTRAINT webhook_deliveries_webhook_id_key TO webhook_deliveries_webhook_id_unique;
