@@ -1,33 +1,22 @@
-"""Campaign figures for the console: progress by state, unique opens and clicks (people
-apart from suspected bots), bounces, complaints, unsubscribes, top links, and who opened,
-clicked or bounced (as CSV)."""
+"""Campaign lists and exports for the console: every campaign (any row with a
+``campaign``, created through the API or not) with its rows by state, and who opened,
+clicked, bounced, complained or unsubscribed (as CSV, bots left out). One campaign's
+figures are :func:`mailer.campaign_stats.campaign_summary`; its state changes are
+:class:`mailer.campaigns.CampaignManager`'s."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run, run_one
+from mailer.sync_db import run
 
 #: Event types whose recipients can be exported.
 EXPORTABLE = ("open", "click", "bounce", "complaint", "unsubscribe")
-
-
-@dataclass(frozen=True)
-class CampaignReport:
-    counts: dict[str, Any]
-    engagement: dict[str, dict[str, int]]
-    top_links: list[dict[str, Any]]
-
-    @property
-    def done_percent(self) -> float:
-        total = self.counts["total"] or 1
-        return round(100 * (self.counts["total"] - self.counts["pending"]) / total, 1)
 
 
 class CampaignQueries:
@@ -35,19 +24,8 @@ class CampaignQueries:
         self.conn = conn
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        return run(self.conn, "console_campaigns", {"limit": limit, "campaign": None})
-
-    def report(self, campaign: str) -> CampaignReport | None:
-        params = {"limit": 1, "campaign": campaign}
-        counts = run_one(self.conn, "console_campaigns", params)
-        if counts is None:
-            return None
-        engagement = {
-            r["type"]: {"people": r["people"], "bots": r["bots"]}
-            for r in run(self.conn, "console_campaign_engagement", {"campaign": campaign})
-        }
-        links = run(self.conn, "console_campaign_top_links", {"campaign": campaign, "limit": 10})
-        return CampaignReport(counts, engagement, links)
+        """The newest ``limit`` campaigns with their rows by state and settings' state."""
+        return run(self.conn, "console_campaigns", {"limit": limit})
 
     def recipients_csv(self, campaign: str, kind: str) -> Iterator[str]:
         """Who had an event of ``kind`` (one of :data:`EXPORTABLE`), as CSV lines."""

@@ -1583,36 +1583,20 @@ FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
 WHERE b.id = %(id)s
 
 -- console_campaigns --
--- Every campaign's rows by state, newest campaign first; or only %(campaign)s's (read
--- through email_queue_campaign_id_idx).
-SELECT campaign, count(*) AS total,
-       count(*) FILTER (WHERE status = 'sent') AS sent,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
-       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
-       min(created_at) AS first_queued_at, max(sent_at) AS last_sent_at
-FROM email_queue
-WHERE campaign IS NOT NULL AND (%(campaign)s::text IS NULL OR campaign = %(campaign)s)
-GROUP BY campaign
-ORDER BY max(id) DESC
-LIMIT %(limit)s
-
--- console_campaign_engagement --
--- One campaign's events: distinct messages per type, people apart from suspected bots.
-SELECT e.type,
-       count(DISTINCT e.queue_id) FILTER (WHERE NOT e.suspected_bot) AS people,
-       count(DISTINCT e.queue_id) FILTER (WHERE e.suspected_bot) AS bots
-FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
-WHERE q.campaign = %(campaign)s
-GROUP BY e.type
-
--- console_campaign_top_links --
-SELECT e.data->>'url' AS url, count(DISTINCT e.queue_id) AS people
-FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
-WHERE q.campaign = %(campaign)s AND e.type = 'click' AND NOT e.suspected_bot
-GROUP BY 1
-ORDER BY 2 DESC, 1
+-- Every campaign's rows by state (and its settings' state), newest campaign first.
+SELECT q.campaign, count(*) AS total,
+       count(*) FILTER (WHERE q.status = 'sent') AS sent,
+       count(*) FILTER (WHERE q.status = 'failed') AS failed,
+       count(*) FILTER (WHERE q.status = 'suppressed') AS suppressed,
+       count(*) FILTER (WHERE q.status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE q.status IN ('queued', 'sending')) AS pending,
+       max(q.sent_at) AS last_sent_at,
+       COALESCE((SELECT c.state FROM campaign_settings AS c WHERE c.campaign = q.campaign),
+                'active') AS state
+FROM email_queue AS q
+WHERE q.campaign IS NOT NULL
+GROUP BY q.campaign
+ORDER BY max(q.id) DESC
 LIMIT %(limit)s
 
 -- console_campaign_recipients --
