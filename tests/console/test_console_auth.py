@@ -221,3 +221,27 @@ def test_a_database_outage_is_a_503_page(settings: Settings):
         response = app.test_client().get("/admin/login")
     assert response.status_code == 503
     assert b"The database is unavailable." in response.data and b"Traceback" not in response.data
+
+
+def test_create_user_reads_mailer_admin_password(db_url: str, tmp_path, sql: psycopg.Connection):
+    from click.testing import CliRunner
+
+    from mailer.cli import main
+
+    env = {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(tmp_path / "home"),
+        "MAILER_ADMIN_PASSWORD": PASSWORD,
+    }
+    result = CliRunner().invoke(main, ["admin", "create-user", "env@example.org"], env=env)
+    assert result.exit_code == 0, result.output
+    assert sql.execute("SELECT email FROM admin_users").fetchone()["email"] == "env@example.org"
+
+
+def test_the_console_is_served_only_with_admin_routes(db_url: str, settings: Settings):
+    with tracking_app(db_url, settings, WEB_ROUTES="tracking") as app:
+        assert app.test_client().get("/admin/login").status_code == 404
+    with tracking_app(db_url, settings, WEB_ROUTES="api") as app:
+        assert app.test_client().get("/admin/login").status_code == 404
+    with tracking_app(db_url, settings, WEB_ROUTES="admin") as app:
+        assert app.test_client().get("/admin/login").status_code == 200
