@@ -2,9 +2,9 @@
 
 Routes (DESIGN.md): ``GET /track/open/<token>``, ``GET /track/click/<token>``,
 ``GET|POST /unsubscribe/<token>``, ``POST /webhooks/ses``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``; and the HTTP API under ``/api/v1``
-(:mod:`tracking.api`). Production serves it with gunicorn
-(``gunicorn tracking.wsgi:app``), ``mailer web`` with werkzeug's server.
+``GET /readyz``, ``GET /metrics``; the HTTP API under ``/api/v1`` (:mod:`tracking.api`);
+and the operator console under ``/admin`` (:mod:`tracking.admin`). Production serves it
+with gunicorn (``gunicorn tracking.wsgi:app``), ``mailer web`` with werkzeug's server.
 ``MAILER_WEB_ROUTES`` (or config ``WEB_ROUTES``) chooses what one process serves:
 ``tracking`` (the public routes), ``api``, ``admin`` (the console, :mod:`tracking.admin`) or
 ``all`` (the default); health, readiness and metrics are always there.
