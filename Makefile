@@ -21,7 +21,7 @@ demo: $(STAMP)
 ## Run the test suite (what CI runs).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,6 +33,8 @@ FULL = {
     "claim_samples": 60,
     "memory_messages": 20_000,
     "webhook_deliveries": 5_000,
+    "console_accounts": 1_000,
+    "console_rows": 1_000_000,
 }
 QUICK = {
     "accounts": 4,
@@ -47,6 +49,8 @@ QUICK = {
     "claim_samples": 30,
     "memory_messages": 3_000,
     "webhook_deliveries": 1_000,
+    "console_accounts": 200,
+    "console_rows": 100_000,
 }
 ALIASES = {"retention": "deep"}
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from mailer.cli_accounts import accounts
+from mailer.cli_admin import admin
 from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces
 from mailer.cli_context import Context, pass_ctx
@@ -211,11 +212,11 @@ def run(ctx: Context) -> None:
     type=click.Choice(["tracking", "api", "admin", "all"]),
     default=None,
     help="What to serve: the public tracking routes, the HTTP API, the admin console "
-    "(not built yet) or all [MAILER_WEB_ROUTES, default all].",
+    "(/admin) or all [MAILER_WEB_ROUTES, default all].",
 )
 @pass_ctx
 def web(ctx: Context, host: str, port: int, routes: str | None) -> None:
-    """Serve the tracking app and/or the HTTP API (development server; use gunicorn in
+    """Serve the tracking app, the HTTP API and/or the console (development server; use gunicorn in
     production, with MAILER_WEB_ROUTES choosing the routes)."""
     from tracking import create_app
 
@@ -332,6 +333,7 @@ def _note_busy_default_web_port(settings: Settings) -> None:
 main.add_command(accounts)
 main.add_command(suppress)
 main.add_command(api_keys)
+main.add_command(admin)
 main.add_command(bounces)
 main.add_command(webhooks)
 main.add_command(recurring)

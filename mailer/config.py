@@ -118,6 +118,14 @@ class Settings:
     api_csv_timeout_seconds: float = 900.0
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
+    #: Admin console (/admin): a login lasts this long.
+    admin_session_hours: float = 12.0
+    #: Console logins refused after this many failures for one address ...
+    admin_login_max_failures: int = 5
+    #: ... or this many from one IP address ...
+    admin_login_max_failures_per_ip: int = 20
+    #: ... within this window (seconds).
+    admin_login_window_seconds: float = 900.0
     #: A click this soon after the message was rendered (sent) is a scanner's.
     scanner_click_seconds: float = 10.0
     #: Clicks on two different links of one message this close together are a scanner's.

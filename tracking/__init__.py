@@ -2,11 +2,11 @@
 
 Routes (DESIGN.md): ``GET /track/open/<token>``, ``GET /track/click/<token>``,
 ``GET|POST /unsubscribe/<token>``, ``POST /webhooks/ses``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``; and the HTTP API under ``/api/v1``
-(:mod:`tracking.api`). Production serves it with gunicorn
-(``gunicorn tracking.wsgi:app``), ``mailer web`` with werkzeug's server.
+``GET /readyz``, ``GET /metrics``; the HTTP API under ``/api/v1`` (:mod:`tracking.api`);
+and the operator console under ``/admin`` (:mod:`tracking.admin`). Production serves it
+with gunicorn (``gunicorn tracking.wsgi:app``), ``mailer web`` with werkzeug's server.
 ``MAILER_WEB_ROUTES`` (or config ``WEB_ROUTES``) chooses what one process serves:
-``tracking`` (the public routes), ``api``, ``admin`` (reserved for the console) or
+``tracking`` (the public routes), ``api``, ``admin`` (the console, :mod:`tracking.admin`) or
 ``all`` (the default); health, readiness and metrics are always there.
 
 ``create_app`` reads ``SETTINGS`` (a :class:`mailer.config.Settings`, else the
@@ -63,7 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from tracking import api
 
         api.register(app)
-    # "admin": the console (/admin) is not built yet; nothing extra is served.
+    if routes in ("admin", "all"):
+        from tracking import admin
+
+        admin.register(app)
     app.register_blueprint(health.bp)
     return app
 

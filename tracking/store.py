@@ -55,7 +55,9 @@ class Store:
                         "autocommit": True,
                         "row_factory": dict_row,
                         "connect_timeout": max(2, round(self.timeout)),
-                        "options": f"-c statement_timeout={int(self.timeout * 1000)}",
+                        # JIT compiles a plan in hundreds of ms: more than the web
+                        # app's short queries (the console's on a large queue) take.
+                        "options": f"-c statement_timeout={int(self.timeout * 1000)} -c jit=off",
                     },
                 )
                 self._pool.open(wait=False)
