@@ -3,16 +3,16 @@
 
 CREATE TABLE admin_users (
     id             bigserial PRIMARY KEY,
-    email          text NOT NULL CONSTRAINT admin_users_email_check
+    email          text NOT NULL CONSTRAINT admin_users_email_has_at_sign
                        CHECK (position('@' IN email) > 1),
     -- argon2id, in the PHC string format argon2-cffi writes ($argon2id$v=19$m=...)
-    password_hash  text NOT NULL CONSTRAINT admin_users_password_hash_check
+    password_hash  text NOT NULL CONSTRAINT admin_users_password_is_argon2id
                        CHECK (password_hash LIKE '$argon2id$%'),
     disabled_at    timestamptz,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
-CREATE UNIQUE INDEX admin_users_email_key ON admin_users (lower(email));
+CREATE UNIQUE INDEX admin_users_email_unique ON admin_users (lower(email));
 
 -- Server-side sessions: the cookie holds a random token, only its SHA-256 is stored here.
 -- A login always creates a new row (the id never survives a login: no fixation).
