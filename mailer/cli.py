@@ -4,7 +4,7 @@ Commands: ``db migrate``, ``accounts add|edit|list|check|pause|resume|set-limits
 ``run`` (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
 ``suppress ...`` (:mod:`mailer.cli_suppress`), ``bounces ...`` (:mod:`mailer.cli_bounces`),
 ``dkim add|generate|list`` and ``dns-check`` (:mod:`mailer.cli_domains`), ``webhooks ...``
-(:mod:`mailer.cli_webhooks`).
+(:mod:`mailer.cli_webhooks`), ``contacts export|erase`` (:mod:`mailer.cli_contacts`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import click
 
 from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces, imap_fields, imap_options
+from mailer.cli_contacts import contacts
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_domains import dkim, dns_check
 from mailer.cli_suppress import suppress
@@ -690,6 +691,7 @@ main.add_command(suppress)
 main.add_command(api_keys)
 main.add_command(bounces)
 main.add_command(webhooks)
+main.add_command(contacts)
 main.add_command(dkim)
 main.add_command(dns_check)
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -183,6 +184,15 @@ class MailerClient:
 
     def set_account_limits(self, account_id: int, **limits: int | None) -> dict[str, Any]:
         return self._call("PATCH", f"/accounts/{account_id}/limits", json=limits)
+
+    # -- personal data ------------------------------------------------------------------
+    def export_contact(self, email: str) -> dict[str, Any]:
+        """Everything held about ``email`` (admin key; recorded in the audit table)."""
+        return self._call("GET", f"/contacts/{quote(email, safe='@+')}/export")
+
+    def erase_contact(self, email: str) -> dict[str, Any]:
+        """Erase ``email``'s data, keeping only its hash so it is never mailed again."""
+        return self._call("DELETE", f"/contacts/{quote(email, safe='@+')}")
 
     # -- transport ----------------------------------------------------------------------
     def _call(

@@ -138,7 +138,8 @@ WHERE id = %(account_id)s AND status IN ('active', 'paused')
 -- claim_batch --
 -- Lease up to %(limit)s due rows for one account: rows addressed to it and unassigned
 -- rows of its pool, highest priority first, then longest due. Suppressed addresses come
--- back flagged so the worker marks them without sending.
+-- back flagged so the worker marks them without sending
+-- (an erased address, see erased_contacts, with the reason 'erased').
 WITH own AS (
     SELECT id, priority, due_at, template_id FROM email_queue
     WHERE status = 'queued' AND account_id = %(account_id)s AND due_at <= now()
@@ -175,9 +176,11 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
                                      WHERE c.campaign = q.campaign)) AS track_clicks,
           t.subject AS template_subject, t.html_body AS template_html_body,
           t.text_body AS template_text_body,
-          (SELECT s.reason FROM suppressions AS s
-            WHERE lower(s.email) = lower(btrim(q.to_address))
-              AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppression_reason
+          COALESCE((SELECT s.reason FROM suppressions AS s
+                     WHERE lower(s.email) = lower(btrim(q.to_address))
+                       AND (s.expires_at IS NULL OR s.expires_at > now())),
+                   (SELECT 'erased' FROM erased_contacts AS e
+                     WHERE e.email_hash = mailer_email_hash(q.to_address))) AS suppression_reason
 
 -- record_results --
 -- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
@@ -200,6 +203,8 @@ WITH marked AS (
           SELECT 1 FROM suppressions AS s
           WHERE lower(s.email) = lower(btrim(q.to_address))
             AND (s.expires_at IS NULL OR s.expires_at > now()))
+      AND NOT EXISTS (
+          SELECT 1 FROM erased_contacts AS e WHERE e.email_hash = mailer_email_hash(q.to_address))
       AND EXISTS (
           SELECT 1 FROM sender_accounts AS a
           WHERE a.id = %(account_id)s AND a.status = 'active'
@@ -258,10 +263,14 @@ WITH marked AS (
     RETURNING id
 ), unmarked AS (
     -- Why the row about to be sent was not marked (only then: the hot path skips this).
-    SELECT (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
-              ON lower(s.email) = lower(btrim(q.to_address))
-             AND (s.expires_at IS NULL OR s.expires_at > now())
-            WHERE q.id = %(in_flight_id)s LIMIT 1) AS suppression_reason,
+    SELECT COALESCE(
+               (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
+                  ON lower(s.email) = lower(btrim(q.to_address))
+                 AND (s.expires_at IS NULL OR s.expires_at > now())
+                WHERE q.id = %(in_flight_id)s LIMIT 1),
+               (SELECT 'erased' FROM email_queue AS q JOIN erased_contacts AS e
+                  ON e.email_hash = mailer_email_hash(q.to_address)
+                WHERE q.id = %(in_flight_id)s)) AS suppression_reason,
            NOT EXISTS (
                SELECT 1 FROM sender_accounts AS a
                WHERE a.id = %(account_id)s AND a.status = 'active'
@@ -1171,3 +1180,123 @@ SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id
+
+-- ---------------------------------------------------------------------------------------
+-- Personal data (issue 10): export and erase everything held about one address
+-- (mailer/contacts.py). %(email)s is compared trimmed and lowercased, like suppressions.
+
+-- contact_emails --
+SELECT id, to_address, to_name, subject, html_body, text_body, template_id, variables,
+       headers, account_id, pool, campaign, priority, scheduled_at, status, attempts,
+       max_attempts, next_attempt_at, last_error, message_id, sent_by_account_id, sent_at,
+       idempotency_key, metadata, transactional, track_opens, track_clicks, api_key_id,
+       created_at
+FROM email_queue
+WHERE lower(btrim(to_address)) = lower(btrim(%(email)s))
+ORDER BY id
+
+-- contact_attempts --
+SELECT id, queue_id, account_id, outcome, code, response, duration_ms, created_at
+FROM send_logs WHERE queue_id = ANY(%(ids)s::bigint[]) ORDER BY id
+
+-- contact_events --
+-- Events of the address's rows, and bounce/complaint/delivery reports naming it that
+-- matched no row.
+SELECT id, queue_id, account_id, type, data, suspected_bot, created_at
+FROM email_events WHERE queue_id = ANY(%(ids)s::bigint[])
+UNION
+SELECT id, queue_id, account_id, type, data, suspected_bot, created_at
+FROM email_events
+WHERE type IN ('bounce', 'complaint', 'delivery')
+  AND lower(btrim(data->>'recipient')) = lower(btrim(%(email)s))
+ORDER BY id
+
+-- contact_suppressions --
+SELECT id, email, reason, source, created_at, expires_at FROM suppressions
+WHERE lower(email) = lower(btrim(%(email)s))
+
+-- contact_bounce_reports --
+-- Stored bounce and complaint reports with a decision about the address or its rows.
+SELECT id, account_id, kind, subject, decisions, raw, received_at
+FROM bounce_messages AS b
+WHERE EXISTS (
+    SELECT 1 FROM jsonb_array_elements(
+        CASE WHEN jsonb_typeof(b.decisions) = 'array' THEN b.decisions ELSE '[]' END) AS d
+    WHERE lower(btrim(d->>'address')) = lower(btrim(%(email)s))
+       OR (jsonb_typeof(d->'queue_id') = 'number'
+           AND (d->>'queue_id')::numeric = ANY(%(ids)s::bigint[])))
+ORDER BY id
+
+-- contact_webhook_deliveries --
+-- Outbound webhook events about the address's rows.
+SELECT id, webhook_id, endpoint_id, event_type, status, attempts, payload, created_at,
+       delivered_at
+FROM webhook_deliveries
+WHERE jsonb_typeof(payload->'data'->'email_id') = 'number'
+  AND (payload->'data'->>'email_id')::numeric = ANY(%(ids)s::bigint[])
+ORDER BY id
+
+-- contact_erased_at --
+SELECT erased_at FROM erased_contacts WHERE email_hash = mailer_email_hash(%(email)s)
+
+-- contact_mark_erased --
+-- From its commit on, the claim flags the address's rows and the mark refuses them.
+INSERT INTO erased_contacts (email_hash) VALUES (mailer_email_hash(%(email)s))
+ON CONFLICT (email_hash) DO NOTHING
+
+-- contact_cancel_queued --
+UPDATE email_queue
+SET status = 'cancelled', last_error = 'cancelled: the contact was erased'
+WHERE lower(btrim(to_address)) = lower(btrim(%(email)s)) AND status = 'queued'
+RETURNING id
+
+-- contact_erase_rows --
+-- Keep each row (its send_logs count against the account's limits) without anything
+-- personal: the address becomes a placeholder that is itself erased (migration 0015).
+UPDATE email_queue
+SET to_address = 'erased@erased.invalid', to_name = NULL,
+    subject = CASE WHEN template_id IS NULL THEN '[erased]' END,
+    html_body = NULL, text_body = CASE WHEN template_id IS NULL THEN '' END,
+    variables = NULL, headers = NULL, metadata = '{}'::jsonb,
+    last_error = mailer_scrub_address(last_error, btrim(%(email)s))
+WHERE id = ANY(%(ids)s::bigint[])
+
+-- contact_erase_attempts --
+UPDATE send_logs SET response = mailer_scrub_address(response, btrim(%(email)s))
+WHERE queue_id = ANY(%(ids)s::bigint[]) AND response IS NOT NULL
+
+-- contact_erase_events --
+-- No IP address, user agent or raw report is kept; the address becomes [erased].
+UPDATE email_events
+SET data = mailer_scrub_address(
+        (data - ARRAY['ip', 'user_agent', 'raw'])::text, btrim(%(email)s))::jsonb
+WHERE id = ANY(%(event_ids)s::bigint[])
+
+-- contact_erase_bounce_reports --
+UPDATE bounce_messages
+SET raw = ''::bytea, subject = NULL,
+    decisions = mailer_scrub_address(decisions::text, btrim(%(email)s))::jsonb
+WHERE id = ANY(%(report_ids)s::bigint[])
+
+-- contact_erase_webhook_deliveries --
+WITH scrubbed AS (
+    UPDATE webhook_deliveries
+    SET payload = jsonb_set(
+            mailer_scrub_address(
+                (payload #- '{data,details,ip}' #- '{data,details,user_agent}')::text,
+                btrim(%(email)s))::jsonb,
+            '{data,metadata}', '{}'::jsonb, false)
+    WHERE id = ANY(%(delivery_ids)s::bigint[])
+    RETURNING id
+)
+UPDATE webhook_attempts
+SET response_excerpt = mailer_scrub_address(response_excerpt, btrim(%(email)s))
+WHERE delivery_id IN (SELECT id FROM scrubbed) AND response_excerpt IS NOT NULL
+
+-- contact_erase_suppressions --
+DELETE FROM suppressions WHERE lower(email) = lower(btrim(%(email)s))
+
+-- contact_audit --
+INSERT INTO contact_audit (action, email_hash, actor, counts)
+VALUES (%(action)s, mailer_email_hash(%(email)s), %(actor)s, %(counts)s::jsonb)
+RETURNING id, email_hash, at

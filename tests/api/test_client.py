@@ -95,3 +95,15 @@ def test_client_retries_429_and_5xx_with_one_key():
         server.shutdown()
         server.server_close()
     assert len(_Flaky.keys) == 3 and len(set(_Flaky.keys)) == 1
+
+
+def test_client_exports_and_erases_a_contact(live, sql):
+    with MailerClient(live, make_key(sql, "admin")) as mailer:
+        queued = mailer.send({"to": "zoe+x@example.org", "subject": "Hi", "text": "Hello"})
+        assert [e["id"] for e in mailer.export_contact("Zoe+x@example.org")["emails"]] == [
+            queued.id
+        ]
+        erased = mailer.erase_contact("zoe+x@example.org")
+        assert erased["counts"]["cancelled"] == 1
+        assert mailer.get_email(queued.id)["status"] == "cancelled"
+        assert mailer.export_contact("zoe+x@example.org")["emails"] == []

@@ -2,7 +2,7 @@
 scopes, Idempotency-Key on every POST, a per-key rate limit, RFC 9457 problem documents.
 
 One module per resource (``emails``, ``templates``, ``suppressions``, ``accounts``,
-``webhooks``) adds
+``webhooks``, ``contacts``) adds
 its routes to :data:`tracking.api.core.bp`; :mod:`tracking.api.core` holds what every
 request goes through; the OpenAPI 3.1 document is :mod:`tracking.api.openapi`.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from tracking.api import accounts, emails, openapi, suppressions, templates, webhooks
+from tracking.api import accounts, contacts, emails, openapi, suppressions, templates, webhooks
 from tracking.api.core import bp
 from tracking.api.problems import ApiProblem
 
 __all__ = [
     "accounts",
+    "contacts",
     "emails",
     "openapi",
     "register",

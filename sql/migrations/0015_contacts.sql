@@ -1,0 +1,43 @@
+-- Personal data (issue 10): what is left of an erased address, and the audit of every
+-- export and erasure (see mailer/contacts.py). Every old INSERT and UPDATE keeps working:
+-- only new tables and functions.
+
+-- The identity of an address once its plaintext is gone: SHA-256 (hex) of the trimmed,
+-- lowercased address. Unkeyed on purpose: the claim and the mark compute it in SQL for
+-- every row (no secret to pass in, and rotating MAILER_SECRET_KEY cannot unblock anyone).
+-- Whoever can read the database can test a guessed address against it, no more.
+CREATE FUNCTION mailer_email_hash(p_email text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(sha256(convert_to(lower(btrim(p_email)), 'UTF8')), 'hex')
+$$;
+
+-- ``p_text`` with every occurrence of ``p_address`` (any case) replaced by [erased].
+CREATE FUNCTION mailer_scrub_address(p_text text, p_address text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT regexp_replace(
+        p_text, regexp_replace(p_address, '([^[:alnum:]])', '\\\1', 'g'), '[erased]', 'gi')
+$$;
+
+-- Addresses erased with `mailer contacts erase` / DELETE /api/v1/contacts/{email}: never
+-- sent to again. The claim flags their rows (suppression reason 'erased') and the mark
+-- that precedes every send refuses them, like a suppression.
+CREATE TABLE erased_contacts (
+    email_hash  text PRIMARY KEY CHECK (email_hash ~ '^[0-9a-f]{64}$'),
+    erased_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per export or erasure: who (an API key as 'api-key:<id>', or 'cli:<user>'), of
+-- which address (its hash only), what was found or changed (counts per table), when.
+CREATE TABLE contact_audit (
+    id          bigserial PRIMARY KEY,
+    action      text NOT NULL CHECK (action IN ('export', 'erase')),
+    email_hash  text NOT NULL,
+    actor       text NOT NULL,
+    counts      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX contact_audit_hash_idx ON contact_audit (email_hash, at);
+
+-- Erased rows keep this placeholder address: erased too, so a row retried by mistake
+-- ends suppressed instead of going anywhere.
+INSERT INTO erased_contacts (email_hash) VALUES (mailer_email_hash('erased@erased.invalid'));
