@@ -33,6 +33,10 @@ FULL = {
     "claim_samples": 60,
     "memory_messages": 20_000,
     "webhook_deliveries": 5_000,
+    "api_requests": 5_000,
+    "api_batches": 40,
+    "api_clients": 8,
+    "api_batch_clients": 2,
 }
 QUICK = {
     "accounts": 4,
@@ -47,6 +51,10 @@ QUICK = {
     "claim_samples": 30,
     "memory_messages": 3_000,
     "webhook_deliveries": 1_000,
+    "api_requests": 1_000,
+    "api_batches": 10,
+    "api_clients": 8,
+    "api_batch_clients": 2,
 }
 ALIASES = {"retention": "deep"}
 

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from bench.api import fig_api
 from bench.content import HTML, TEXT
 from bench.env import (
     ROOT,
@@ -771,4 +772,5 @@ FIGURES: dict[str, Callable[..., dict[str, Any]]] = {
     "deep": fig_deep,
     "memory": fig_memory,
     "webhooks": fig_webhooks,
+    "api": fig_api,
 }

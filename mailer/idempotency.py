@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run, run_one
+from mailer.sync_db import run, run_one, run_unflushed
 
 #: Longest Idempotency-Key accepted.
 MAX_KEY_LENGTH = 255
@@ -60,7 +60,7 @@ class IdempotencyKeys:
 
     def claim(self, idem_key: str, fingerprint: str) -> ClaimResult:
         params = self._params(idem_key) | {"request_hash": fingerprint}
-        if run(self.conn, "claim_idempotency_key", params):
+        if run_unflushed(self.conn, "claim_idempotency_key", params):
             return ClaimResult(Claim.NEW)
         row = run_one(self.conn, "get_idempotency_key", params)
         if row is None:  # released between the two statements: the caller may retry

@@ -1182,8 +1182,15 @@ WHERE id = %(id)s
 RETURNING id
 
 -- ---------------------------------------------------------------------------------------
--- Personal data (issue 10): export and erase everything held about one address
--- (mailer/contacts.py). %(email)s is compared trimmed and lowercased, like suppressions.
+-- Issue 10 follow-ups: personal data (export and erase one address), API bookkeeping
+-- commits that skip the disk flush, webhook leftovers.
+
+-- local_unflushed_commit --
+-- This transaction's commit does not wait for the WAL flush (mailer.sync_db.run_unflushed).
+SET LOCAL synchronous_commit = off
+
+-- Personal data (mailer/contacts.py): %(email)s is compared trimmed and lowercased, like
+-- suppressions.
 
 -- contact_emails --
 SELECT id, to_address, to_name, subject, html_body, text_body, template_id, variables,

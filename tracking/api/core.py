@@ -61,14 +61,19 @@ def conn() -> psycopg.Connection[Any]:
 
 def json_body() -> Any:
     """The request's JSON document (400 when it does not parse)."""
+    raw = request.get_data(cache=True) or b""
+    # A NUL or a lone surrogate can only come from a \u escape, raw surrogate bytes (UTF-8
+    # lead byte 0xED) or a UTF-16/32 body (NUL bytes): plain bodies skip both walks.
+    suspect = b"\\u" in raw or b"\xed" in raw or b"\x00" in raw
     try:
-        document = json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
-        json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates
+        document = json.loads(raw, parse_constant=_no_constant)
+        if suspect:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-request", "the body is not valid JSON") from None
     except UnicodeEncodeError:
         raise ApiProblem("malformed-request", "the body holds an unpaired surrogate") from None
-    if (pointer := nul_pointer(document)) is not None:
+    if suspect and (pointer := nul_pointer(document)) is not None:
         raise validation([FieldError(pointer, "contains a NUL character")])
     return document
 
