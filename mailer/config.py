@@ -145,8 +145,9 @@ class Settings:
     webhooks_allow_private: bool = False
     #: Deliveries claimed (and posted concurrently) per batch.
     webhook_batch_size: int = 50
-    #: How often an idle webhook sender looks for due deliveries.
-    webhook_poll_seconds: float = 1.0
+    #: The longest an idle webhook sender sleeps: a NOTIFY wakes it for new deliveries, and
+    #: it wakes for the next retry due; this poll is the safety net for a missed NOTIFY.
+    webhook_poll_seconds: float = 10.0
     #: Connect/read timeout of one webhook request.
     webhook_timeout_seconds: float = 10.0
     #: First retry delay of a failed delivery; doubles per attempt, with jitter ...

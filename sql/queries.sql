@@ -28,6 +28,9 @@ LISTEN mailer_queue
 -- listen_mailer_accounts --
 LISTEN mailer_accounts
 
+-- listen_mailer_webhooks --
+LISTEN mailer_webhooks
+
 -- db_now --
 SELECT now() AS now
 
@@ -1307,3 +1310,13 @@ DELETE FROM suppressions WHERE lower(email) = lower(btrim(%(email)s))
 INSERT INTO contact_audit (action, email_hash, actor, counts)
 VALUES (%(action)s, mailer_email_hash(%(email)s), %(actor)s, %(counts)s::jsonb)
 RETURNING id, email_hash, at
+
+-- Webhook leftovers.
+
+-- webhook_next_due_seconds --
+-- Seconds until the earliest pending delivery of an enabled endpoint falls due (NULL: none
+-- pending; 0 or less: one is due now). The sender sleeps that long at most.
+SELECT EXTRACT(epoch FROM min(d.next_attempt_at) - now())::float8 AS seconds
+FROM webhook_deliveries AS d
+JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
+WHERE d.status = 'pending' AND e.enabled

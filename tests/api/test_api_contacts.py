@@ -64,6 +64,10 @@ def test_erase_leaves_no_personal_data_in_any_table(client, sql, admin):
     assert leftovers(sql, (person.other_id,)) == []
     rows = {r["id"]: r for r in sql.execute("SELECT * FROM email_queue")}
     assert rows[person.queued_id]["status"] == "cancelled"
+    cancelled = sql.execute(
+        "SELECT payload FROM webhook_deliveries WHERE event_type = 'cancelled'"
+    ).fetchall()  # the cancellation's own event, scrubbed like the others
+    assert [d["payload"]["data"]["to"] for d in cancelled] == ["[erased]"]
     assert rows[person.sent_id]["status"] == "sent"  # history (and limits) kept
     assert rows[person.other_id]["to_name"] == NAME  # someone else's row untouched
     assert sql.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 1

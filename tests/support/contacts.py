@@ -34,7 +34,7 @@ def spread_person(sql: psycopg.Connection) -> Person:
     ).fetchone()["id"]
     sql.execute(
         "INSERT INTO webhook_endpoints (url, events, secret_encrypted) "
-        "VALUES ('https://hooks.example.net/x', '{sent,opened,bounced}', 'enc')"
+        "VALUES ('https://hooks.example.net/x', '{sent,opened,bounced,cancelled}', 'enc')"
     )
     sent, queued, other = (_row(sql, to, account) for to in (ADDRESS, ADDRESS.upper(), "bob@x.org"))
     sql.execute(
