@@ -104,6 +104,9 @@ class Settings:
     web_routes: str = "all"
     #: HTTP API requests per API key and minute, across every web process.
     api_rate_limit_per_minute: int = 600
+    #: An Idempotency-Key claimed by a request that never answered (its process crashed)
+    #: is taken over by the same request after this long (before: 409, retry later).
+    api_idempotency_stale_seconds: float = 60.0
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     #: A click this soon after the message was rendered (sent) is a scanner's.

@@ -1015,27 +1015,35 @@ DELETE FROM api_rate_windows WHERE (api_key_id, window_start) IN (
     WHERE window_start < now() - interval '1 hour' LIMIT 5000)
 
 -- claim_idempotency_key --
--- Take the key for this request: a fresh key, or one whose first use is over 24 h old.
--- No row back: the key is held by another request (completed or still running).
+-- Take the key for this request: a fresh key, one whose first use is over 24 h old, or one
+-- the same request claimed over %(stale_seconds)s ago without ever answering (its process
+-- died). No row back: the key is held by another request (completed or still running).
+-- The claim's created_at is its token: only its holder may complete or release it.
 INSERT INTO api_idempotency AS i (api_key_id, idem_key, request_hash)
 VALUES (%(key_id)s, %(idem_key)s, %(request_hash)s)
 ON CONFLICT (api_key_id, idem_key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
     created_at = now()
 WHERE i.created_at < now() - interval '24 hours'
-RETURNING api_key_id
+   OR (i.status_code IS NULL AND i.request_hash = EXCLUDED.request_hash
+       AND i.created_at < now() - make_interval(secs => %(stale_seconds)s))
+RETURNING api_key_id, created_at
 
 -- get_idempotency_key --
 SELECT * FROM api_idempotency WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
 
 -- complete_idempotency_key --
+-- Record the answer, if the claim (%(claimed_at)s) is still this request's.
 UPDATE api_idempotency SET status_code = %(status_code)s, response_body = %(response_body)s
 WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
+  AND created_at = %(claimed_at)s AND status_code IS NULL
+RETURNING api_key_id
 
 -- release_idempotency_key --
 -- The request failed on the server's side: a retry with the same key may run again.
 DELETE FROM api_idempotency
 WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s AND status_code IS NULL
+  AND created_at = %(claimed_at)s
 
 -- prune_idempotency_keys --
 -- Keys past their 24 hours, a bounded batch at a time.

@@ -88,10 +88,20 @@ def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
         response = jsonify(body)
         response.status_code = status
         if pending is not None:
-            keys, idem = pending
-            keys.complete(idem, status, response.get_data(as_text=True))
+            keys, idem, claimed_at = pending
+            if not keys.complete(idem, claimed_at, status, response.get_data(as_text=True)):
+                raise _claim_lost()  # rolls this request's changes back
     g.pop("api_idempotency", None)
     return response
+
+
+def _claim_lost() -> ApiProblem:
+    """This request ran so long its Idempotency-Key was taken over as stale."""
+    return ApiProblem(
+        "idempotency-key-in-use",
+        "this request's Idempotency-Key was taken over by a retry; nothing was changed",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _no_constant(name: str) -> None:
@@ -187,7 +197,8 @@ def _idempotency() -> Response | None:
             "malformed-request",
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
         )
-    keys = IdempotencyKeys(conn(), key().id)
+    stale = services().settings.api_idempotency_stale_seconds
+    keys = IdempotencyKeys(conn(), key().id, stale_seconds=stale)
     result = keys.claim(idem, request_hash(request.method, request.path, request.get_data()))
     if result.claim is Claim.MISMATCH:
         raise ApiProblem(
@@ -207,7 +218,7 @@ def _idempotency() -> Response | None:
         )
         response.headers["Idempotent-Replayed"] = "true"
         return response
-    g.api_idempotency = (keys, idem)
+    g.api_idempotency = (keys, idem, result.claimed_at)
     return None
 
 
@@ -216,12 +227,13 @@ def _finish(response: Response) -> Response:
     response.headers.update(getattr(g, "api_rate_headers", {}))
     pending = g.pop("api_idempotency", None)
     if pending is not None:
-        keys, idem = pending
+        keys, idem, claimed_at = pending
         try:
             if response.status_code >= 500:
-                keys.release(idem)
+                keys.release(idem, claimed_at)
             else:
-                keys.complete(idem, response.status_code, response.get_data(as_text=True))
+                body = response.get_data(as_text=True)
+                keys.complete(idem, claimed_at, response.status_code, body)
         except DATABASE_ERRORS:
             current_app.logger.exception("could not record Idempotency-Key %r", idem)
     return response
@@ -231,9 +243,9 @@ def _finish(response: Response) -> Response:
 def _close(exc: BaseException | None) -> None:
     pending = g.pop("api_idempotency", None)
     if pending is not None:  # the view raised: let a retry run again
-        keys, idem = pending
+        keys, idem, claimed_at = pending
         try:
-            keys.release(idem)
+            keys.release(idem, claimed_at)
         except DATABASE_ERRORS:
             current_app.logger.exception("could not release Idempotency-Key %r", idem)
     cm = g.pop("api_conn_cm", None)
