@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run, run_one, run_unflushed
+from mailer.sync_db import run, run_one
 
 #: Longest Idempotency-Key accepted.
 MAX_KEY_LENGTH = 255
@@ -73,7 +73,7 @@ class IdempotencyKeys:
             "request_hash": fingerprint,
             "stale_seconds": self.stale_seconds,
         }
-        claimed = run_unflushed(self.conn, "claim_idempotency_key", params)
+        claimed = run(self.conn, "claim_idempotency_key", params)
         if claimed:
             return ClaimResult(Claim.NEW, claimed_at=claimed[0]["created_at"])
         row = run_one(self.conn, "get_idempotency_key", params)

@@ -27,16 +27,3 @@ def run_one(
     """The first row of :func:`run`, or None."""
     rows = run(conn, name, params)
     return rows[0] if rows else None
-
-
-def run_unflushed(
-    conn: psycopg.Connection[Any], name: str, params: dict[str, Any] | None = None
-) -> list[Row]:
-    """:func:`run` in a transaction whose commit does not wait for its WAL to reach the
-    disk (``synchronous_commit = off``): other sessions see it at once as usual, but a
-    crash of PostgreSQL may lose it. For bookkeeping whose loss is harmless (a request
-    count, the claim of a request that had not finished): it saves a disk flush per API
-    request, and the next synchronous commit flushes it anyway."""
-    with conn.transaction():
-        run(conn, "local_unflushed_commit")
-        return run(conn, name, params)

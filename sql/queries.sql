@@ -1001,9 +1001,13 @@ SELECT * FROM api_keys
 WHERE prefix = %(prefix)s AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM touched)
 
 -- count_api_request --
--- One more request of this key in the current fixed window; returns the new count.
+-- One more request of this key in the current fixed window; returns the new count. Run on
+-- its own (autocommit), it commits without waiting for the WAL flush (set_config(...,
+-- true) lasts until the statement's own commit): a count lost in a crash is harmless, and
+-- it saves a disk flush per API request.
 INSERT INTO api_rate_windows AS w (api_key_id, window_start, requests)
-VALUES (%(key_id)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1)
+SELECT %(key_id)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
 ON CONFLICT (api_key_id, window_start) DO UPDATE SET requests = w.requests + 1
 RETURNING requests, extract(epoch FROM window_start)::float8 + %(window)s
           - extract(epoch FROM now())::float8 AS reset_seconds
@@ -1018,9 +1022,12 @@ DELETE FROM api_rate_windows WHERE (api_key_id, window_start) IN (
 -- Take the key for this request: a fresh key, one whose first use is over 24 h old, or one
 -- the same request claimed over %(stale_seconds)s ago without ever answering (its process
 -- died). No row back: the key is held by another request (completed or still running).
--- The claim's created_at is its token: only its holder may complete or release it.
+-- The claim's created_at is its token: only its holder may complete or release it. Its
+-- commit does not wait for the WAL flush (see count_api_request): a claim lost in a crash
+-- belonged to a request that had not answered, and the rows' own commit flushes it anyway.
 INSERT INTO api_idempotency AS i (api_key_id, idem_key, request_hash)
-VALUES (%(key_id)s, %(idem_key)s, %(request_hash)s)
+SELECT %(key_id)s, %(idem_key)s, %(request_hash)s
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
 ON CONFLICT (api_key_id, idem_key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
     created_at = now()
@@ -1193,12 +1200,7 @@ WHERE id = %(id)s
 RETURNING id
 
 -- ---------------------------------------------------------------------------------------
--- Issue 10 follow-ups: personal data (export and erase one address), API bookkeeping
--- commits that skip the disk flush, webhook leftovers.
-
--- local_unflushed_commit --
--- This transaction's commit does not wait for the WAL flush (mailer.sync_db.run_unflushed).
-SET LOCAL synchronous_commit = off
+-- Issue 10 follow-ups: personal data (export and erase one address), webhook leftovers.
 
 -- Personal data (mailer/contacts.py): %(email)s is compared trimmed and lowercased, like
 -- suppressions.

@@ -7,6 +7,7 @@ import json
 
 from mailer.api_keys import ApiKeyManager
 from mailer.idempotency import Claim, ClaimResult, IdempotencyKeys, request_hash
+from mailer.rate_limits import count_request
 from tests.support.api_env import auth, email, make_key
 
 
@@ -134,3 +135,17 @@ def test_a_request_that_lost_its_claim_cannot_complete_or_release_it(sql):
     assert keys.complete("slow", old, 202, '{"old": true}') is False
     assert keys.complete("slow", retry.claimed_at, 202, '{"new": true}') is True
     assert keys.claim("slow", "h") == ClaimResult(Claim.REPLAY, 202, '{"new": true}')
+
+
+def test_the_unflushed_bookkeeping_commits_leave_later_commits_synchronous(client, sql):
+    """The rate-limit count and the key claim skip the WAL flush for their own commit
+    only: the connection's next transaction (the rows) is flushed as usual."""
+    key = make_key(sql, "send")
+    key_id = sql.execute("SELECT id FROM api_keys").fetchone()["id"]
+    assert IdempotencyKeys(sql, key_id).claim("k", "h").claim is Claim.NEW
+    count_request(sql, key_id, 10)
+    assert sql.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    response = client.post(
+        "/api/v1/emails", json=email(), headers=auth(key, **{"Idempotency-Key": "n"})
+    )
+    assert response.status_code == 202
