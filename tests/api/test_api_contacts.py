@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailer.sql_queries import query
 from tests.support.api_env import auth, make_key
 from tests.support.contacts import (
     ADDRESS,
@@ -88,8 +89,6 @@ def test_an_erased_address_stays_suppressed_for_the_claim(client, sql, admin):
         "RETURNING id",
         (f"  {ADDRESS.upper()} ",),
     ).fetchall()
-    from mailer.sql_queries import query
-
     claimed = sql.execute(
         query("claim_batch"),
         {
