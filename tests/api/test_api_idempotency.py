@@ -4,11 +4,14 @@ a different request with the same key is 409; keys are per API key and last 24 h
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from mailer.api_keys import ApiKeyManager
 from mailer.idempotency import Claim, ClaimResult, IdempotencyKeys, request_hash
 from mailer.rate_limits import count_request
 from tests.support.api_env import auth, email, make_key
+from tests.support.tracking_env import tracking_app
 
 
 def _count(sql):
@@ -149,3 +152,28 @@ def test_the_unflushed_bookkeeping_commits_leave_later_commits_synchronous(clien
         "/api/v1/emails", json=email(), headers=auth(key, **{"Idempotency-Key": "n"})
     )
     assert response.status_code == 202
+
+
+def test_a_request_whose_claim_was_taken_over_rolls_back(db_url, settings, sql):
+    """With a stale time of 0 every running request's claim can be taken over by its
+    twin: however the six identical batches below interleave, the batch is queued once
+    (a request that lost its claim rolls back and answers 409)."""
+    key = make_key(sql, "send")
+    body = json.dumps({"emails": [email(to=f"u{i}@example.org") for i in range(300)]})
+    headers = auth(key, **{"Idempotency-Key": "twin", "Content-Type": "application/json"})
+    eager = settings.with_overrides(api_idempotency_stale_seconds=0.0)
+    with tracking_app(db_url, eager) as app:
+        start = threading.Barrier(6)
+
+        def post() -> int:
+            start.wait()
+            return (
+                app.test_client()
+                .post("/api/v1/emails/batch", data=body, headers=headers)
+                .status_code
+            )
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda _: post(), range(6)))
+    assert set(codes) <= {202, 409} and 202 in codes, codes
+    assert _count(sql) == 300
