@@ -35,6 +35,10 @@ FULL = {
     "webhook_deliveries": 5_000,
     "console_accounts": 1_000,
     "console_rows": 1_000_000,
+    "api_requests": 5_000,
+    "api_batches": 40,
+    "api_clients": 8,
+    "api_batch_clients": 2,
 }
 QUICK = {
     "accounts": 4,
@@ -51,6 +55,10 @@ QUICK = {
     "webhook_deliveries": 1_000,
     "console_accounts": 200,
     "console_rows": 100_000,
+    "api_requests": 1_000,
+    "api_batches": 10,
+    "api_clients": 8,
+    "api_batch_clients": 2,
 }
 ALIASES = {"retention": "deep"}
 

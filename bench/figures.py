@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from bench.api import fig_api
 from bench.console import fig_console
 from bench.content import HTML, TEXT
 from bench.env import (
@@ -773,4 +774,5 @@ FIGURES: dict[str, Callable[..., dict[str, Any]]] = {
     "memory": fig_memory,
     "webhooks": fig_webhooks,
     "console": fig_console,
+    "api": fig_api,
 }

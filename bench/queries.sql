@@ -155,3 +155,22 @@ ALTER TABLE email_queue ENABLE TRIGGER email_queue_webhooks
 
 -- webhook_deliveries_left --
 SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'
+
+-- api_single_row --
+-- The SQL baseline of one POST /emails: the same row, one INSERT, its id back.
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, campaign)
+VALUES (%(to_address)s, %(to_name)s, %(subject)s, %(html)s, %(text)s, %(campaign)s)
+RETURNING id
+
+-- api_batch_rows --
+-- The SQL baseline of one POST /emails/batch: the same rows, one INSERT, their ids back.
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, campaign)
+SELECT * FROM unnest(%(to_address)s::text[], %(to_name)s::text[], %(subject)s::text[],
+                     %(html)s::text[], %(text)s::text[], %(campaign)s::text[])
+RETURNING id
+
+-- api_queue_count --
+SELECT count(*) AS n FROM email_queue
+
+-- api_reset --
+TRUNCATE email_queue, send_logs, email_events, api_idempotency RESTART IDENTITY

@@ -18,6 +18,7 @@ internationalized domain is written in its ASCII (punycode) form.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +35,16 @@ SPECIAL_USE_DOMAINS: tuple[str, ...] = (
     "internal",
 )
 email_validator.SPECIAL_USE_DOMAIN_NAMES = []
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+#: The everyday address (an ASCII dot-atom local part, ASCII labels and an alphabetic
+#: top-level domain): decided without email-validator, which costs about 0.1 ms an
+#: address (half the time of a 500-message API batch). Anything else goes through it;
+#: tests/unit/test_addresses.py checks both paths agree on every address this matches.
+_EVERYDAY = re.compile(
+    rf"(?P<local>{_ATEXT}{{1,64}}(?:\.{_ATEXT}+)*)@"
+    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
 
 
 @dataclass(frozen=True)
@@ -57,17 +68,32 @@ def validated_address(
 
 @lru_cache(maxsize=4096)
 def _validated(address: str, what: str, reject_special_use: bool) -> Address:
-    try:
-        result = parse_syntax(address)
-    except EmailNotValidError as exc:
-        raise InvalidMessageError(f"invalid {what} {address!r}: {exc}") from None
-    domain = result.ascii_domain.lower()
+    found = everyday_address(address)
+    if found is None:
+        try:
+            result = parse_syntax(address)
+        except EmailNotValidError as exc:
+            raise InvalidMessageError(f"invalid {what} {address!r}: {exc}") from None
+        found = Address(f"{result.local_part}@{result.ascii_domain}", bool(result.smtputf8))
+    domain = found.envelope.rpartition("@")[2].lower()
     if reject_special_use and is_special_use(domain):
         raise InvalidMessageError(
             f"invalid {what} {address!r}: {domain} is a special-use domain name, refused "
             "because MAILER_REJECT_SPECIAL_USE_DOMAINS is set"
         )
-    return Address(f"{result.local_part}@{result.ascii_domain}", bool(result.smtputf8))
+    return found
+
+
+def everyday_address(address: str) -> Address | None:
+    """``address`` as email-validator would give it back, if it is an everyday one (see
+    :data:`_EVERYDAY`); None means: ask email-validator."""
+    match = _EVERYDAY.fullmatch(address)
+    if match is None or len(address) > 254 or len(match["local"]) > 64:
+        return None
+    domain = match["domain"]
+    if "--" in domain or len(domain) > 253:
+        return None
+    return Address(f"{match['local']}@{domain.lower()}", False)
 
 
 def parse_syntax(address: str) -> ValidatedEmail:

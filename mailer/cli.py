@@ -4,7 +4,8 @@ Commands: ``db migrate|stop|url|prune``, ``accounts ...`` (:mod:`mailer.cli_acco
 ``run`` (orchestrator), ``worker --account-id N``, ``web``, ``sink``, ``status``, ``demo``;
 ``suppress ...`` (:mod:`mailer.cli_suppress`), ``bounces ...`` (:mod:`mailer.cli_bounces`),
 ``dkim add|generate|list`` and ``dns-check`` (:mod:`mailer.cli_domains`), ``webhooks ...``
-(:mod:`mailer.cli_webhooks`), ``recurring ...`` (:mod:`mailer.cli_recurring`).
+(:mod:`mailer.cli_webhooks`), ``recurring ...`` (:mod:`mailer.cli_recurring`),
+``contacts export|erase`` (:mod:`mailer.cli_contacts`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mailer.cli_accounts import accounts
 from mailer.cli_admin import admin
 from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces
+from mailer.cli_contacts import contacts
 from mailer.cli_context import Context, pass_ctx
 from mailer.cli_domains import dkim, dns_check
 from mailer.cli_errors import MailerGroup
@@ -337,6 +339,7 @@ main.add_command(admin)
 main.add_command(bounces)
 main.add_command(webhooks)
 main.add_command(recurring)
+main.add_command(contacts)
 main.add_command(dkim)
 main.add_command(dns_check)
 

@@ -11,7 +11,7 @@ from mailer.cli_context import Context, pass_ctx
 from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database
 from mailer.status import to_json
-from mailer.webhooks_out import WebhookError, WebhookManager
+from mailer.webhooks_out import EVENTS, WebhookError, WebhookManager
 
 
 def _manager(ctx: Context, db: Database) -> WebhookManager:
@@ -28,7 +28,7 @@ def webhooks() -> None:
 @click.option(
     "--events",
     required=True,
-    help="Comma-separated: sent,failed,delivered,bounced,complained,opened,clicked,unsubscribed.",
+    help="Comma-separated: " + ",".join(EVENTS) + ".",
 )
 @pass_ctx
 def webhooks_add(ctx: Context, url: str, events: str) -> None:

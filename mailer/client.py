@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -276,6 +277,15 @@ class MailerClient:
 
     def delete_recurring(self, ref: str | int) -> None:
         self._call("DELETE", f"/recurring/{ref}")
+
+    # -- personal data ------------------------------------------------------------------
+    def export_contact(self, email: str) -> dict[str, Any]:
+        """Everything held about ``email`` (admin key; recorded in the audit table)."""
+        return self._call("GET", f"/contacts/{quote(email, safe='@+')}/export")
+
+    def erase_contact(self, email: str) -> dict[str, Any]:
+        """Erase ``email``'s data, keeping only its hash so it is never mailed again."""
+        return self._call("DELETE", f"/contacts/{quote(email, safe='@+')}")
 
     # -- transport ----------------------------------------------------------------------
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -116,6 +116,9 @@ class Settings:
     #: How long such an upload may take, body transfer included (its COPY runs that long;
     #: every other API statement keeps ``tracking_db_timeout_seconds``).
     api_csv_timeout_seconds: float = 900.0
+    #: An Idempotency-Key claimed by a request that never answered (its process crashed)
+    #: is taken over by the same request after this long (before: 409, retry later).
+    api_idempotency_stale_seconds: float = 60.0
     #: Reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     #: Admin console (/admin): a login lasts this long.
@@ -165,8 +168,9 @@ class Settings:
     webhooks_allow_private: bool = False
     #: Deliveries claimed (and posted concurrently) per batch.
     webhook_batch_size: int = 50
-    #: How often an idle webhook sender looks for due deliveries.
-    webhook_poll_seconds: float = 1.0
+    #: The longest an idle webhook sender sleeps: a NOTIFY wakes it for new deliveries, and
+    #: it wakes for the next retry due; this poll is the safety net for a missed NOTIFY.
+    webhook_poll_seconds: float = 10.0
     #: Connect/read timeout of one webhook request.
     webhook_timeout_seconds: float = 10.0
     #: First retry delay of a failed delivery; doubles per attempt, with jitter ...

@@ -5,7 +5,11 @@ web processes and hosts. The first request claims the key with one INSERT; the c
 records a hash of the request (method, path and body). While it runs, a second request
 with the same key gets :attr:`Claim.IN_PROGRESS` (409); afterwards the same request gets
 the stored status and body back, a different one :attr:`Claim.MISMATCH` (409). A key is
-good for 24 hours. A request that fails on the server's side releases its key.
+good for 24 hours. A request that fails on the server's side releases its key. A claim
+whose request never answered (its process was killed) is taken over by the same request
+after ``stale_seconds``; the claim's time is its token, so the request that lost its claim
+can neither complete nor release the new holder's (:meth:`IdempotencyKeys.complete` says
+False, and the API then rolls that request's changes back).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -38,6 +43,8 @@ class ClaimResult:
     claim: Claim
     status_code: int | None = None
     body: str | None = None
+    #: For :attr:`Claim.NEW`: the claim's token, for :meth:`IdempotencyKeys.complete`.
+    claimed_at: datetime | None = None
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -51,17 +58,24 @@ def request_hash(method: str, path: str, body: bytes) -> str:
 class IdempotencyKeys:
     """Claim, complete and release keys of one API key."""
 
-    def __init__(self, conn: psycopg.Connection[Any], api_key_id: int) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], api_key_id: int, *, stale_seconds: float = 60.0
+    ) -> None:
         self.conn = conn
         self.api_key_id = api_key_id
+        self.stale_seconds = stale_seconds
 
     def _params(self, idem_key: str) -> dict[str, Any]:
         return {"key_id": self.api_key_id, "idem_key": idem_key}
 
     def claim(self, idem_key: str, fingerprint: str) -> ClaimResult:
-        params = self._params(idem_key) | {"request_hash": fingerprint}
-        if run(self.conn, "claim_idempotency_key", params):
-            return ClaimResult(Claim.NEW)
+        params = self._params(idem_key) | {
+            "request_hash": fingerprint,
+            "stale_seconds": self.stale_seconds,
+        }
+        claimed = run(self.conn, "claim_idempotency_key", params)
+        if claimed:
+            return ClaimResult(Claim.NEW, claimed_at=claimed[0]["created_at"])
         row = run_one(self.conn, "get_idempotency_key", params)
         if row is None:  # released between the two statements: the caller may retry
             return ClaimResult(Claim.IN_PROGRESS)
@@ -71,9 +85,15 @@ class IdempotencyKeys:
             return ClaimResult(Claim.IN_PROGRESS)
         return ClaimResult(Claim.REPLAY, row["status_code"], row["response_body"])
 
-    def complete(self, idem_key: str, status_code: int, body: str) -> None:
-        params = self._params(idem_key) | {"status_code": status_code, "response_body": body}
-        run(self.conn, "complete_idempotency_key", params)
+    def complete(self, idem_key: str, claimed_at: datetime, status_code: int, body: str) -> bool:
+        """Store the answer; False when the claim is no longer this request's."""
+        params = self._params(idem_key) | {
+            "claimed_at": claimed_at,
+            "status_code": status_code,
+            "response_body": body,
+        }
+        return bool(run(self.conn, "complete_idempotency_key", params))
 
-    def release(self, idem_key: str) -> None:
-        run(self.conn, "release_idempotency_key", self._params(idem_key))
+    def release(self, idem_key: str, claimed_at: datetime) -> None:
+        params = self._params(idem_key) | {"claimed_at": claimed_at}
+        run(self.conn, "release_idempotency_key", params)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from mailer.sync_db import run, run_one
+from mailer.sync_db import run
 
 WINDOW_SECONDS = 60
 
@@ -43,8 +43,8 @@ class RateDecision:
 
 def count_request(conn: psycopg.Connection[Any], api_key_id: int, limit: int) -> RateDecision:
     """Count one request of ``api_key_id`` against ``limit`` per window."""
-    row = run_one(conn, "count_api_request", {"key_id": api_key_id, "window": WINDOW_SECONDS})
-    assert row is not None
+    params = {"key_id": api_key_id, "window": WINDOW_SECONDS}
+    row = run(conn, "count_api_request", params)[0]
     used = row["requests"]
     reset = max(1, math.ceil(row["reset_seconds"]))
     return RateDecision(used <= limit, limit, max(0, limit - used), reset, first=used == 1)

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, SecretKeyError, secret_key
-from mailer.db import Database, Row
+from mailer.db import Database, Row, connect_listener, wait_notifies
 from mailer.retry import retry_delay
 from mailer.sql_queries import query
 from mailer.webhook_signing import signed_headers
@@ -243,15 +243,20 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 class WebhookSender:
-    """``mailer webhooks run``: deliver due batches until stopped."""
+    """``mailer webhooks run``: deliver due batches until stopped. Between batches it
+    sleeps until the next retry falls due (at most ``webhook_poll_seconds``), woken at
+    once by the NOTIFY (channel ``mailer_webhooks``) of a transaction queueing deliveries."""
 
     stop_timeout = 15.0
+    #: The shortest sleep between two looks (deliveries due but locked by another sender).
+    min_sleep_seconds = 0.2
 
     def __init__(self, settings: Settings, url: str, *, clock: Clock = utcnow) -> None:
         self.settings = settings
         self.url = url
         self.clock = clock
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         log.info("webhook sender stopping: %s", reason)
@@ -261,19 +266,58 @@ class WebhookSender:
         box = CredentialBox(secret_key(self.settings))
         while not self._stop.is_set():
             try:
-                async with Database(self.url) as db, http_client(self.settings) as client:
+                async with (
+                    Database(self.url) as db,
+                    http_client(self.settings) as client,
+                    self._listening(),
+                ):
                     await self._loop(db, DeliveryPoster(self.settings, box, client))
             except (psycopg.Error, OSError) as exc:
                 log.warning("webhook sender: database unavailable (%s); retrying", exc)
                 await self._sleep(self.settings.webhook_poll_seconds)
         return 0
 
+    @contextlib.asynccontextmanager
+    async def _listening(self) -> AsyncIterator[None]:
+        """LISTEN on a dedicated connection while the block runs; a NOTIFY sets the wake
+        event. Losing that connection only costs promptness: the polls go on."""
+        listener = await connect_listener(self.url, ["mailer_webhooks"])
+        task = asyncio.create_task(self._listen(listener))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await listener.close()
+
+    async def _listen(self, listener: psycopg.AsyncConnection[Row]) -> None:
+        try:
+            while True:  # wakes only when a notification arrives (see wait_notifies)
+                if await wait_notifies(listener):
+                    self._wake.set()
+        except psycopg.OperationalError as exc:
+            log.warning("webhook sender: lost its LISTEN connection (%s); polling only", exc)
+
     async def _loop(self, db: Database, poster: DeliveryPoster) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a NOTIFY from now on means: look again after this batch
             result = await deliver_batch(db, poster, self.settings, self.clock())
             if result.attempted < self.settings.webhook_batch_size:
-                await self._sleep(self.settings.webhook_poll_seconds)
+                await self._sleep(await self._idle_seconds(db))
+
+    async def _idle_seconds(self, db: Database) -> float:
+        """Until the next pending delivery falls due, within [min_sleep, poll]."""
+        row = await db.fetch_one("webhook_next_due_seconds")
+        poll = self.settings.webhook_poll_seconds
+        due = row["seconds"] if row is not None else None
+        return poll if due is None else max(min(poll, self.min_sleep_seconds), min(poll, due))
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        """Sleep ``seconds``, or less if a stop is requested or a NOTIFY arrives."""
+        waits = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()

@@ -33,6 +33,8 @@ EVENTS = (
     "opened",
     "clicked",
     "unsubscribed",
+    "suppressed",
+    "cancelled",
 )
 
 

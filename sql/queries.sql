@@ -28,6 +28,9 @@ LISTEN mailer_queue
 -- listen_mailer_accounts --
 LISTEN mailer_accounts
 
+-- listen_mailer_webhooks --
+LISTEN mailer_webhooks
+
 -- db_now --
 SELECT now() AS now
 
@@ -138,7 +141,8 @@ WHERE id = %(account_id)s AND status IN ('active', 'paused')
 -- claim_batch --
 -- Lease up to %(limit)s due rows for one account: rows addressed to it and unassigned
 -- rows of its pool, highest priority first, then longest due. Suppressed addresses come
--- back flagged so the worker marks them without sending.
+-- back flagged so the worker marks them without sending
+-- (an erased address, see erased_contacts, with the reason 'erased').
 WITH own AS (
     SELECT id, priority, due_at, template_id FROM email_queue
     WHERE status = 'queued' AND account_id = %(account_id)s AND due_at <= now()
@@ -181,9 +185,11 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
                                      WHERE c.campaign = q.campaign)) AS track_clicks,
           t.subject AS template_subject, t.html_body AS template_html_body,
           t.text_body AS template_text_body,
-          (SELECT s.reason FROM suppressions AS s
-            WHERE lower(s.email) = lower(btrim(q.to_address))
-              AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppression_reason
+          COALESCE((SELECT s.reason FROM suppressions AS s
+                     WHERE lower(s.email) = lower(btrim(q.to_address))
+                       AND (s.expires_at IS NULL OR s.expires_at > now())),
+                   (SELECT 'erased' FROM erased_contacts AS e
+                     WHERE e.email_hash = mailer_email_hash(q.to_address))) AS suppression_reason
 
 -- record_results --
 -- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
@@ -206,6 +212,8 @@ WITH marked AS (
           SELECT 1 FROM suppressions AS s
           WHERE lower(s.email) = lower(btrim(q.to_address))
             AND (s.expires_at IS NULL OR s.expires_at > now()))
+      AND NOT EXISTS (
+          SELECT 1 FROM erased_contacts AS e WHERE e.email_hash = mailer_email_hash(q.to_address))
       AND EXISTS (
           SELECT 1 FROM sender_accounts AS a
           WHERE a.id = %(account_id)s AND a.status = 'active'
@@ -267,10 +275,14 @@ WITH marked AS (
     RETURNING id
 ), unmarked AS (
     -- Why the row about to be sent was not marked (only then: the hot path skips this).
-    SELECT (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
-              ON lower(s.email) = lower(btrim(q.to_address))
-             AND (s.expires_at IS NULL OR s.expires_at > now())
-            WHERE q.id = %(in_flight_id)s LIMIT 1) AS suppression_reason,
+    SELECT COALESCE(
+               (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
+                  ON lower(s.email) = lower(btrim(q.to_address))
+                 AND (s.expires_at IS NULL OR s.expires_at > now())
+                WHERE q.id = %(in_flight_id)s LIMIT 1),
+               (SELECT 'erased' FROM email_queue AS q JOIN erased_contacts AS e
+                  ON e.email_hash = mailer_email_hash(q.to_address)
+                WHERE q.id = %(in_flight_id)s)) AS suppression_reason,
            NOT EXISTS (
                SELECT 1 FROM sender_accounts AS a
                WHERE a.id = %(account_id)s AND a.status = 'active'
@@ -1024,9 +1036,13 @@ SELECT * FROM api_keys
 WHERE prefix = %(prefix)s AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM touched)
 
 -- count_api_request --
--- One more request of this key in the current fixed window; returns the new count.
+-- One more request of this key in the current fixed window; returns the new count. Run on
+-- its own (autocommit), it commits without waiting for the WAL flush (set_config(...,
+-- true) lasts until the statement's own commit): a count lost in a crash is harmless, and
+-- it saves a disk flush per API request.
 INSERT INTO api_rate_windows AS w (api_key_id, window_start, requests)
-VALUES (%(key_id)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1)
+SELECT %(key_id)s, to_timestamp(floor(extract(epoch FROM now()) / %(window)s) * %(window)s), 1
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
 ON CONFLICT (api_key_id, window_start) DO UPDATE SET requests = w.requests + 1
 RETURNING requests, extract(epoch FROM window_start)::float8 + %(window)s
           - extract(epoch FROM now())::float8 AS reset_seconds
@@ -1038,27 +1054,38 @@ DELETE FROM api_rate_windows WHERE (api_key_id, window_start) IN (
     WHERE window_start < now() - interval '1 hour' LIMIT 5000)
 
 -- claim_idempotency_key --
--- Take the key for this request: a fresh key, or one whose first use is over 24 h old.
--- No row back: the key is held by another request (completed or still running).
+-- Take the key for this request: a fresh key, one whose first use is over 24 h old, or one
+-- the same request claimed over %(stale_seconds)s ago without ever answering (its process
+-- died). No row back: the key is held by another request (completed or still running).
+-- The claim's created_at is its token: only its holder may complete or release it. Its
+-- commit does not wait for the WAL flush (see count_api_request): a claim lost in a crash
+-- belonged to a request that had not answered, and the rows' own commit flushes it anyway.
 INSERT INTO api_idempotency AS i (api_key_id, idem_key, request_hash)
-VALUES (%(key_id)s, %(idem_key)s, %(request_hash)s)
+SELECT %(key_id)s, %(idem_key)s, %(request_hash)s
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
 ON CONFLICT (api_key_id, idem_key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
     created_at = now()
 WHERE i.created_at < now() - interval '24 hours'
-RETURNING api_key_id
+   OR (i.status_code IS NULL AND i.request_hash = EXCLUDED.request_hash
+       AND i.created_at < now() - make_interval(secs => %(stale_seconds)s))
+RETURNING api_key_id, created_at
 
 -- get_idempotency_key --
 SELECT * FROM api_idempotency WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
 
 -- complete_idempotency_key --
+-- Record the answer, if the claim (%(claimed_at)s) is still this request's.
 UPDATE api_idempotency SET status_code = %(status_code)s, response_body = %(response_body)s
 WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s
+  AND created_at = %(claimed_at)s AND status_code IS NULL
+RETURNING api_key_id
 
 -- release_idempotency_key --
 -- The request failed on the server's side: a retry with the same key may run again.
 DELETE FROM api_idempotency
 WHERE api_key_id = %(key_id)s AND idem_key = %(idem_key)s AND status_code IS NULL
+  AND created_at = %(claimed_at)s
 
 -- prune_idempotency_keys --
 -- Keys past their 24 hours, a bounded batch at a time.
@@ -1750,3 +1777,135 @@ FROM email_queue AS q JOIN email_events AS e ON e.queue_id = q.id
 WHERE q.campaign = %(campaign)s AND e.type = %(type)s AND NOT e.suspected_bot
 GROUP BY q.id
 ORDER BY q.id
+
+-- ---------------------------------------------------------------------------------------
+-- Issue 10 follow-ups: personal data (export and erase one address), webhook leftovers.
+
+-- Personal data (mailer/contacts.py): %(email)s is compared trimmed and lowercased, like
+-- suppressions.
+
+-- contact_emails --
+SELECT id, to_address, to_name, subject, html_body, text_body, template_id, variables,
+       headers, account_id, pool, campaign, priority, scheduled_at, status, attempts,
+       max_attempts, next_attempt_at, last_error, message_id, sent_by_account_id, sent_at,
+       idempotency_key, metadata, transactional, track_opens, track_clicks, api_key_id,
+       created_at
+FROM email_queue
+WHERE lower(btrim(to_address)) = lower(btrim(%(email)s))
+ORDER BY id
+
+-- contact_attempts --
+SELECT id, queue_id, account_id, outcome, code, response, duration_ms, created_at
+FROM send_logs WHERE queue_id = ANY(%(ids)s::bigint[]) ORDER BY id
+
+-- contact_events --
+-- Events of the address's rows, and bounce/complaint/delivery reports naming it that
+-- matched no row.
+SELECT id, queue_id, account_id, type, data, suspected_bot, created_at
+FROM email_events WHERE queue_id = ANY(%(ids)s::bigint[])
+UNION
+SELECT id, queue_id, account_id, type, data, suspected_bot, created_at
+FROM email_events
+WHERE type IN ('bounce', 'complaint', 'delivery')
+  AND lower(btrim(data->>'recipient')) = lower(btrim(%(email)s))
+ORDER BY id
+
+-- contact_suppressions --
+SELECT id, email, reason, source, created_at, expires_at FROM suppressions
+WHERE lower(email) = lower(btrim(%(email)s))
+
+-- contact_bounce_reports --
+-- Stored bounce and complaint reports with a decision about the address or its rows.
+SELECT id, account_id, kind, subject, decisions, raw, received_at
+FROM bounce_messages AS b
+WHERE EXISTS (
+    SELECT 1 FROM jsonb_array_elements(
+        CASE WHEN jsonb_typeof(b.decisions) = 'array' THEN b.decisions ELSE '[]' END) AS d
+    WHERE lower(btrim(d->>'address')) = lower(btrim(%(email)s))
+       OR (jsonb_typeof(d->'queue_id') = 'number'
+           AND (d->>'queue_id')::numeric = ANY(%(ids)s::bigint[])))
+ORDER BY id
+
+-- contact_webhook_deliveries --
+-- Outbound webhook events about the address's rows.
+SELECT id, webhook_id, endpoint_id, event_type, status, attempts, payload, created_at,
+       delivered_at
+FROM webhook_deliveries
+WHERE jsonb_typeof(payload->'data'->'email_id') = 'number'
+  AND (payload->'data'->>'email_id')::numeric = ANY(%(ids)s::bigint[])
+ORDER BY id
+
+-- contact_erased_at --
+SELECT erased_at FROM erased_contacts WHERE email_hash = mailer_email_hash(%(email)s)
+
+-- contact_mark_erased --
+-- From its commit on, the claim flags the address's rows and the mark refuses them.
+INSERT INTO erased_contacts (email_hash) VALUES (mailer_email_hash(%(email)s))
+ON CONFLICT (email_hash) DO NOTHING
+
+-- contact_cancel_queued --
+UPDATE email_queue
+SET status = 'cancelled', last_error = 'cancelled: the contact was erased'
+WHERE lower(btrim(to_address)) = lower(btrim(%(email)s)) AND status = 'queued'
+RETURNING id
+
+-- contact_erase_rows --
+-- Keep each row (its send_logs count against the account's limits) without anything
+-- personal: the address becomes a placeholder that is itself erased (migration 0015).
+UPDATE email_queue
+SET to_address = 'erased@erased.invalid', to_name = NULL,
+    subject = CASE WHEN template_id IS NULL THEN '[erased]' END,
+    html_body = NULL, text_body = CASE WHEN template_id IS NULL THEN '' END,
+    variables = NULL, headers = NULL, metadata = '{}'::jsonb,
+    last_error = mailer_scrub_address(last_error, btrim(%(email)s))
+WHERE id = ANY(%(ids)s::bigint[])
+
+-- contact_erase_attempts --
+UPDATE send_logs SET response = mailer_scrub_address(response, btrim(%(email)s))
+WHERE queue_id = ANY(%(ids)s::bigint[]) AND response IS NOT NULL
+
+-- contact_erase_events --
+-- No IP address, user agent or raw report is kept; the address becomes [erased].
+UPDATE email_events
+SET data = mailer_scrub_address(
+        (data - ARRAY['ip', 'user_agent', 'raw'])::text, btrim(%(email)s))::jsonb
+WHERE id = ANY(%(event_ids)s::bigint[])
+
+-- contact_erase_bounce_reports --
+UPDATE bounce_messages
+SET raw = ''::bytea, subject = NULL,
+    decisions = mailer_scrub_address(decisions::text, btrim(%(email)s))::jsonb
+WHERE id = ANY(%(report_ids)s::bigint[])
+
+-- contact_erase_webhook_deliveries --
+WITH scrubbed AS (
+    UPDATE webhook_deliveries
+    SET payload = jsonb_set(
+            mailer_scrub_address(
+                (payload #- '{data,details,ip}' #- '{data,details,user_agent}')::text,
+                btrim(%(email)s))::jsonb,
+            '{data,metadata}', '{}'::jsonb, false)
+    WHERE id = ANY(%(delivery_ids)s::bigint[])
+    RETURNING id
+)
+UPDATE webhook_attempts
+SET response_excerpt = mailer_scrub_address(response_excerpt, btrim(%(email)s))
+WHERE delivery_id IN (SELECT id FROM scrubbed) AND response_excerpt IS NOT NULL
+
+-- contact_erase_suppressions --
+DELETE FROM suppressions WHERE lower(email) = lower(btrim(%(email)s))
+
+-- contact_audit --
+INSERT INTO contact_audit (action, email_hash, actor, counts)
+VALUES (%(action)s, mailer_email_hash(%(email)s), %(actor)s, %(counts)s::jsonb)
+RETURNING id, email_hash, at
+
+-- Webhook leftovers.
+
+-- webhook_next_due_seconds --
+-- Seconds until the earliest pending delivery of an enabled endpoint falls due (NULL: none
+-- pending; 0 or less: one is due now). The sender sleeps that long at most.
+SELECT EXTRACT(epoch FROM min(d.next_attempt_at) - now())::float8 AS seconds
+FROM webhook_deliveries AS d
+JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
+WHERE d.status = 'pending' AND e.enabled

@@ -267,3 +267,20 @@ def test_nul_in_path_or_query_is_400_not_500(client, key, path):
     response = client.get(path, headers=auth(key))
     assert response.status_code == 400
     assert response.get_json()["type"] == "/api/v1/problems/malformed-request"
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (json.dumps(email(subject="a\u0000b")).encode("utf-16"), 422),  # NUL, UTF-16 body
+        (json.dumps(email(subject="x")).encode().replace(b'"x"', b'"\xed\xa0\x80"'), 400),
+    ],
+)
+def test_nul_and_surrogates_are_found_without_an_escape_too(client, sql, key, data, status):
+    """The walks for NUL and unpaired surrogates are skipped only for bodies that cannot
+    hold one: a UTF-16 body and raw surrogate bytes still get them."""
+    response = client.post(
+        "/api/v1/emails", data=data, headers=auth(key, **{"Content-Type": "application/json"})
+    )
+    assert response.status_code == status, response.get_json()
+    assert sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"] == 0

@@ -120,3 +120,15 @@ def test_client_covers_campaigns(live, sql):
         "SELECT variables FROM email_queue WHERE to_address = 'c@example.org'"
     ).fetchone()["variables"]
     assert variables == {"n": "3"}
+
+
+def test_client_exports_and_erases_a_contact(live, sql):
+    with MailerClient(live, make_key(sql, "admin")) as mailer:
+        queued = mailer.send({"to": "zoe+x@example.org", "subject": "Hi", "text": "Hello"})
+        assert [e["id"] for e in mailer.export_contact("Zoe+x@example.org")["emails"]] == [
+            queued.id
+        ]
+        erased = mailer.erase_contact("zoe+x@example.org")
+        assert erased["counts"]["cancelled"] == 1
+        assert mailer.get_email(queued.id)["status"] == "cancelled"
+        assert mailer.export_contact("zoe+x@example.org")["emails"] == []

@@ -36,6 +36,7 @@ VALID_ARGS: dict[str, list[str]] = {
     "accounts resume": ["1"],
     "accounts set-limits": ["1", "--daily-limit", "5"],
     "api-keys create": ["--name", "ci", "--scope", "send"],
+    "contacts erase": ["x@example.org", "--yes"],
     "db prune": ["--older-than", "90d"],
     "demo": ["--emails", "1", "--timeout", "5"],
     "dkim add": ["shop.example", "--selector", "s1", "--key-file", "{key}"],

@@ -8,9 +8,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +26,7 @@ from tests.support.mailer_env import (
 from tests.support.smtp_server import ScriptedSMTPServer
 from tests.support.tracking_env import BROWSER, free_port
 from tracking.engagement import PIXEL
+from tracking.gunicorn_child import gunicorn_child
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,56 +39,15 @@ CLICK_SECONDS = 1.0
 def gunicorn(db_url: str, secret: str, home: Path) -> Iterator[str]:
     """``gunicorn tracking.wsgi:app`` on a free port; yields its base URL."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = os.environ | {
         "DATABASE_URL": db_url,
         "MAILER_SECRET_KEY": secret,
         "MAILER_HOME": str(home),
-        "MAILER_BASE_URL": base,
+        "MAILER_BASE_URL": f"http://127.0.0.1:{port}",
         "MAILER_SCANNER_CLICK_SECONDS": str(CLICK_SECONDS),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            "--graceful-timeout",
-            "5",
-            "tracking.wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if request(base, "GET", "/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                output = proc.stdout.read().decode() if proc.stdout else ""
-                raise AssertionError(f"gunicorn did not start:\n{output}")
-            time.sleep(0.1)
+    with gunicorn_child(env, workers=2, threads=2, port=port) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
 
 
 class Answer:

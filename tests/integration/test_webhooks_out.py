@@ -4,6 +4,7 @@ signature with the ``standardwebhooks`` package."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import subprocess
@@ -46,6 +47,12 @@ def hook_settings(settings: Settings) -> Settings:
         webhook_retry_base_seconds=0.2,
         webhook_retry_max_seconds=0.4,
     )
+
+
+@pytest.fixture
+def slow_poll(hook_settings: Settings) -> Settings:
+    """A sender that, without a NOTIFY or a retry due, would sleep 30 s."""
+    return hook_settings.with_overrides(webhook_poll_seconds=30.0)
 
 
 async def subscribe(db: Database, receiver: WebhookReceiver, events: str) -> int:
@@ -138,14 +145,15 @@ async def test_each_event_goes_to_the_endpoints_subscribed_to_it(sql, db: Databa
 
 
 async def test_a_500_is_retried_with_the_same_webhook_id(
-    sql, db: Database, db_url: str, hook_settings: Settings
+    sql, db: Database, db_url: str, slow_poll: Settings
 ) -> None:
+    """The retry goes out when it falls due (0.2 s here), not at the next 30 s poll."""
     with WebhookReceiver() as receiver:
         await subscribe(db, receiver, "sent")
         receiver.script = [500]
         (queue_id,) = insert_emails(sql, 1)
         sql.execute("UPDATE email_queue SET status = 'sent' WHERE id = %s", (queue_id,))
-        async with running_sender(hook_settings, db_url):
+        async with running_sender(slow_poll, db_url):
             await wait_until(lambda: len(receiver.received) >= 2, message="a retry")
     first, second = receiver.received[:2]
     assert first.verified and second.verified
@@ -353,3 +361,64 @@ def test_the_sync_manager_works_over_the_web_apps_store(db_url: str, sql) -> Non
             manager.add("https://hooks.example/api", "read")
     finally:
         store.close()
+
+
+async def test_suppressed_and_cancelled_rows_produce_events_with_the_reason(
+    sql, db: Database, db_url: str, hook_settings: Settings
+) -> None:
+    with WebhookReceiver() as receiver, ScriptedSMTPServer() as smtp:
+        await subscribe(db, receiver, "suppressed,cancelled")
+        sql.execute(
+            "INSERT INTO suppressions (email, reason) VALUES ('gone@example.org', 'complaint')"
+        )
+        account = add_account(sql, smtp)
+        suppressed, sent = insert_emails(
+            sql,
+            2,
+            account_id=account,
+            to_address=lambda i: ["gone@example.org", "ok@example.org"][i],
+        )
+        (cancelled,) = insert_emails(sql, 1, scheduled_at=db_now(sql) + timedelta(hours=1))
+        sql.execute(
+            "UPDATE email_queue SET status = 'cancelled', last_error = 'not wanted' WHERE id = %s",
+            (cancelled,),
+        )
+        async with running_worker(hook_settings, db_url, account):
+            await wait_until(
+                lambda: _status(sql, suppressed) == "suppressed" and _status(sql, sent) == "sent",
+                message="one row suppressed, one sent",
+            )
+        async with running_sender(hook_settings, db_url):
+            await wait_until(lambda: len(receiver.received) >= 2, message="2 webhooks")
+    assert all(r.verified for r in receiver.received)
+    got = {r.payload["data"]["email_id"]: r.payload for r in receiver.received}
+    assert set(got) == {suppressed, cancelled}  # the sent row is not subscribed to
+    assert got[suppressed]["type"] == "email.suppressed"
+    assert got[suppressed]["data"]["reason"] == "address is suppressed (complaint)"
+    assert got[suppressed]["data"]["to"] == "gone@example.org"
+    assert (got[cancelled]["type"], got[cancelled]["data"]["reason"]) == (
+        "email.cancelled",
+        "not wanted",
+    )
+
+
+async def test_a_new_delivery_wakes_an_idle_sender_at_once(
+    sql, db: Database, db_url: str, slow_poll: Settings
+) -> None:
+    with WebhookReceiver() as receiver:
+        await subscribe(db, receiver, "sent")
+        (queue_id,) = insert_emails(sql, 1)
+        async with running_sender(slow_poll, db_url):
+            await asyncio.sleep(1.0)  # past its first look: idle, sleeping up to 30 s
+            sql.execute("UPDATE email_queue SET status = 'sent' WHERE id = %s", (queue_id,))
+            started = asyncio.get_running_loop().time()
+            await wait_until(lambda: len(receiver.received) >= 1, timeout=10, message="woken")
+            waited = asyncio.get_running_loop().time() - started
+    assert waited < 2.0, f"the delivery waited {waited:.1f} s"
+    assert receiver.received[0].payload["data"]["email_id"] == queue_id
+
+
+def _status(sql: psycopg.Connection, queue_id: int) -> str:
+    return sql.execute("SELECT status FROM email_queue WHERE id = %s", (queue_id,)).fetchone()[
+        "status"
+    ]

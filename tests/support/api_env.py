@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
 from mailer.api_keys import ApiKeyManager
-from tests.support.tracking_env import free_port
+from tracking.gunicorn_child import gunicorn_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +34,6 @@ def email(**fields: Any) -> dict[str, Any]:
 def api_gunicorn(db_url: str, home: Path, *, workers: int = 2, **env: str) -> Iterator[str]:
     """``gunicorn tracking.wsgi:app`` serving only the API (``MAILER_WEB_ROUTES=api``) on a
     free port, ``workers`` processes; yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     environ = (
         os.environ
         | {
@@ -51,44 +44,5 @@ def api_gunicorn(db_url: str, home: Path, *, workers: int = 2, **env: str) -> It
         }
         | env
     )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        "4",
-        "--graceful-timeout",
-        "5",
-        "tracking.wsgi:app",
-    ]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait_healthy(base, proc)
+    with gunicorn_child(environ, workers=workers) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited")
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("gunicorn did not come up")

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from email_validator import EmailNotValidError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailer.addresses import Address, validated_address
+from mailer.addresses import _EVERYDAY, Address, everyday_address, parse_syntax, validated_address
 from mailer.errors import InvalidMessageError
 from mailer.render import Renderer
 from mailer.suppressions import checked_email
@@ -118,3 +121,32 @@ def test_without_smtputf8_a_non_ascii_account_address_is_the_accounts_problem():
     with pytest.raises(ValueError, match="needs SMTPUTF8") as info:
         renderer.render(sample_row(), sample_account(email="jöran@shop.example"))
     assert not isinstance(info.value, InvalidMessageError), "not the row's fault"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(_EVERYDAY, fullmatch=True))
+def test_the_everyday_fast_path_agrees_with_email_validator(address):
+    fast = everyday_address(address)
+    try:
+        parsed = parse_syntax(address)
+    except EmailNotValidError:
+        assert fast is None, address
+        return
+    if fast is not None:
+        assert fast == Address(f"{parsed.local_part}@{parsed.ascii_domain}", False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["Ann.Lee+x@Example.ORG", "o'neil@ex.org", "a{b}@x.io", "x@mail.example.test"],
+)
+def test_everyday_addresses_take_the_fast_path(address):
+    assert everyday_address(address) is not None
+    assert everyday_address(address) == validated_address(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["x@ab--cd.com", "x@a-.com", "x@localhost", "x@a.123", "é@x.org", "a..b@x.org"]
+)
+def test_unusual_addresses_are_left_to_email_validator(address):
+    assert everyday_address(address) is None

@@ -2,7 +2,7 @@
 scopes, Idempotency-Key on every POST, a per-key rate limit, RFC 9457 problem documents.
 
 One module per resource (``emails``, ``campaigns``, ``templates``, ``suppressions``,
-``accounts``, ``webhooks``, ``recurring``) adds
+``accounts``, ``webhooks``, ``recurring``, ``contacts``) adds
 its routes to :data:`tracking.api.core.bp`; :mod:`tracking.api.core` holds what every
 request goes through; the OpenAPI 3.1 document is :mod:`tracking.api.openapi`.
 """
@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from tracking.api import (
     accounts,
     campaigns,
+    contacts,
     emails,
     openapi,
     recurring,
@@ -28,6 +29,7 @@ from tracking.api.problems import ApiProblem
 __all__ = [
     "accounts",
     "campaigns",
+    "contacts",
     "emails",
     "openapi",
     "recurring",

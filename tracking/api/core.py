@@ -64,14 +64,19 @@ def conn() -> psycopg.Connection[Any]:
 
 def json_body() -> Any:
     """The request's JSON document (400 when it does not parse)."""
+    raw = request.get_data(cache=True) or b""
+    # A NUL or a lone surrogate can only come from a \u escape, raw surrogate bytes (UTF-8
+    # lead byte 0xED) or a UTF-16/32 body (NUL bytes): plain bodies skip both walks.
+    suspect = b"\\u" in raw or b"\xed" in raw or b"\x00" in raw
     try:
-        document = json.loads(request.get_data(cache=True) or b"", parse_constant=_no_constant)
-        json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates
+        document = json.loads(raw, parse_constant=_no_constant)
+        if suspect:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")  # lone surrogates
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-request", "the body is not valid JSON") from None
     except UnicodeEncodeError:
         raise ApiProblem("malformed-request", "the body holds an unpaired surrogate") from None
-    if (pointer := nul_pointer(document)) is not None:
+    if suspect and (pointer := nul_pointer(document)) is not None:
         raise validation([FieldError(pointer, "contains a NUL character")])
     return document
 
@@ -86,10 +91,20 @@ def respond_in_transaction(work: Callable[[], tuple[Any, int]]) -> Response:
         response = jsonify(body)
         response.status_code = status
         if pending is not None:
-            keys, idem = pending
-            keys.complete(idem, status, response.get_data(as_text=True))
+            keys, idem, claimed_at = pending
+            if not keys.complete(idem, claimed_at, status, response.get_data(as_text=True)):
+                raise _claim_lost()  # rolls this request's changes back
     g.pop("api_idempotency", None)
     return response
+
+
+def _claim_lost() -> ApiProblem:
+    """This request ran so long its Idempotency-Key was taken over as stale."""
+    return ApiProblem(
+        "idempotency-key-in-use",
+        "this request's Idempotency-Key was taken over by a retry; nothing was changed",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _no_constant(name: str) -> None:
@@ -197,7 +212,8 @@ def _idempotency() -> Response | None:
             "malformed-request",
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
         )
-    keys = IdempotencyKeys(conn(), key().id)
+    stale = services().settings.api_idempotency_stale_seconds
+    keys = IdempotencyKeys(conn(), key().id, stale_seconds=stale)
     result = keys.claim(idem, request_hash(request.method, request.path, request.get_data()))
     if result.claim is Claim.MISMATCH:
         raise ApiProblem(
@@ -217,7 +233,7 @@ def _idempotency() -> Response | None:
         )
         response.headers["Idempotent-Replayed"] = "true"
         return response
-    g.api_idempotency = (keys, idem)
+    g.api_idempotency = (keys, idem, result.claimed_at)
     return None
 
 
@@ -226,12 +242,13 @@ def _finish(response: Response) -> Response:
     response.headers.update(getattr(g, "api_rate_headers", {}))
     pending = g.pop("api_idempotency", None)
     if pending is not None:
-        keys, idem = pending
+        keys, idem, claimed_at = pending
         try:
             if response.status_code >= 500:
-                keys.release(idem)
+                keys.release(idem, claimed_at)
             else:
-                keys.complete(idem, response.status_code, response.get_data(as_text=True))
+                body = response.get_data(as_text=True)
+                keys.complete(idem, claimed_at, response.status_code, body)
         except DATABASE_ERRORS:
             current_app.logger.exception("could not record Idempotency-Key %r", idem)
     return response
@@ -241,9 +258,9 @@ def _finish(response: Response) -> Response:
 def _close(exc: BaseException | None) -> None:
     pending = g.pop("api_idempotency", None)
     if pending is not None:  # the view raised: let a retry run again
-        keys, idem = pending
+        keys, idem, claimed_at = pending
         try:
-            keys.release(idem)
+            keys.release(idem, claimed_at)
         except DATABASE_ERRORS:
             current_app.logger.exception("could not release Idempotency-Key %r", idem)
     cm = g.pop("api_conn_cm", None)

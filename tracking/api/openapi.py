@@ -636,6 +636,54 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "RecurringPage": _page("Recurring"),
+    "Contact": {
+        "type": "object",
+        "description": "Everything held about an address",
+        "required": [
+            "email",
+            "exported_at",
+            "erased_at",
+            "counts",
+            "emails",
+            "unmatched_events",
+            "suppressions",
+            "bounce_reports",
+            "webhook_deliveries",
+        ],
+        "properties": {
+            "email": {"type": "string"},
+            "exported_at": TIME,
+            "erased_at": NULL_TIME,
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "emails": {
+                "type": "array",
+                "description": "every row to the address, with its attempts and events",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "to_address", "status", "attempts", "events"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "to_address": {"type": "string"},
+                        "status": {"type": "string", "enum": STATUSES},
+                        "attempts": {"type": "array", "items": {"type": "object"}},
+                        "events": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+            },
+            "unmatched_events": {"type": "array", "items": {"type": "object"}},
+            "suppressions": {"type": "array", "items": _ref("Suppression")},
+            "bounce_reports": {"type": "array", "items": {"type": "object"}},
+            "webhook_deliveries": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Erasure": {
+        "type": "object",
+        "required": ["email_hash", "counts"],
+        "properties": {
+            "email_hash": {"type": "string", "description": "SHA-256 of the address, kept"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+    },
     "LimitsIn": {
         "type": "object",
         "minProperties": 1,
@@ -957,6 +1005,28 @@ def _paths() -> dict[str, Any]:
             ),
         },
         **_campaign_paths(),
+        "/contacts/{email}": {
+            "get": _op(
+                "getContact",
+                "Everything held about an address (admin; audited)",
+                {"200": _json(_ref("Contact"), "The address's data")},
+                params=[ADDRESS],
+            ),
+            "delete": _op(
+                "eraseContact",
+                "Erase an address; only its hash stays, suppressed (admin; audited)",
+                {"200": _json(_ref("Erasure"), "What was erased")},
+                params=[ADDRESS],
+            ),
+        },
+        "/contacts/{email}/export": {
+            "get": _op(
+                "exportContact",
+                "The same document as a download (admin; audited)",
+                {"200": _json(_ref("Contact"), "The address's data")},
+                params=[ADDRESS],
+            ),
+        },
         "/accounts/{id}/limits": {
             "patch": _op(
                 "setAccountLimits",
