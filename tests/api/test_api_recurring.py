@@ -9,10 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.client import ApiError, MailerClient
-from tests.support.api_env import auth, email, make_key
-from tests.support.tracking_env import tracking_app
-from tracking.server import BackgroundServer
+from mailer.client import ApiError
+from tests.support.api_env import auth, email, live_client, make_key
 
 
 def recurring(**fields):
@@ -114,11 +112,7 @@ def test_a_pool_restricted_key_sees_only_its_own_schedules(client, sql):
 
 def test_the_client_manages_schedules_on_a_live_server(db_url, settings, sql):
     key = make_key(sql, "send")
-    with (
-        tracking_app(db_url, settings, WEB_ROUTES="api") as app,
-        BackgroundServer(app) as server,
-        MailerClient(server.url, key) as mailer,
-    ):
+    with live_client(db_url, settings, key) as mailer:
         created = mailer.create_recurring("daily", "@daily", "Asia/Tokyo", email(), enabled=False)
         assert created["enabled"] is False and created["cron"] == "@daily"
         assert mailer.resume_recurring("daily")["enabled"] is True
