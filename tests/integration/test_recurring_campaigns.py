@@ -16,8 +16,14 @@ import psycopg
 
 from mailer.db import Database
 from mailer.recurring import RecurringSend, RecurringSends
-from mailer.recurring_scheduler import tick
-from tests.support.mailer_env import add_account, running_worker, statuses, wait_until
+from mailer.recurring_scheduler import RecurringScheduler, tick
+from tests.support.mailer_env import (
+    add_account,
+    running_service,
+    running_worker,
+    statuses,
+    wait_until,
+)
 from tests.support.smtp_server import ScriptedSMTPServer
 
 T0 = datetime(2026, 12, 7, 7, 59, 30, tzinfo=UTC)  # 08:59:30 in Paris (UTC+1)
@@ -27,6 +33,16 @@ RECIPIENTS = [
     "cy@example.org",
     "ANN@example.org",  # the same address again: still queued once per occurrence
 ]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def minutes(n: float) -> timedelta:
@@ -107,6 +123,28 @@ async def test_concurrent_schedulers_queue_each_occurrence_campaign_once(sql, db
     assert all(sorted(rows) == sorted(set(rows)) and len(rows) == 3 for rows in found.values())
     count = sql.execute("SELECT count(*) AS n FROM recurring_runs").fetchone()["n"]
     assert count == 8
+
+
+async def test_two_running_schedulers_fire_two_occurrences_once_each(sql, db_url, settings):
+    """Two ``mailer recurring run`` services on an injected clock: one leads, and each
+    occurrence's campaign is created once with each recipient once."""
+    weekly(sql)
+    clock = Clock(T0)
+    fast = settings.with_overrides(recurring_standby_seconds=0.2, recurring_max_sleep_seconds=1)
+    schedulers = [RecurringScheduler(fast, db_url, clock=clock) for _ in range(2)]
+    async with running_service(schedulers[0]), running_service(schedulers[1]):
+        await wait_until(lambda: any(s.leading for s in schedulers), message="a leader")
+        for count, at in ((1, T0 + minutes(1)), (2, T0 + minutes(31))):
+            clock.now = at
+            sql.execute("SELECT pg_notify('mailer_recurring', '')")
+            await wait_until(lambda n=count: len(campaigns(sql)) == n, message=f"campaign {count}")
+        await asyncio.sleep(0.5)  # a few more ticks: nothing more
+        assert sum(s.leading for s in schedulers) == 1
+    found = campaigns(sql)
+    assert sorted(found) == ["weekly-2026-12-07T09:00+01:00", "weekly-2026-12-07T09:30+01:00"]
+    assert all(
+        rows == ["ann@example.org", "bob@example.org", "cy@example.org"] for rows in found.values()
+    )
 
 
 async def test_an_occurrence_whose_campaign_name_is_taken_is_skipped(sql, db):
