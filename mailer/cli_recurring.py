@@ -1,5 +1,6 @@
-"""``mailer recurring add|list|remove|pause|resume|run``: recurring sends (a message queued
-on a cron expression in a time zone; see :mod:`mailer.recurring`)."""
+"""``mailer recurring add|list|remove|pause|resume|run``: recurring sends (a message, or a
+campaign with ``--campaign-file``, queued on a cron expression in a time zone; see
+:mod:`mailer.recurring`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import psycopg
@@ -39,7 +40,14 @@ def recurring() -> None:
     show_default=True,
     help="IANA zone the expression is read in, e.g. Europe/Paris.",
 )
-@click.option("--to", "to", required=True, help="Recipient address.")
+@click.option(
+    "--campaign-file",
+    type=click.File("r", encoding="utf-8"),
+    help="A recurring campaign instead of one email: a JSON file holding POST /campaigns' "
+    "body (name, subject/html/text or template, variables, recipients...); each occurrence "
+    "creates the campaign <name>-<occurrence local time> ('-' reads standard input).",
+)
+@click.option("--to", "to", help="Recipient address (required without --campaign-file).")
 @click.option("--to-name", help="Recipient display name.")
 @click.option("--subject", help="Subject (required without --template).")
 @click.option("--html", help="HTML body.")
@@ -52,11 +60,27 @@ def recurring() -> None:
 @click.option("--paused", is_flag=True, help="Create it paused (resume it later).")
 @pass_ctx
 def recurring_add(
-    ctx: Context, name: str, cron: str, timezone: str, paused: bool, **email: Any
+    ctx: Context,
+    name: str,
+    cron: str,
+    timezone: str,
+    paused: bool,
+    campaign_file: TextIO | None,
+    **email: Any,
 ) -> None:
-    """Add a schedule NAME; prints when it first fires."""
-    body = {"name": name, "cron": cron, "timezone": timezone, "enabled": not paused}
-    body["email"] = _email(email)
+    """Add a schedule NAME (one email, or a campaign with --campaign-file); prints when it
+    first fires."""
+    body: dict[str, Any] = {"name": name, "cron": cron, "timezone": timezone}
+    body["enabled"] = not paused
+    if campaign_file is not None:
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in email.items() if v is not None)
+        if given:
+            raise click.ClickException(f"--campaign-file replaces {', '.join(given)}")
+        body |= {"kind": "campaign", "campaign": _campaign(campaign_file)}
+    elif email["to"] is None:
+        raise click.ClickException("--to (one email) or --campaign-file (a campaign) is required")
+    else:
+        body["email"] = _email(email)
     try:
         created = _with_schedules(ctx, lambda s: s.create(body))
     except (RecurringInvalid, RecurringNameTaken) as exc:
@@ -75,6 +99,14 @@ def _email(options: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise click.ClickException(f"--variables is not JSON: {exc}") from None
     return email
+
+
+def _campaign(file: TextIO) -> Any:
+    """The campaign body of ``--campaign-file``."""
+    try:
+        return json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"--campaign-file is not JSON: {exc}") from None
 
 
 def _when(s: RecurringSend) -> str:

@@ -246,20 +246,27 @@ class MailerClient:
         name: str,
         cron: str,
         timezone: str,
-        email: dict[str, Any],
+        email: dict[str, Any] | None = None,
         *,
+        campaign: dict[str, Any] | None = None,
         enabled: bool = True,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Queue ``email`` on ``cron`` read in ``timezone`` (an IANA name)."""
-        body = {
-            "name": name,
-            "cron": cron,
-            "timezone": timezone,
-            "email": email,
-            "enabled": enabled,
-        }
+        """Queue ``email`` on ``cron`` read in ``timezone`` (an IANA name); or, given
+        ``campaign`` instead (:meth:`create_campaign`'s body: name, message, inline
+        recipients), create that campaign anew on every occurrence, as
+        ``<campaign name>-<occurrence local time>``."""
+        if (email is None) == (campaign is None):
+            raise ValueError("give either email or campaign")
+        body = {"name": name, "cron": cron, "timezone": timezone, "enabled": enabled}
+        body |= {"email": email} if campaign is None else {"kind": "campaign", "campaign": campaign}
         return self._call("POST", "/recurring", json=body, idempotency_key=idempotency_key)
+
+    def create_recurring_campaign(
+        self, name: str, cron: str, timezone: str, campaign: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """:meth:`create_recurring` of a campaign (``enabled``, ``idempotency_key``)."""
+        return self.create_recurring(name, cron, timezone, campaign=campaign, **options)
 
     def get_recurring(self, ref: str | int) -> dict[str, Any]:
         """A recurring send (id or name) with its latest occurrences."""

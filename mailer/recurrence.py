@@ -154,6 +154,20 @@ def _instant(wall: datetime, zone: ZoneInfo, fold: int) -> datetime:
     return first.astimezone(UTC)
 
 
+def occurrence_label(base: str, occurrence: datetime, timezone: str) -> str:
+    """The name of the campaign an occurrence of a recurring campaign creates:
+    ``<base>-<local time ISO 8601, to the minute, with its offset>``, e.g.
+    ``weekly-2026-12-07T09:00+01:00``. Deterministic: a retried occurrence gets the same
+    name (and the campaign's unique name refuses a second one); the offset keeps the two
+    instants of a repeated autumn hour apart."""
+    local = occurrence.astimezone(ZoneInfo(timezone))
+    return f"{base}-{local.isoformat(timespec='minutes')}"
+
+
+#: The length of :func:`occurrence_label`'s suffix (``-YYYY-MM-DDTHH:MM+HH:MM``).
+LABEL_SUFFIX = 23
+
+
 def plan_due(recurrence: Recurrence, next_run_at: datetime, now: datetime) -> DuePlan | None:
     """None while ``next_run_at`` is in the future; else the latest occurrence at or before
     ``now`` (queued once, whatever was missed) and the first one after ``now``."""

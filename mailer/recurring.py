@@ -5,7 +5,12 @@ synchronous connection: what the HTTP API's ``/recurring`` routes and ``mailer r
 call. A schedule's email is checked exactly as ``POST /emails`` checks one
 (:func:`mailer.email_requests.check_email`, template and account resolved by
 :class:`mailer.email_submissions.EmailSubmissions`) and stored as the ``email_queue``
-columns each occurrence inserts. Occurrences are queued by
+columns each occurrence inserts. A recurring campaign (kind ``campaign``) is checked as
+``POST /campaigns`` checks one (:func:`mailer.campaign_requests.check_campaign`; every
+inline recipient must be valid) and stored as ``{name, message, track_opens,
+track_clicks, recipients}``: each occurrence creates the campaign
+``<name>-<occurrence local time>`` (:func:`mailer.recurrence.occurrence_label`) and
+queues every recipient once. Occurrences are queued by
 :mod:`mailer.recurring_scheduler`; when they fall is :mod:`mailer.recurrence`.
 
 A schedule made with a pool-restricted API key belongs to that key: only it sees it.
@@ -22,10 +27,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from mailer.api_keys import ApiKey
-from mailer.email_requests import FieldError, check_email
+from mailer.campaign_requests import check_campaign
+from mailer.email_requests import MAX_LABEL, FieldError, check_email
 from mailer.email_submissions import EmailSubmissions
 from mailer.errors import MailerError
 from mailer.recurrence import (
+    LABEL_SUFFIX,
     Recurrence,
     RecurrenceError,
     check_cron,
@@ -35,9 +42,9 @@ from mailer.recurrence import (
 from mailer.render import clean_header
 from mailer.sync_db import Row, run, run_one
 
-#: What a schedule may queue. ``campaign`` comes with the campaigns API.
-KINDS = ("email",)
-FIELDS = frozenset({"name", "kind", "cron", "timezone", "email", "enabled"})
+#: What a schedule may queue: one email, or a campaign (its recipients) per occurrence.
+KINDS = ("email", "campaign")
+FIELDS = frozenset({"name", "kind", "cron", "timezone", "email", "campaign", "enabled"})
 MAX_NAME = 200
 MAX_PAGE = 200
 #: Occurrences shown with one schedule.
@@ -121,7 +128,12 @@ def check_definition(
     found["enabled"] = body.get("enabled", True)
     if not isinstance(found["enabled"], bool):
         errors.append(FieldError("/enabled", "must be true or false"))
-    found["email"] = _email(body.get("email"), errors, reject_special_use)
+    wanted = "campaign" if found["kind"] == "campaign" else "email"
+    for other in {"email", "campaign"} - {wanted}:
+        if other in body:
+            errors.append(FieldError(f"/{other}", f"is not allowed with kind {found['kind']!r}"))
+    if wanted == "email":
+        found["email"] = _email(body.get("email"), errors, reject_special_use)
     return found, errors
 
 
@@ -143,14 +155,20 @@ def _name(name: object, errors: list[FieldError]) -> str | None:
     return name.strip()
 
 
+def _no_schedule(body: object, base: str, errors: list[FieldError]) -> object:
+    """``body`` without ``scheduled_at``, which is an error here: the cron sets the times."""
+    if isinstance(body, dict) and "scheduled_at" in body:
+        errors.append(
+            FieldError(f"{base}/scheduled_at", "is not allowed: the cron expression sets the times")
+        )
+        return {k: v for k, v in body.items() if k != "scheduled_at"}
+    return body
+
+
 def _email(
     email: object, errors: list[FieldError], reject_special_use: bool
 ) -> dict[str, Any] | None:
-    if isinstance(email, dict) and "scheduled_at" in email:
-        errors.append(
-            FieldError("/email/scheduled_at", "is not allowed: the cron expression sets the times")
-        )
-        email = {k: v for k, v in email.items() if k != "scheduled_at"}
+    email = _no_schedule(email, "/email", errors)
     row, found = check_email(email, base="/email", reject_special_use=reject_special_use)
     errors.extend(found)
     return row
@@ -188,6 +206,9 @@ class RecurringSends:
         row = found.get("email")
         if row is not None:
             errors.extend(EmailSubmissions(self.conn, self.key).resolve([row], ["/email"])[0])
+        elif found["kind"] == "campaign":
+            assert isinstance(body, dict)
+            row = self._campaign(body.get("campaign"), errors)
         first = None
         if not errors:
             first = _first_occurrence(found["cron"], found["timezone"], now or self._now(), errors)
@@ -206,6 +227,29 @@ class RecurringSends:
         if stored is None:
             raise RecurringNameTaken(f"a recurring send named {found['name']!r} exists")
         return RecurringSend.from_row(stored)
+
+    def _campaign(self, body: object, errors: list[FieldError]) -> dict[str, Any] | None:
+        """The payload of a recurring campaign: its base name, resolved message, tracking
+        switches and every recipient (all must be valid: there is no one to tell later)."""
+        body = _no_schedule(body, "/campaign", errors)
+        request, found = check_campaign(
+            body,
+            EmailSubmissions(self.conn, self.key),
+            base="/campaign",
+            max_name=MAX_LABEL - LABEL_SUFFIX,
+            reject_special_use=self.reject_special_use,
+        )
+        errors.extend(found)
+        if request is None:
+            return None
+        errors.extend(e for problems in request.recipient_errors for e in problems)
+        recipients = [r for r in request.recipients if r is not None]
+        if not recipients and not errors:
+            errors.append(
+                FieldError("/campaign/recipients", "needs at least one recipient to queue")
+            )
+        shared = {"name": request.name, "message": request.message, **request.tracking}
+        return shared | {"recipients": recipients}
 
     def get(self, ref: str | int) -> RecurringSend | None:
         """The schedule with this id or name and its latest occurrences, or None."""

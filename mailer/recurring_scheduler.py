@@ -12,14 +12,15 @@ its session but not yet noticed) nothing is queued twice:
   only if it still holds the value read (the guard is in that UPDATE's own WHERE, so a
   concurrent scheduler blocks on the row, then finds it moved and does nothing), then the
   occurrence is recorded in ``recurring_runs``, whose primary key (schedule, occurrence)
-  refuses a second one, and its row is inserted into ``email_queue`` pointing at it;
+  refuses a second one, and its row is inserted into ``email_queue`` pointing at it (a
+  campaign schedule creates the occurrence's campaign and inserts each recipient's row);
 - after downtime only the latest missed occurrence is queued, once
   (:func:`mailer.recurrence.plan_due`), and ``next_run_at`` moves past ``now``.
 
-An occurrence whose row cannot be inserted (its template or account was deleted) is
-skipped with the reason in ``last_error``. Between ticks the leader sleeps until the
-earliest ``next_run_at`` (at most ``recurring_max_sleep_seconds``) or until a NOTIFY on
-``mailer_recurring`` says a schedule changed.
+An occurrence whose row cannot be inserted (its template or account was deleted, its
+campaign's name is taken) is skipped with the reason in ``last_error``. Between ticks the
+leader sleeps until the earliest ``next_run_at`` (at most ``recurring_max_sleep_seconds``)
+or until a NOTIFY on ``mailer_recurring`` says a schedule changed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ from psycopg.types.json import Jsonb
 
 from mailer.config import Settings
 from mailer.db import Database, Row, wait_notifies
-from mailer.recurrence import DuePlan, Recurrence, RecurrenceError, next_occurrence, plan_due
+from mailer.errors import MailerError
+from mailer.recurrence import (
+    DuePlan,
+    Recurrence,
+    RecurrenceError,
+    next_occurrence,
+    occurrence_label,
+    plan_due,
+)
 from mailer.sql_queries import query
 
 log = logging.getLogger("mailer.recurring")
@@ -83,9 +92,40 @@ async def _queue_email(conn: Conn, schedule: Row, plan: DuePlan) -> tuple[int, .
     return tuple(r["id"] for r in await cur.fetchall())
 
 
+class OccurrenceRefused(MailerError):
+    """An occurrence that cannot be queued as defined (its campaign's name is taken)."""
+
+
+async def _queue_campaign(conn: Conn, schedule: Row, plan: DuePlan) -> tuple[int, ...]:
+    """Create the occurrence's campaign (:func:`occurrence_label`: a retry gets the same
+    name, which the campaign's unique name refuses) and queue each recipient once."""
+    payload = schedule["payload"]
+    name = occurrence_label(payload["name"], plan.occurrence, schedule["timezone"])
+    params = {"id": schedule["id"], "occurrence_at": plan.occurrence, "campaign": name}
+    cur = await conn.execute(
+        query("campaign_create"),
+        {
+            "name": name,
+            "message": Jsonb(payload["message"]),
+            "track_opens": payload.get("track_opens"),
+            "track_clicks": payload.get("track_clicks"),
+            "api_key_id": schedule["api_key_id"],
+        },
+    )
+    if await cur.fetchone() is None:
+        raise OccurrenceRefused(f"campaign {name!r} exists")
+    await conn.execute(query("recurring_run_campaign"), params)
+    cur = await conn.execute(
+        query("recurring_queue_campaign"),
+        params | {"payload": Jsonb(payload), "api_key_id": schedule["api_key_id"]},
+    )
+    return tuple(r["id"] for r in await cur.fetchall())
+
+
 #: How each kind of schedule queues one occurrence, inside the firing transaction.
 QUEUERS: dict[str, Callable[[Conn, Row, DuePlan], Awaitable[tuple[int, ...]]]] = {
     "email": _queue_email,
+    "campaign": _queue_campaign,
 }
 
 
@@ -99,7 +139,7 @@ async def tick(db: Database, now: datetime, *, batch_size: int = 100) -> TickRes
     for row in due:
         try:
             done = await fire(db, row, now)
-        except (RecurrenceError, *DATA_ERRORS) as exc:
+        except (RecurrenceError, OccurrenceRefused, *DATA_ERRORS) as exc:
             failed += 1
             await _skip(db, row, now, exc)
             continue

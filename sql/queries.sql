@@ -1496,10 +1496,12 @@ RETURNING *
 
 -- recurring_runs_of --
 -- The latest occurrences of a schedule and the rows they queued.
-SELECT r.occurrence_at, r.missed, r.queued_at, q.id AS email_id, q.status
+-- (A campaign occurrence shows the campaign it created, not each of its rows.)
+SELECT r.occurrence_at, r.missed, r.queued_at, r.campaign, q.id AS email_id, q.status
 FROM recurring_runs AS r
 LEFT JOIN email_queue AS q
        ON q.recurring_id = r.recurring_id AND q.recurring_at = r.occurrence_at
+      AND r.campaign IS NULL
 WHERE r.recurring_id = %(id)s
 ORDER BY r.occurrence_at DESC, q.id
 LIMIT %(limit)s
@@ -1538,7 +1540,7 @@ UPDATE recurring_sends
 SET next_run_at = %(next_run_at)s, last_run_at = %(occurrence_at)s, last_error = NULL,
     updated_at = now()
 WHERE id = %(id)s AND enabled AND next_run_at = %(expected)s
-RETURNING id, kind, payload, api_key_id
+RETURNING id, kind, timezone, payload, api_key_id
 
 -- recurring_record_run --
 -- Nothing back: this occurrence was queued before (never queue it twice).
@@ -1909,3 +1911,33 @@ SELECT EXTRACT(epoch FROM min(d.next_attempt_at) - now())::float8 AS seconds
 FROM webhook_deliveries AS d
 JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
 WHERE d.status = 'pending' AND e.enabled
+
+
+-- ===== Recurring campaigns (issue 10): a campaign created and queued per occurrence =====
+-- mailer/recurring_scheduler.py (_queue_campaign); the campaign itself is created with
+-- campaign_create, in the same transaction as the occurrence's recurring_runs row.
+
+-- recurring_queue_campaign --
+-- Every recipient of the schedule's campaign (payload: {message, recipients}), each once
+-- (the first of an address, case insensitive), in recipient order, in one statement.
+INSERT INTO email_queue (to_address, to_name, subject, html_body, text_body, template_id,
+                         variables, headers, account_id, pool, campaign, priority, metadata,
+                         api_key_id, recurring_id, recurring_at)
+SELECT r.to_address, r.to_name, r.subject, r.html_body, r.text_body, r.template_id,
+       r.variables, r.headers, r.account_id, COALESCE(r.pool, 'default'), %(campaign)s,
+       COALESCE(r.priority, 0), COALESCE(r.metadata, '{}'), %(api_key_id)s, %(id)s,
+       %(occurrence_at)s
+FROM (SELECT DISTINCT ON (lower(btrim(e.item->>'to_address'))) e.item, e.n
+      FROM jsonb_array_elements(%(payload)s::jsonb->'recipients') WITH ORDINALITY AS e(item, n)
+      ORDER BY lower(btrim(e.item->>'to_address')), e.n) AS one,
+     jsonb_to_record((%(payload)s::jsonb->'message') || one.item) AS r(
+    to_address text, to_name text, subject text, html_body text, text_body text,
+    template_id bigint, variables jsonb, headers jsonb, account_id bigint, pool text,
+    priority integer, metadata jsonb)
+ORDER BY one.n
+RETURNING id
+
+-- recurring_run_campaign --
+-- The campaign an occurrence created, shown with the schedule's runs.
+UPDATE recurring_runs SET campaign = %(campaign)s
+WHERE recurring_id = %(id)s AND occurrence_at = %(occurrence_at)s

@@ -9,10 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.client import ApiError, MailerClient
-from tests.support.api_env import auth, email, make_key
-from tests.support.tracking_env import tracking_app
-from tracking.server import BackgroundServer
+from mailer.client import ApiError
+from tests.support.api_env import auth, email, live_client, make_key
 
 
 def recurring(**fields):
@@ -67,7 +65,8 @@ def test_create_read_pause_resume_delete(client, sql):
         ({"timezone": "Europe/Atlantis"}, "/timezone", "unknown time zone"),
         ({"name": "123"}, "/name", "not all digits"),
         ({"name": "a\r\nBcc: x"}, "/name", "CR/LF"),
-        ({"kind": "campaign"}, "/kind", "must be one of"),
+        ({"kind": "sms"}, "/kind", "must be one of"),
+        ({"kind": "campaign"}, "/email", "not allowed with kind 'campaign'"),
         ({"email": email(scheduled_at="2030-01-01T00:00:00Z")}, "/email/scheduled_at", "cron"),
         ({"email": {"to": "not an address", "subject": "s", "text": "t"}}, "/email/to", ""),
         ({"email": email(template="missing")}, "/email/template", "no template"),
@@ -113,11 +112,7 @@ def test_a_pool_restricted_key_sees_only_its_own_schedules(client, sql):
 
 def test_the_client_manages_schedules_on_a_live_server(db_url, settings, sql):
     key = make_key(sql, "send")
-    with (
-        tracking_app(db_url, settings, WEB_ROUTES="api") as app,
-        BackgroundServer(app) as server,
-        MailerClient(server.url, key) as mailer,
-    ):
+    with live_client(db_url, settings, key) as mailer:
         created = mailer.create_recurring("daily", "@daily", "Asia/Tokyo", email(), enabled=False)
         assert created["enabled"] is False and created["cron"] == "@daily"
         assert mailer.resume_recurring("daily")["enabled"] is True

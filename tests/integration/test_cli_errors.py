@@ -38,6 +38,7 @@ VALID_ARGS: dict[str, list[str]] = {
     "api-keys create": ["--name", "ci", "--scope", "send"],
     "contacts erase": ["x@example.org", "--yes"],
     "db prune": ["--older-than", "90d"],
+    "recurring add": ["n", "--cron", "@daily", "--to", "x@example.org"],
     "demo": ["--emails", "1", "--timeout", "5"],
     "dkim add": ["shop.example", "--selector", "s1", "--key-file", "{key}"],
     "dkim generate": ["shop.example", "--selector", "s1"],

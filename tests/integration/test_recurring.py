@@ -284,13 +284,13 @@ async def test_prune_forgets_old_occurrences_whose_rows_are_gone(sql, db):
 
 
 async def test_a_kind_this_version_cannot_queue_is_left_alone(sql, db):
-    """A newer version's kind (say 'campaign', in a rolling upgrade) is not this
-    scheduler's to fire, nor to wait for."""
+    """A newer version's kind (say 'sms', in a rolling upgrade) is not this scheduler's
+    to fire, nor to wait for."""
     digest = schedule(sql)
     sql.execute("ALTER TABLE recurring_sends DROP CONSTRAINT recurring_sends_kind_is_known")
     sql.execute(
         "INSERT INTO recurring_sends (name, kind, cron, timezone, payload, next_run_at) "
-        "VALUES ('newer', 'campaign', '* * * * *', 'UTC', '{}', %s)",
+        "VALUES ('newer', 'sms', '* * * * *', 'UTC', '{}', %s)",
         (T0 - minutes(5),),
     )
     result = await tick(db, T0)

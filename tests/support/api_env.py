@@ -11,7 +11,11 @@ from typing import Any
 import psycopg
 
 from mailer.api_keys import ApiKeyManager
+from mailer.client import MailerClient
+from mailer.config import Settings
+from tests.support.tracking_env import tracking_app
 from tracking.gunicorn_child import gunicorn_child
+from tracking.server import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +27,17 @@ def make_key(sql: psycopg.Connection, scope: str = "admin", *pools: str) -> str:
 
 def auth(secret: str, **headers: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"} | headers
+
+
+@contextmanager
+def live_client(db_url: str, settings: Settings, key: str) -> Iterator[MailerClient]:
+    """A :class:`MailerClient` with ``key`` against the API served on a live server."""
+    with (
+        tracking_app(db_url, settings, WEB_ROUTES="api") as app,
+        BackgroundServer(app) as server,
+        MailerClient(server.url, key) as client,
+    ):
+        yield client
 
 
 def email(**fields: Any) -> dict[str, Any]:

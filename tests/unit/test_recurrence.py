@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailer.recurrence import (
+    LABEL_SUFFIX,
     MAX_COUNTED,
     Recurrence,
     RecurrenceError,
@@ -14,6 +15,7 @@ from mailer.recurrence import (
     check_recurrence,
     check_timezone,
     next_occurrence,
+    occurrence_label,
     plan_due,
     previous_occurrence,
 )
@@ -153,3 +155,19 @@ def test_an_expression_that_never_occurs_is_refused():
     with pytest.raises(RecurrenceError, match="never occurs"):
         check_recurrence("0 0 30 2 *", "UTC", NOW)
     assert check_recurrence("0 0 29 2 *", "UTC", NOW).cron == "0 0 29 2 *"
+
+
+@pytest.mark.parametrize(
+    ("instant", "zone", "label"),
+    [
+        (utc(2026, 12, 7, 8, 0), "Europe/Paris", "weekly-2026-12-07T09:00+01:00"),
+        (utc(2026, 6, 1, 12, 0), "UTC", "weekly-2026-06-01T12:00+00:00"),
+        (utc(2026, 3, 10, 4, 15), "Asia/Kathmandu", "weekly-2026-03-10T10:00+05:45"),
+        # the repeated autumn hour: its two instants get two names
+        (utc(2026, 11, 1, 5, 30), NEW_YORK, "weekly-2026-11-01T01:30-04:00"),
+        (utc(2026, 11, 1, 6, 30), NEW_YORK, "weekly-2026-11-01T01:30-05:00"),
+    ],
+)
+def test_an_occurrence_campaign_is_named_by_its_local_time(instant, zone, label):
+    assert occurrence_label("weekly", instant, zone) == label
+    assert len(label) == len("weekly") + LABEL_SUFFIX

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from mailer.campaign_csv import CsvHeaderError
+from mailer.campaign_requests import check_campaign
 from mailer.campaign_stats import campaign_summary
 from mailer.campaigns import (
     Campaign,
@@ -20,19 +21,14 @@ from mailer.campaigns import (
     CsvRejected,
     CsvReport,
 )
-from mailer.email_requests import FIELDS, MAX_LABEL, FieldError, check_recipient, check_shared
+from mailer.email_requests import FieldError
 from mailer.email_submissions import EmailSubmissions
 from tracking.api.core import bp, conn, json_body, key, respond_in_transaction, scope
-from tracking.api.emails import MAX_BATCH, int_arg, item_result, refuse_if_strict
+from tracking.api.emails import int_arg, item_result, refuse_if_strict
 from tracking.api.problems import ApiProblem, validation
+from tracking.api.recurring import create_recurring_campaign
 from tracking.api.serialize import jsonable
 from tracking.state import services
-
-#: What every recipient shares: an email's fields but its recipient, campaign and
-#: transactional flag (a campaign is bulk mail).
-SHARED_FIELDS = FIELDS - {"to", "campaign", "transactional"}
-CAMPAIGN_FIELDS = SHARED_FIELDS | {"name", "recipients", "mode"}
-TRACKING = ("track_opens", "track_clicks")
 
 
 def _manager() -> CampaignManager:
@@ -53,80 +49,36 @@ def campaign_json(campaign: Campaign) -> dict[str, Any]:
 @bp.post("/campaigns")
 @scope("send")
 def create_campaign() -> Response:
+    """A campaign with its first recipients; with ``recurrence`` (cron, timezone), the
+    recurring send that creates one such campaign per occurrence instead."""
     body = json_body()
-    if not isinstance(body, dict):
-        raise validation([FieldError("/", "must be a JSON object")])
-    errors = [
-        FieldError(f"/{n}", "is not a known field") for n in sorted(set(body) - CAMPAIGN_FIELDS)
-    ]
-    name = _name(body.get("name"), errors)
-    recipients, mode = _recipients(body, errors)
-    message, found = check_shared({k: v for k, v in body.items() if k in SHARED_FIELDS})
-    errors += found
-    if errors or message is None or name is None:
-        raise validation(errors)
+    if isinstance(body, dict) and "recurrence" in body:
+        return create_recurring_campaign(body)
     submissions = EmailSubmissions(conn(), key())
-    if unresolved := submissions.resolve([message], [""])[0]:
-        raise validation(unresolved)
-    tracking = {flag: message.pop(flag, None) for flag in TRACKING}
-    rows, item_errors = _recipient_rows(recipients, message, name)
-    refuse_if_strict(item_errors, mode, "recipients", "nothing was created")
+    found, errors = check_campaign(
+        body,
+        submissions,
+        mode=request.headers.get("X-Batch-Mode"),
+        reject_special_use=_reject_special_use(),
+    )
+    if found is None:
+        raise validation(errors)
+    rows = found.rows(found.name)
+    refuse_if_strict(found.recipient_errors, found.mode, "recipients", "nothing was created")
 
     def create() -> tuple[dict[str, Any], int]:
-        campaign = _call(lambda: _manager().create(name, message, **tracking))
+        campaign = _call(lambda: _manager().create(found.name, found.message, **found.tracking))
         valid = [(i, r) for i, r in enumerate(rows) if r is not None]
         queued = dict(
             zip((i for i, _ in valid), submissions.queue([r for _, r in valid]), strict=True)
         )
-        results = [item_result(i, queued.get(i), item_errors[i]) for i in range(len(rows))]
-        out = {"campaign": campaign_json(campaign), "mode": mode, "queued": len(queued)}
+        results = [
+            item_result(i, queued.get(i), found.recipient_errors[i]) for i in range(len(rows))
+        ]
+        out = {"campaign": campaign_json(campaign), "mode": found.mode, "queued": len(queued)}
         return out | {"results": results}, 201
 
     return respond_in_transaction(create)
-
-
-def _name(raw: object, errors: list[FieldError]) -> str | None:
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > MAX_LABEL:
-        errors.append(FieldError("/name", f"is required: 1 to {MAX_LABEL} characters"))
-    elif "/" in raw or any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        errors.append(FieldError("/name", "must not contain '/' or control characters"))
-    else:
-        return raw
-    return None
-
-
-def _recipients(body: dict[str, Any], errors: list[FieldError]) -> tuple[list[Any], str]:
-    recipients = body.get("recipients", [])
-    if not isinstance(recipients, list) or len(recipients) > MAX_BATCH:
-        errors.append(FieldError("/recipients", f"must be an array of at most {MAX_BATCH}"))
-        recipients = []
-    mode = body.get("mode") or request.headers.get("X-Batch-Mode") or "strict"
-    if mode not in ("strict", "permissive"):
-        errors.append(FieldError("/mode", "must be 'strict' or 'permissive'"))
-    return recipients, mode
-
-
-def _recipient_rows(
-    recipients: list[Any], message: dict[str, Any], name: str
-) -> tuple[list[dict[str, Any] | None], list[list[FieldError]]]:
-    """Each recipient's row (the message with its address, name and variables), or None
-    and its errors."""
-    rows: list[dict[str, Any] | None] = []
-    errors: list[list[FieldError]] = []
-    for index, item in enumerate(recipients):
-        found, problems = check_recipient(
-            item, base=f"/recipients/{index}", reject_special_use=_reject_special_use()
-        )
-        errors.append(problems)
-        if found is None:
-            rows.append(None)
-            continue
-        variables = (message.get("variables") or {}) | found.pop("variables", {})
-        row = message | found | {"campaign": name}
-        if variables or "variables" in message:
-            row["variables"] = variables
-        rows.append(row)
-    return rows, errors
 
 
 @bp.post("/campaigns/<name>/recipients")

@@ -35,7 +35,13 @@ def _ref(ref: QueuedEmailRef) -> dict[str, Any]:
 @bp.post("/emails")
 @scope("send")
 def send_one() -> Response:
-    row, errors = _check(json_body(), "")
+    body = json_body()
+    if isinstance(body, dict) and "recurrence" in body:
+        # imported here: tracking.api.recurring imports this module
+        from tracking.api.recurring import create_recurring_email
+
+        return create_recurring_email(body)
+    row, errors = _check(body, "")
     if row is None:
         raise validation(errors)
     submissions = _submissions()

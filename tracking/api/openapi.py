@@ -582,11 +582,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "RecurringIn": {
         "type": "object",
-        "required": ["name", "cron", "timezone", "email"],
+        "required": ["name", "cron", "timezone"],
         "additionalProperties": False,
+        "description": "kind email (the default) needs email; kind campaign needs campaign",
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[^0-9]"},
-            "kind": {"type": "string", "enum": ["email"]},
+            "kind": {"type": "string", "enum": ["email", "campaign"]},
             "cron": {
                 "type": "string",
                 "maxLength": 200,
@@ -599,6 +600,15 @@ SCHEMAS: dict[str, Any] = {
                 "not": {"required": ["scheduled_at"]},
                 "description": "what each occurrence queues (POST /emails' body, without "
                 "scheduled_at)",
+            },
+            "campaign": {
+                "allOf": [_ref("CampaignIn")],
+                "not": {"required": ["scheduled_at"]},
+                "description": "kind campaign: POST /campaigns' body (without scheduled_at; "
+                "name at most 177 characters; at least one recipient, all valid). Each "
+                "occurrence creates the campaign <name>-<occurrence local time, ISO 8601 to "
+                "the minute with its offset>, e.g. news-2026-12-07T09:00+01:00, and queues "
+                "every recipient once",
             },
             "enabled": {"type": "boolean"},
         },
@@ -630,6 +640,10 @@ SCHEMAS: dict[str, Any] = {
                         "queued_at": TIME,
                         "email_id": NULL_INT,
                         "status": NULL_STR,
+                        "campaign": {
+                            "type": ["string", "null"],
+                            "description": "the campaign a campaign occurrence created",
+                        },
                     },
                 },
             },
@@ -696,6 +710,33 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 SCHEMAS.update(CAMPAIGN_SCHEMAS)
+SCHEMAS["RecurrenceIn"] = {
+    "type": "object",
+    "required": ["cron", "timezone"],
+    "additionalProperties": False,
+    "description": "repeat instead of sending once: creates a recurring send (201 with it, "
+    "as POST /recurring does)",
+    "properties": {
+        "cron": SCHEMAS["RecurringIn"]["properties"]["cron"],
+        "timezone": SCHEMAS["RecurringIn"]["properties"]["timezone"],
+        "name": {
+            **SCHEMAS["RecurringIn"]["properties"]["name"],
+            "description": "the schedule's name (default: the campaign's name; for an email, "
+            "email-<random>)",
+        },
+        "enabled": {"type": "boolean"},
+    },
+}
+
+
+def _with_recurrence(schema: str) -> dict[str, Any]:
+    """``schema`` plus an optional ``recurrence`` (POST /emails and POST /campaigns)."""
+    base = SCHEMAS[schema]
+    return base | {"properties": base["properties"] | {"recurrence": _ref("RecurrenceIn")}}
+
+
+SCHEMAS["SendEmailIn"] = _with_recurrence("EmailIn")
+SCHEMAS["NewCampaignIn"] = _with_recurrence("CampaignIn")
 
 _EMAIL_LIST_PARAMS = [
     _query_param("status", {"type": "string", "enum": STATUSES}),
@@ -746,7 +787,7 @@ def _recurring_paths() -> dict[str, Any]:
             "Recurring",
             "Recurring",
             "Recurring sends by id",
-            "Queue an email on a cron expression in a time zone",
+            "Queue an email or a campaign on a cron expression in a time zone",
         ),
         "/recurring/{ref}": {
             "get": _op(
@@ -779,9 +820,12 @@ def _paths() -> dict[str, Any]:
         "/emails": {
             "post": _op(
                 "sendEmail",
-                "Queue one email (202)",
-                {"202": _json(_ref("Queued"), "Queued")},
-                body=_ref("EmailIn"),
+                "Queue one email (202), or with recurrence a recurring send of it (201)",
+                {
+                    "202": _json(_ref("Queued"), "Queued"),
+                    "201": _json(_ref("Recurring"), "The recurring send created"),
+                },
+                body=_ref("SendEmailIn"),
                 idempotent=True,
             ),
             "get": _op(
@@ -1058,9 +1102,16 @@ def _campaign_paths() -> dict[str, Any]:
         "/campaigns": {
             "post": _op(
                 "createCampaign",
-                "Create a campaign with up to 500 recipients (one statement)",
-                {"201": _json(_ref("CampaignCreated"), "Created; one result per recipient")},
-                body=_ref("CampaignIn"),
+                "Create a campaign with up to 500 recipients (one statement); with "
+                "recurrence, the recurring send creating one per occurrence",
+                {
+                    "201": _json(
+                        {"anyOf": [_ref("CampaignCreated"), _ref("Recurring")]},
+                        "Created: the campaign with one result per recipient, or the "
+                        "recurring send (with recurrence)",
+                    )
+                },
+                body=_ref("NewCampaignIn"),
                 idempotent=True,
             ),
             "get": _op(
