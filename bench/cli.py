@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Sink, drop_database, machine_facts, postgres_server
-from bench.figures import FIGURES
+from bench.figures import FIGURES as BASE_FIGURES
+from bench.scale import fig_scale
+
+FIGURES = {**BASE_FIGURES, "scale": fig_scale}
 
 FULL = {
     "accounts": 4,
@@ -33,6 +36,8 @@ FULL = {
     "claim_samples": 60,
     "memory_messages": 20_000,
     "webhook_deliveries": 5_000,
+    "scale_accounts": 1_000,
+    "scale_baseline_accounts": 100,
 }
 QUICK = {
     "accounts": 4,
@@ -47,6 +52,8 @@ QUICK = {
     "claim_samples": 30,
     "memory_messages": 3_000,
     "webhook_deliveries": 1_000,
+    "scale_accounts": 50,
+    "scale_baseline_accounts": 20,
 }
 ALIASES = {"retention": "deep"}
 

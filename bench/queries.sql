@@ -155,3 +155,11 @@ ALTER TABLE email_queue ENABLE TRIGGER email_queue_webhooks
 
 -- webhook_deliveries_left --
 SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'
+
+-- ==== scale (idle fleet: memory, CPU, start-up, connections) ====
+
+-- worker_pids --
+SELECT account_id, pid FROM workers ORDER BY account_id
+
+-- account_worker_pids --
+SELECT pid FROM workers WHERE account_id = %(account_id)s

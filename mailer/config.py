@@ -68,6 +68,10 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     #: Orchestrator: how often it re-reads sender_accounts (NOTIFY makes it sooner).
     orchestrator_poll_seconds: float = 2.0
+    #: Orchestrator: fork workers from one preloaded template process (Linux; shares the
+    #: imported code between workers, starts them in milliseconds); off: spawn each as a
+    #: fresh ``mailer worker`` interpreter.
+    fork_server: bool = True
     #: Orchestrator: this many exits of one worker with an error of its own (exit code 1;
     #: never a kill by a signal) within an hour suspend the account; 0 never does.
     max_crashes_per_hour: int = 3
