@@ -50,7 +50,7 @@ from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
 from orchestrator.companion import Companion, bounce_reader_command, webhook_sender_command
-from orchestrator.forkserver import ForkedProcess, ForkServer
+from orchestrator.forkserver import ForkedProcess, ForkServer, die_with_parent
 from orchestrator.forkserver import supported as fork_server_supported
 from orchestrator.policy import (
     ExitKind,
@@ -363,7 +363,10 @@ class Orchestrator:
         if self.forkserver is not None:
             return await self.forkserver.spawn(account_id)
         return await asyncio.create_subprocess_exec(
-            *self.command(account_id), env=self._child_env(), stdin=asyncio.subprocess.DEVNULL
+            *self.command(account_id),
+            env=self._child_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a worker whose orchestrator died stops at once
         )
 
     async def _spawn(self, slot: WorkerSlot) -> None:
