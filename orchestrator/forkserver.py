@@ -224,6 +224,9 @@ def preload() -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    from mailer.sql_queries import queries
+
+    queries()  # the named statements, parsed once (cached)
     gc.collect()
     gc.freeze()
 
