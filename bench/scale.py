@@ -77,6 +77,7 @@ def measure_fleet(
     url = fresh_database(server)
     with connect(url) as conn:
         add_accounts(conn, sink, accounts, pool="idle")
+        pg_start = cpu_of(server.backends())
         with MailerRun(url, MAILER_EHLO_HOSTNAME="bench.example", **env) as run:
             t0 = time.monotonic()
             wait_for(
@@ -86,6 +87,10 @@ def measure_fleet(
                 interval=0.2,
             )
             startup = time.monotonic() - t0
+            startup_cpu = {
+                "mailer": cpu_delta({}, cpu_of(run.all_processes())),
+                "postgres": cpu_delta(pg_start, cpu_of(server.backends())),
+            }
             time.sleep(SETTLE_S)  # past start-up work and the workers' first lease period
             before, pg_before = cpu_of(run.all_processes()), cpu_of(server.backends())
             t1 = time.monotonic()
@@ -101,12 +106,15 @@ def measure_fleet(
             )
             worker_pss = pss_mb(list(workers.values()))
             total_pss = sum(pss_mb(run.all_processes()))
+            postgres_pss = sum(pss_mb(server.backends()))
             account_id, process = next(iter(workers.items()))
             restart = restart_seconds(conn, account_id, process)
     return {
         "accounts": accounts,
         "env": env,
         "startup_s": startup,
+        # CPU seconds used until every worker registered: Mailer's, PostgreSQL's
+        "startup_cpu_s": startup_cpu,
         "idle_window_s": window,
         "mailer_cpu_pct": cpu_delta(before, after) / window * 100,
         "worker_cpu_pct": worker_cpu / window * 100,
@@ -114,6 +122,7 @@ def measure_fleet(
         "workers": len(workers),
         "worker_pss_mb": {"mean": statistics.fmean(worker_pss), "max": max(worker_pss)},
         "total_pss_mb": total_pss,
+        "postgres_pss_mb": postgres_pss,
         "connections": connections,
         "restart_s": restart,
     }
@@ -133,6 +142,7 @@ def fleet_rows(m: dict[str, Any], label: str, *, judged: bool) -> list[list[str]
     # workers scale with accounts; the orchestrator, template and companions are per host
     cpu_1000 = m["mailer_cpu_pct"] + per_1000(m["worker_cpu_pct"], n) - m["worker_cpu_pct"]
     conns_1000 = per_1000(m["connections"], n)
+    startup_1000 = per_1000(m["startup_s"], n)
 
     def judge(ok: bool) -> str:
         return verdict(ok) if judged else "-"
@@ -155,6 +165,12 @@ def fleet_rows(m: dict[str, Any], label: str, *, judged: bool) -> list[list[str]
             judge(total_1000 < TOTAL_PSS_GB),
         ],
         [
+            "  PSS of PostgreSQL (every backend)",
+            f"{m['postgres_pss_mb'] / 1024:.2f} GB",
+            "",
+            "-",
+        ],
+        [
             f"  CPU over {m['idle_window_s']:.0f} s idle: all (workers; PostgreSQL)",
             f"{m['mailer_cpu_pct']:.2f} % ({m['worker_cpu_pct']:.2f} %; "
             f"{m['postgres_cpu_pct']:.1f} %)" + at_1000(f"{cpu_1000:.1f} %"),
@@ -163,9 +179,15 @@ def fleet_rows(m: dict[str, Any], label: str, *, judged: bool) -> list[list[str]
         ],
         [
             "  start-up until every worker registered",
-            f"{m['startup_s']:.1f} s",
+            f"{m['startup_s']:.1f} s" + at_1000(f"{startup_1000:.0f} s"),
             f"< {STARTUP_S:.0f} s for 1,000",
-            judge(m["startup_s"] < STARTUP_S * n / TARGET_ACCOUNTS or m["startup_s"] < STARTUP_S),
+            judge(startup_1000 < STARTUP_S),
+        ],
+        [
+            "  … CPU it took: Mailer / PostgreSQL",
+            f"{m['startup_cpu_s']['mailer']:.1f} / {m['startup_cpu_s']['postgres']:.1f} s",
+            "",
+            "-",
         ],
         [
             "  PostgreSQL server connections",
