@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Sink, drop_database, machine_facts, postgres_server
-from bench.figures import FIGURES
+from bench.figures import FIGURES as BASE_FIGURES
+from bench.scale import fig_scale
+
+FIGURES = {**BASE_FIGURES, "scale": fig_scale}
 
 FULL = {
     "accounts": 4,
@@ -39,6 +42,8 @@ FULL = {
     "api_batches": 40,
     "api_clients": 8,
     "api_batch_clients": 2,
+    "scale_accounts": 1_000,
+    "scale_baseline_accounts": 100,
 }
 QUICK = {
     "accounts": 4,
@@ -59,6 +64,8 @@ QUICK = {
     "api_batches": 10,
     "api_clients": 8,
     "api_batch_clients": 2,
+    "scale_accounts": 50,
+    "scale_baseline_accounts": 20,
 }
 ALIASES = {"retention": "deep"}
 

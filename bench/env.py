@@ -2,8 +2,9 @@
 and ``mailer run``, each started and stopped for real.
 
 Without ``DATABASE_URL`` the benchmark starts its own embedded PostgreSQL (pgserver) in a
-temporary directory (raising ``max_connections`` so 200 idle accounts fit) and removes it
-afterwards. With it, it creates and drops a database named ``mailer_bench`` on that server.
+temporary directory (raising ``max_connections`` so 1,000 idle accounts fit even at two
+connections each) and removes it afterwards. With it, it creates and drops a database named
+``mailer_bench`` on that server.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def postgres_server() -> Iterator[Server]:
     if url:
         yield Server(url, embedded=False)
         return
-    with embedded_postgres(max_connections=700) as server:
+    with embedded_postgres(max_connections=2100) as server:
         yield server
 
 
@@ -260,7 +261,9 @@ class MailerRun:
         found = []
         for p in self.all_processes()[1:]:
             with contextlib.suppress(psutil.Error):
-                if p.status() != psutil.STATUS_ZOMBIE and "worker" in p.cmdline():
+                # a forked worker's title is one string: "python -m mailer worker ..."
+                argv = " ".join(p.cmdline()).split()
+                if p.status() != psutil.STATUS_ZOMBIE and "worker" in argv:
                     found.append(p)
         return found
 

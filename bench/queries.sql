@@ -174,3 +174,11 @@ SELECT count(*) AS n FROM email_queue
 
 -- api_reset --
 TRUNCATE email_queue, send_logs, email_events, api_idempotency RESTART IDENTITY
+
+-- ==== scale (idle fleet: memory, CPU, start-up, connections) ====
+
+-- worker_pids --
+SELECT account_id, pid FROM workers ORDER BY account_id
+
+-- account_worker_pids --
+SELECT pid FROM workers WHERE account_id = %(account_id)s

@@ -111,7 +111,7 @@ class System:
     @staticmethod
     def _account_of(process: psutil.Process) -> int | None:
         with contextlib.suppress(psutil.Error, ValueError, IndexError):
-            argv = process.cmdline()
+            argv = " ".join(process.cmdline()).split()  # a forked worker's title is one string
             return int(argv[argv.index("--account-id") + 1])
         return None
 

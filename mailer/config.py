@@ -39,8 +39,10 @@ class Settings:
     lease_seconds: float = 60.0
     #: Worker heartbeat: renews leases, re-reads the account's settings (admin UPDATEs).
     heartbeat_seconds: float = 2.0
-    #: Idle workers claim at least this often even without a NOTIFY.
-    poll_seconds: float = 10.0
+    #: Idle workers claim at least this often even without a NOTIFY (rows that become
+    #: due wake them on time anyway; this only covers a missed NOTIFY and rows requeued
+    #: by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a second.
+    poll_seconds: float = 60.0
     #: First retry delay of a transient failure; doubles per attempt, with jitter.
     retry_base_seconds: float = 60.0
     #: Longest delay between two attempts of one row.
@@ -74,6 +76,10 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     #: Orchestrator: how often it re-reads sender_accounts (NOTIFY makes it sooner).
     orchestrator_poll_seconds: float = 2.0
+    #: Orchestrator: fork workers from one preloaded template process (Linux; shares the
+    #: imported code between workers, starts them in milliseconds); off: spawn each as a
+    #: fresh ``mailer worker`` interpreter.
+    fork_server: bool = True
     #: Orchestrator: this many exits of one worker with an error of its own (exit code 1;
     #: never a kill by a signal) within an hour suspend the account; 0 never does.
     max_crashes_per_hour: int = 3

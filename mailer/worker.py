@@ -118,6 +118,7 @@ class Worker:
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
         self.parent_pid = os.getppid()
         self.session: AccountSession
+        self.heartbeat: Heartbeat
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -201,9 +202,10 @@ class Worker:
         return await self._serve(listener)
 
     async def _serve(self, listener: psycopg.AsyncConnection) -> int:
+        self.heartbeat = self._heartbeat()
         background = [
             asyncio.create_task(self._listen(listener)),
-            asyncio.create_task(self._heartbeat().run()),
+            asyncio.create_task(self.heartbeat.run()),
         ]
         try:
             await self._send_loop()
@@ -296,6 +298,7 @@ class Worker:
             )
             if rows:
                 self.leased = True
+                self.heartbeat.nudge()  # an idle heartbeat renews the new leases now
                 try:
                     await self._send_batch(rows)
                 finally:

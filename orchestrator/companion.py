@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from orchestrator.forkserver import die_with_parent
 from orchestrator.policy import describe_exit, restart_delay
-
-#: prctl(2) option: the signal a process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("mailer.orchestrator")
 
@@ -91,7 +88,8 @@ class Companion:
                 *self.argv,
                 env=self.env(),
                 stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                # a kill -9 of the orchestrator must not leave a companion behind
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             log.error("cannot start the %s: %s", self.name, exc)
@@ -114,13 +112,3 @@ class Companion:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-
-
-def _die_with_parent() -> None:
-    """In the companion, before it runs: SIGTERM it when the orchestrator dies (a kill -9
-    of the orchestrator must not leave a bounce reader or webhook sender behind). Linux's
-    PR_SET_PDEATHSIG; elsewhere nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -19,6 +19,10 @@ stragglers and returns 0.
 It holds two database connections: one LISTENing, one (a pool of one) for queries. If the
 database goes away it keeps its workers running and reconnects with backoff.
 
+Workers are forked from a preloaded template (:mod:`orchestrator.forkserver`) unless
+``MAILER_FORK_SERVER=0`` or a custom ``command`` is given; then each is a fresh
+``mailer worker`` interpreter. Either way each is its own process the orchestrator reaps.
+
 Beside the workers it keeps its companions running (:mod:`orchestrator.companion`):
 ``mailer run`` passes the bounce reader (``mailer bounces run``) unless
 ``MAILER_BOUNCE_READER=0``, the webhook sender (``mailer webhooks run``) unless
@@ -52,6 +56,8 @@ from orchestrator.companion import (
     recurring_scheduler_command,
     webhook_sender_command,
 )
+from orchestrator.forkserver import ForkedProcess, ForkServer, die_with_parent
+from orchestrator.forkserver import supported as fork_server_supported
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -69,7 +75,7 @@ RECONNECT_MAX_SECONDS = 5.0
 STALE_WORKERS_EVERY_SECONDS = 60.0
 
 WorkerCommand = Callable[[int], Sequence[str]]
-Process = asyncio.subprocess.Process
+Process = asyncio.subprocess.Process | ForkedProcess
 
 
 def worker_command(account_id: int) -> list[str]:
@@ -160,6 +166,9 @@ class Orchestrator:
             Companion(name, argv, self._child_env, patience=patience, clock=clock)
             for name, argv in companions
         ]
+        self.forkserver: ForkServer | None = None
+        if settings.fork_server and command is worker_command and fork_server_supported():
+            self.forkserver = ForkServer(self._child_env)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -169,6 +178,8 @@ class Orchestrator:
         supervise = asyncio.create_task(self._supervise(), name="orchestrator-supervise")
         stopped = asyncio.create_task(self._stop_requested.wait(), name="orchestrator-stop")
         companions = [asyncio.create_task(c.run(), name=c.name) for c in self.companions]
+        if self.forkserver is not None:  # it preloads while the supervisor connects
+            companions.append(asyncio.create_task(self.forkserver.start()))
         try:
             await asyncio.wait({supervise, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -178,6 +189,8 @@ class Orchestrator:
             stops = [asyncio.create_task(c.stop()) for c in self.companions]
             await self._stop_all()
             await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
+            if self.forkserver is not None:
+                await _uncancellable(asyncio.ensure_future(self.forkserver.close()))
         error = results[0]
         if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error
@@ -354,12 +367,19 @@ class Orchestrator:
                 log.info("account %s's lock is free again; taking over", account_id)
             await self._spawn(slot)
 
+    async def _start_process(self, account_id: int) -> Process:
+        if self.forkserver is not None:
+            return await self.forkserver.spawn(account_id)
+        return await asyncio.create_subprocess_exec(
+            *self.command(account_id),
+            env=self._child_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a worker whose orchestrator died stops at once
+        )
+
     async def _spawn(self, slot: WorkerSlot) -> None:
-        argv = self.command(slot.account_id)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, env=self._child_env(), stdin=asyncio.subprocess.DEVNULL
-            )
+            process = await self._start_process(slot.account_id)
         except OSError as exc:
             slot.failures += 1
             delay = restart_delay(slot.failures)

@@ -1,0 +1,45 @@
+"""The worker heartbeat's pace: busy, settling (first lease period) and idle."""
+
+from __future__ import annotations
+
+import time
+
+from mailer.config import Settings
+from mailer.heartbeat import IDLE_HEARTBEAT_SECONDS, Heartbeat
+
+
+def heartbeat(*, holding: bool, age: float, **settings: float) -> Heartbeat:
+    """A heartbeat whose worker started ``age`` seconds ago (its database parts unused)."""
+    return Heartbeat(
+        settings=Settings(**settings),  # type: ignore[arg-type]
+        worker_id="w",
+        session=None,  # type: ignore[arg-type]
+        leases=None,  # type: ignore[arg-type]
+        journal=None,  # type: ignore[arg-type]
+        holding=lambda: holding,
+        refresh_account=None,  # type: ignore[arg-type]
+        stop=lambda reason: None,
+        stopping=lambda: False,
+        started=time.monotonic() - age,
+    )
+
+
+def test_a_busy_worker_beats_every_heartbeat_seconds():
+    assert heartbeat(holding=True, age=0).interval() == 2.0
+    assert heartbeat(holding=True, age=3600).interval() == 2.0
+
+
+def test_an_idle_worker_beats_every_minute_once_past_its_first_lease_period():
+    assert heartbeat(holding=False, age=3600).interval() == IDLE_HEARTBEAT_SECONDS == 60.0
+    past = heartbeat(holding=False, age=91, lease_seconds=60.0)
+    assert not past.settling() and past.interval() == 60.0
+
+
+def test_a_new_idle_worker_beats_every_quarter_lease_to_recover_its_predecessors_rows():
+    new = heartbeat(holding=False, age=0, lease_seconds=60.0)
+    assert new.settling() and new.interval() == 15.0
+    assert heartbeat(holding=False, age=89, lease_seconds=60.0).interval() == 15.0
+    # never faster than the busy pace
+    assert (
+        heartbeat(holding=False, age=0, lease_seconds=4.0, heartbeat_seconds=2.0).interval() == 2.0
+    )
