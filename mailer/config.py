@@ -135,6 +135,10 @@ class Settings:
     admin_login_max_failures_per_ip: int = 20
     #: ... within this window (seconds).
     admin_login_window_seconds: float = 900.0
+    #: Console figures counted over the whole queue (rows in finished states, campaigns'
+    #: rows by state) are recounted in the background when older than this; on a queue
+    #: small enough to count in a few ms they are counted on every view instead.
+    console_snapshot_seconds: float = 60.0
     #: A click this soon after the message was rendered (sent) is a scanner's.
     scanner_click_seconds: float = 10.0
     #: Clicks on two different links of one message this close together are a scanner's.

@@ -1,7 +1,9 @@
 """What the operator console reads and changes, on a synchronous connection: the overview
 (queue, sends per minute, accounts against their limits, stranded rows, recent errors),
 message search and detail, cancel and retry, and bounce reports. Account limits reuse
-:mod:`mailer.status`'s reading of ``account_usage``."""
+:mod:`mailer.status`'s reading of ``account_usage``. Queued and sending rows are counted
+exactly on every view; rows in finished states come from the ``queue_counts`` snapshot
+(:mod:`mailer.console_snapshots`), shown with its age."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from mailer.console_snapshots import Snapshot, SnapshotReader
 from mailer.status import QUEUE_STATUSES, _account_report, _stranded
 from mailer.sync_db import run, run_one
 
@@ -22,12 +25,13 @@ RECENT_ERRORS = 20
 
 @dataclass(frozen=True)
 class Overview:
-    queue: dict[str, int]
+    queue: dict[str, int | None]
     sends_per_minute: list[tuple[datetime, int]]
     accounts: list[dict[str, Any]]
     stranded: list[Any]
     recent_errors: list[dict[str, Any]]
-    live: dict[str, int]
+    live: dict[str, Any]
+    counted: Snapshot
 
     @property
     def limited(self) -> list[dict[str, Any]]:
@@ -74,6 +78,13 @@ def near_limit(account: dict[str, Any]) -> bool:
     return hourly is not None and account["sent_last_hour"] >= 0.9 * hourly
 
 
+def counted_at(snapshot: Snapshot) -> str:
+    """When a snapshot was counted, as the console shows it."""
+    if snapshot.refreshed_at is None:
+        return "being counted"
+    return f"{snapshot.refreshed_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def raw_text(raw: bytes | memoryview | None) -> str:
     """A stored report's bytes as text (undecodable bytes replaced)."""
     return bytes(raw or b"").decode("utf-8", "replace")
@@ -83,16 +94,26 @@ class ConsoleQueries:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
-    def queue_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(QUEUE_STATUSES, 0)
-        for row in run(self.conn, "queue_counts"):
-            counts[row["status"]] = row["count"]
-        return counts
+    def queue_counts(self, snapshots: SnapshotReader) -> tuple[dict[str, int | None], Snapshot]:
+        """Rows by state: queued and sending exact, the others as of the snapshot (None
+        before its first count); and the snapshot."""
+        snapshot = snapshots.read("queue_counts")
+        saved = snapshot.figures or {}
+        counts: dict[str, int | None] = {
+            s: None if snapshot.missing else int(saved.get(s, 0)) for s in QUEUE_STATUSES
+        }
+        active = run_one(self.conn, "console_active_counts") or {}
+        return counts | {k: int(v) for k, v in active.items()}, snapshot
 
-    def live(self) -> dict[str, int]:
-        """The counters the overview polls."""
+    def live(self, snapshots: SnapshotReader) -> dict[str, Any]:
+        """The counters the overview polls, with when the finished states were counted."""
+        counts, snapshot = self.queue_counts(snapshots)
+        return counts | self.sends_counters() | {"counted_at": counted_at(snapshot)}
+
+    def sends_counters(self) -> dict[str, int]:
+        """Counted sends in the last minute and hour."""
         counters = run_one(self.conn, "console_live_counters") or {}
-        return self.queue_counts() | {k: int(v or 0) for k, v in counters.items()}
+        return {k: int(v or 0) for k, v in counters.items()}
 
     def sends_per_minute(self) -> list[tuple[datetime, int]]:
         """(minute, counted sends) over the last 24 h; minutes without a send absent."""
@@ -106,15 +127,16 @@ class ConsoleQueries:
         params = {"cursor": cursor, "limit": limit, "id": account_id}
         return [_account_report(row) for row in run(self.conn, "console_account_usage", params)]
 
-    def overview(self) -> Overview:
-        live = self.live()
+    def overview(self, snapshots: SnapshotReader) -> Overview:
+        counts, snapshot = self.queue_counts(snapshots)
         return Overview(
-            queue={k: live[k] for k in QUEUE_STATUSES},
+            queue=counts,
             sends_per_minute=self.sends_per_minute(),
             accounts=self.accounts(),
             stranded=[_stranded(r) for r in run(self.conn, "stranded_rows")],
             recent_errors=run(self.conn, "console_recent_errors", {"limit": RECENT_ERRORS}),
-            live=live,
+            live=counts | self.sends_counters() | {"counted_at": counted_at(snapshot)},
+            counted=snapshot,
         )
 
     def search(self, search: MessageFilter, cursor: int | None, limit: int) -> list[dict[str, Any]]:

@@ -1273,11 +1273,11 @@ FROM campaign_settings AS c
 WHERE c.campaign = %(name)s
   AND (%(api_key_id)s::bigint IS NULL OR c.api_key_id = %(api_key_id)s)
 UNION ALL
-SELECT NULL, %(name)s, 'active', NULL, NULL, NULL, NULL, min(q.created_at)
-FROM email_queue AS q
-WHERE q.campaign = %(name)s AND %(api_key_id)s::bigint IS NULL
+SELECT NULL, %(name)s, 'active', NULL, NULL, NULL, NULL, first.created_at
+FROM (SELECT q.created_at FROM email_queue AS q WHERE q.campaign = %(name)s
+      ORDER BY q.id LIMIT 1) AS first
+WHERE %(api_key_id)s::bigint IS NULL
   AND NOT EXISTS (SELECT 1 FROM campaign_settings AS c WHERE c.campaign = %(name)s)
-HAVING count(*) > 0
 
 -- campaign_list --
 -- Keyset pagination, newest first: campaigns with id below the cursor.
@@ -1374,18 +1374,29 @@ SELECT (SELECT count(*) FROM inserted) AS queued,
 -- campaign_stats --
 -- One campaign's figures in one statement: its rows by status and their sends over time,
 -- and their events: opens and clicks by unique recipient (suspected bots counted apart),
--- messages that bounced, drew a complaint or an unsubscribe. Reads the campaign's rows
--- through email_queue_campaign_id_idx and their events through email_events_queue_idx.
-WITH rows AS (
-    SELECT q.id, q.status, q.sent_at, lower(btrim(q.to_address)) AS email
-    FROM email_queue AS q
-    WHERE q.campaign = %(name)s
-      AND (%(api_key_id)s::bigint IS NULL OR q.api_key_id = %(api_key_id)s)
-), events AS (
-    SELECT e.type, e.suspected_bot, e.queue_id, r.email
+-- messages that bounced, drew a complaint or an unsubscribe, and the %(limit)s links
+-- people clicked most (top_links, a JSON array). The rows come from an
+-- index-only scan of email_queue_campaign_status_idx (0022; the rows of one API key only
+-- when %(api_key_id)s is given, read from the table), their events from a hash join, and
+-- recipients' addresses only for the people's opens and clicks: a 50,000-row campaign of
+-- a 1,000,000-row queue in about 100 ms instead of 500 (bench, console figure).
+WITH rows AS MATERIALIZED (
+    SELECT q.id, q.status, q.sent_at FROM email_queue AS q
+    WHERE q.campaign = %(name)s AND %(api_key_id)s::bigint IS NULL
+    UNION ALL
+    SELECT q.id, q.status, q.sent_at FROM email_queue AS q
+    WHERE q.campaign = %(name)s AND %(api_key_id)s::bigint IS NOT NULL
+      AND q.api_key_id = %(api_key_id)s
+), events AS MATERIALIZED (
+    SELECT e.type, e.suspected_bot, e.queue_id, e.data ? 'url' AS has_url, e.data->>'url' AS url
     FROM email_events AS e JOIN rows AS r ON r.id = e.queue_id
+), people AS (
+    SELECT ev.type, ev.has_url, ev.url, m.email FROM events AS ev
+    CROSS JOIN LATERAL (SELECT lower(btrim(q.to_address)) AS email FROM email_queue AS q
+                        WHERE q.id = ev.queue_id OFFSET 0) AS m
+    WHERE ev.type IN ('open', 'click') AND NOT ev.suspected_bot
 )
-SELECT s.*, ev.* FROM (
+SELECT s.*, ev.*, p.*, links.* FROM (
     SELECT count(*) AS total,
            count(*) FILTER (WHERE status = 'queued') AS queued,
            count(*) FILTER (WHERE status = 'sending') AS sending,
@@ -1399,30 +1410,23 @@ SELECT s.*, ev.* FROM (
                AS sent_last_60_minutes,
            min(sent_at) AS first_sent_at, max(sent_at) AS last_sent_at
     FROM rows) AS s, (
-    SELECT count(DISTINCT email) FILTER (WHERE type = 'open' AND NOT suspected_bot)
-               AS unique_opens,
-           count(*) FILTER (WHERE type = 'open' AND NOT suspected_bot) AS opens,
+    SELECT count(*) FILTER (WHERE type = 'open' AND NOT suspected_bot) AS opens,
            count(*) FILTER (WHERE type = 'open' AND suspected_bot) AS bot_opens,
-           count(DISTINCT email) FILTER (WHERE type = 'click' AND NOT suspected_bot)
-               AS unique_clicks,
            count(*) FILTER (WHERE type = 'click' AND NOT suspected_bot) AS clicks,
            count(*) FILTER (WHERE type = 'click' AND suspected_bot) AS bot_clicks,
            count(DISTINCT queue_id) FILTER (WHERE type = 'bounce') AS bounces,
            count(DISTINCT queue_id) FILTER (WHERE type = 'complaint') AS complaints,
            count(DISTINCT queue_id) FILTER (WHERE type = 'unsubscribe') AS unsubscribes
-    FROM events) AS ev
-
--- campaign_top_links --
--- The links of a campaign's messages people clicked most (suspected bots left out).
-SELECT e.data->>'url' AS url,
-       count(DISTINCT lower(btrim(q.to_address))) AS unique_clicks, count(*) AS clicks
-FROM email_events AS e JOIN email_queue AS q ON q.id = e.queue_id
-WHERE q.campaign = %(name)s
-  AND (%(api_key_id)s::bigint IS NULL OR q.api_key_id = %(api_key_id)s)
-  AND e.type = 'click' AND NOT e.suspected_bot AND e.data ? 'url'
-GROUP BY 1
-ORDER BY unique_clicks DESC, clicks DESC, url
-LIMIT %(limit)s
+    FROM events) AS ev, (
+    SELECT count(DISTINCT email) FILTER (WHERE type = 'open') AS unique_opens,
+           count(DISTINCT email) FILTER (WHERE type = 'click') AS unique_clicks
+    FROM people) AS p, (
+    SELECT COALESCE(jsonb_agg(to_jsonb(l) ORDER BY l.unique_clicks DESC, l.clicks DESC, l.url),
+                    '[]') AS top_links
+    FROM (SELECT url, count(DISTINCT email) AS unique_clicks, count(*) AS clicks
+          FROM people WHERE type = 'click' AND has_url
+          GROUP BY url ORDER BY unique_clicks DESC, clicks DESC, url LIMIT %(limit)s) AS l
+    ) AS links
 
 -- ---------------------------------------------------------------------------------------
 -- CLI: account validation, removal, Gmail and profile edits (mailer accounts add|edit|remove)
@@ -1754,23 +1758,6 @@ SELECT b.id, b.kind, b.subject, b.decisions, b.received_at, b.account_id,
 FROM bounce_messages AS b LEFT JOIN sender_accounts AS a ON a.id = b.account_id
 WHERE b.id = %(id)s
 
--- console_campaigns --
--- Every campaign's rows by state (and its settings' state), newest campaign first.
-SELECT q.campaign, count(*) AS total,
-       count(*) FILTER (WHERE q.status = 'sent') AS sent,
-       count(*) FILTER (WHERE q.status = 'failed') AS failed,
-       count(*) FILTER (WHERE q.status = 'suppressed') AS suppressed,
-       count(*) FILTER (WHERE q.status = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE q.status IN ('queued', 'sending')) AS pending,
-       max(q.sent_at) AS last_sent_at,
-       COALESCE((SELECT c.state FROM campaign_settings AS c WHERE c.campaign = q.campaign),
-                'active') AS state
-FROM email_queue AS q
-WHERE q.campaign IS NOT NULL
-GROUP BY q.campaign
-ORDER BY max(q.id) DESC
-LIMIT %(limit)s
-
 -- console_campaign_recipients --
 -- Who opened, clicked or bounced (%(type)s), first time, bots left out.
 SELECT q.to_address AS email, q.to_name AS name, q.id AS queue_id,
@@ -1941,3 +1928,65 @@ RETURNING id
 -- The campaign an occurrence created, shown with the schedule's runs.
 UPDATE recurring_runs SET campaign = %(campaign)s
 WHERE recurring_id = %(id)s AND occurrence_at = %(occurrence_at)s
+
+-- Console figures at 1,000,000 rows (migration 0022, mailer/console_snapshots.py): the
+-- states a user acts on (queued, sending) counted exactly through partial indexes, the
+-- rest read from console_snapshots, refreshed in the background under an advisory lock.
+
+-- console_active_counts --
+-- Queued and sending rows, exactly: index-only scans of the partial indexes the worker
+-- already keeps (email_queue_due_account_idx, _due_pool_idx, _leases_idx).
+SELECT (SELECT count(*) FROM email_queue WHERE status = 'queued' AND account_id IS NOT NULL)
+     + (SELECT count(*) FROM email_queue WHERE status = 'queued' AND account_id IS NULL)
+           AS queued,
+       (SELECT count(*) FROM email_queue WHERE status = 'sending') AS sending
+
+-- console_snapshot_get --
+SELECT name, figures, refreshed_at, refresh_ms,
+       extract(epoch FROM now() - refreshed_at)::double precision AS age_seconds
+FROM console_snapshots WHERE name = %(name)s
+
+-- console_snapshot_lock --
+-- One refresher per snapshot across every web process; held to the end of the transaction.
+SELECT pg_try_advisory_xact_lock(hashtextextended('mailer console snapshot ' || %(name)s, 0))
+           AS locked
+
+-- console_snapshot_timeout --
+-- A recount may outlast the web app's statement timeout (to the end of its transaction).
+SELECT set_config('statement_timeout', %(ms)s, true)
+
+-- console_snapshot_timed --
+UPDATE console_snapshots SET refresh_ms = %(ms)s WHERE name = %(name)s
+
+-- console_snapshot_queue_counts --
+-- Every row by state (one read of the whole queue).
+INSERT INTO console_snapshots AS s (name, figures, refreshed_at)
+SELECT 'queue_counts', COALESCE(jsonb_object_agg(c.status, c.n), '{}'), now()
+FROM (SELECT status, count(*) AS n FROM email_queue GROUP BY status) AS c
+ON CONFLICT (name) DO UPDATE SET figures = excluded.figures, refreshed_at = excluded.refreshed_at
+
+-- console_snapshot_campaigns --
+-- Every campaign's rows in finished states, newest campaign first (at most %(limit)s).
+INSERT INTO console_snapshots AS s (name, figures, refreshed_at)
+SELECT 'campaigns', COALESCE(jsonb_agg(to_jsonb(c) ORDER BY c.newest_id DESC), '[]'), now()
+FROM (
+    SELECT q.campaign, max(q.id) AS newest_id,
+           count(*) FILTER (WHERE q.status = 'sent') AS sent,
+           count(*) FILTER (WHERE q.status = 'failed') AS failed,
+           count(*) FILTER (WHERE q.status = 'suppressed') AS suppressed,
+           count(*) FILTER (WHERE q.status = 'cancelled') AS cancelled,
+           max(q.sent_at) AS last_sent_at
+    FROM email_queue AS q WHERE q.campaign IS NOT NULL
+    GROUP BY q.campaign ORDER BY max(q.id) DESC LIMIT %(limit)s
+) AS c
+ON CONFLICT (name) DO UPDATE SET figures = excluded.figures, refreshed_at = excluded.refreshed_at
+
+-- console_campaigns_live --
+-- The named campaigns' queued and sending rows (exact, email_queue_campaign_status_idx)
+-- and their settings' state.
+SELECT n.campaign,
+       (SELECT count(*) FROM email_queue AS q
+         WHERE q.campaign = n.campaign AND q.status IN ('queued', 'sending')) AS pending,
+       COALESCE((SELECT c.state FROM campaign_settings AS c WHERE c.campaign = n.campaign),
+                'active') AS state
+FROM unnest(%(names)s::text[]) AS n(campaign)

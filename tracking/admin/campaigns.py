@@ -10,12 +10,15 @@ from flask import Response, abort, flash, redirect, url_for
 from mailer.campaign_stats import campaign_summary
 from mailer.campaigns import Campaign, CampaignConflict, CampaignManager, CampaignNotFound
 from mailer.console_campaigns import CampaignQueries
+from mailer.console_queries import counted_at
 from tracking.admin.core import audit, bp, conn, render
+from tracking.admin.snapshots import snapshots
 
 
 @bp.get("/campaigns")
 def campaigns() -> str:
-    return render("campaigns.html", rows=CampaignQueries(conn()).list())
+    rows, snapshot = CampaignQueries(conn()).list(snapshots())
+    return render("campaigns.html", rows=rows, counted=counted_at(snapshot))
 
 
 def _campaign(name: str) -> Campaign:

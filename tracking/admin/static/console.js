@@ -12,7 +12,7 @@
     section.querySelectorAll("[data-live]").forEach(function (el) {
       var key = el.getAttribute("data-live");
       if (Object.prototype.hasOwnProperty.call(data, key)) {
-        el.textContent = String(data[key]);
+        el.textContent = data[key] === null ? "\u2013" : String(data[key]);
       }
     });
     section.querySelectorAll("[data-live-attr]").forEach(function (el) {
