@@ -1,6 +1,6 @@
 """Console figures too costly to count on every page view of a large queue: every row by
 state (``queue_counts``) and every campaign's rows in finished states (``campaigns``),
-saved in ``console_snapshots`` (migration 0022) with when they were counted.
+saved in ``console_snapshots`` (migration 0019) with when they were counted.
 
 Reading one (:meth:`SnapshotReader.read`) follows :func:`plan`: a snapshot that took
 under :data:`INLINE_MS` to count is recounted on every view (a small queue stays exact

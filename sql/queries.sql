@@ -1376,7 +1376,7 @@ SELECT (SELECT count(*) FROM inserted) AS queued,
 -- and their events: opens and clicks by unique recipient (suspected bots counted apart),
 -- messages that bounced, drew a complaint or an unsubscribe, and the %(limit)s links
 -- people clicked most (top_links, a JSON array). The rows come from an
--- index-only scan of email_queue_campaign_status_idx (0022; the rows of one API key only
+-- index-only scan of email_queue_campaign_status_idx (0019; the rows of one API key only
 -- when %(api_key_id)s is given, read from the table), their events from a hash join, and
 -- recipients' addresses only for the people's opens and clicks: a 50,000-row campaign of
 -- a 1,000,000-row queue in about 100 ms instead of 500 (bench, console figure).
@@ -1929,7 +1929,7 @@ RETURNING id
 UPDATE recurring_runs SET campaign = %(campaign)s
 WHERE recurring_id = %(id)s AND occurrence_at = %(occurrence_at)s
 
--- Console figures at 1,000,000 rows (migration 0022, mailer/console_snapshots.py): the
+-- Console figures at 1,000,000 rows (migration 0019, mailer/console_snapshots.py): the
 -- states a user acts on (queued, sending) counted exactly through partial indexes, the
 -- rest read from console_snapshots, refreshed in the background under an advisory lock.
 

@@ -1,4 +1,4 @@
-"""The console's snapshots (migration 0022, :mod:`mailer.console_snapshots`): counts right
+"""The console's snapshots (migration 0019, :mod:`mailer.console_snapshots`): counts right
 after a recount, a stale costly snapshot shown with its age while a background thread
 recounts it, one recount at a time, and queued/pending rows always counted exactly."""
 
