@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Sink, drop_database, machine_facts, postgres_server
-from bench.figures import FIGURES
+from bench.figures import FIGURES as _FIGURES
+from bench.takeover import fig_takeover
 
 FULL = {
     "accounts": 4,
@@ -33,6 +34,7 @@ FULL = {
     "claim_samples": 60,
     "memory_messages": 20_000,
     "webhook_deliveries": 5_000,
+    "takeover_accounts": 20,
 }
 QUICK = {
     "accounts": 4,
@@ -47,8 +49,10 @@ QUICK = {
     "claim_samples": 30,
     "memory_messages": 3_000,
     "webhook_deliveries": 1_000,
+    "takeover_accounts": 10,
 }
-ALIASES = {"retention": "deep"}
+FIGURES = {**_FIGURES, "takeover": fig_takeover}
+ALIASES = {"retention": "deep", "claim-depth": "deep"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=[*FIGURES, *ALIASES],
         help="run only this figure (repeatable): "
         + ", ".join(FIGURES)
-        + " (deep includes retention)",
+        + " (deep, alias claim-depth, includes retention)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write figures as JSON")
     parser.add_argument(

@@ -558,6 +558,7 @@ def _fill(server: Server, sink: Sink, total: int, queued: int) -> tuple[str, int
             q("deep_fill"),
             {"total": total, "queued": queued, "pools": 4, "days": 180, "account_id": account},
         )
+        conn.execute(q("deep_partitions"), {"days": 180})  # the logs' days, as in production
         conn.execute(q("deep_logs"))
         conn.execute(q("vacuum_analyze_queue"))
         conn.execute(q("vacuum_analyze_logs"))

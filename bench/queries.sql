@@ -155,3 +155,21 @@ ALTER TABLE email_queue ENABLE TRIGGER email_queue_webhooks
 
 -- webhook_deliveries_left --
 SELECT count(*) AS n FROM webhook_deliveries WHERE status <> 'delivered'
+
+-- ==== many hosts (bench/takeover.py) and day partitions (deep figure) ====
+
+-- bench_now --
+SELECT now() AS now
+
+-- placements_by_host --
+SELECT host_id, count(*) AS n FROM account_placements GROUP BY host_id ORDER BY host_id
+
+-- accounts_with_live_worker --
+-- Accounts whose worker registered after %(since)s, with its pid.
+SELECT account_id, pid FROM workers WHERE started_at > %(since)s
+
+-- deep_partitions --
+-- Day partitions of send_logs for the ``days`` days the deep queue's logs span.
+SELECT count(*) FILTER (WHERE mailer_create_partition('send_logs', d::date)) AS created
+FROM generate_series((now() AT TIME ZONE 'UTC')::date - %(days)s,
+                     (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d

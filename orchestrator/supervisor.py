@@ -46,6 +46,7 @@ from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
 from orchestrator.companion import Companion, bounce_reader_command, webhook_sender_command
+from orchestrator.placement import HostIdentity, HostPlacement
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -139,6 +140,8 @@ class Orchestrator:
         self.clock = clock
         self.rand = rand
         self.hostname = socket.gethostname()
+        # Many hosts: which accounts this orchestrator runs (orchestrator/placement.py).
+        self.placement = HostPlacement(HostIdentity.from_settings(settings))
         self.slots: dict[int, WorkerSlot] = {}
         self.stopping = False
         self.wake = asyncio.Event()
@@ -169,6 +172,7 @@ class Orchestrator:
             results = await asyncio.gather(supervise, stopped, return_exceptions=True)
             stops = [asyncio.create_task(c.stop()) for c in self.companions]
             await self._stop_all()
+            await self.placement.leave(self.url)  # many hosts: hand back its accounts
             await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
         error = results[0]
         if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
@@ -309,6 +313,9 @@ class Orchestrator:
     async def _reconcile(self, db: Database) -> None:
         """Make the running workers match the accounts: stop, start, restart when due."""
         statuses = {row["id"]: row["status"] for row in await db.fetch_all("orchestrator_accounts")}
+        # Many hosts: accounts placed on another host count as not active here.
+        running = {account_id for account_id, slot in self.slots.items() if slot.running}
+        statuses = await self.placement.restrict(db, statuses, running)
         for account_id, slot in list(self.slots.items()):
             status = statuses.get(account_id)
             slot.active = status == "active"
@@ -538,6 +545,7 @@ class Orchestrator:
         if now >= self._next_stale_cleanup:
             self._next_stale_cleanup = now + STALE_WORKERS_EVERY_SECONDS
             await db.execute("forget_stale_workers")
+            await db.execute("ensure_partitions")  # retention at scale: days ahead exist
             # Rows of accounts with no live worker (suspended, paused mid-send) would
             # otherwise stay 'sending' until some worker of their pool comes by.
             # Dead workers' journals on this host are replayed first: an outcome that
