@@ -9,6 +9,12 @@ with every active account this host is not to run marked :data:`PLACED_ELSEWHERE
 supervisor stops (gracefully: SIGTERM, the worker finishes its message in flight) or
 never starts their workers.
 
+The heartbeat also beats from a task of its own (every ``host_dead_seconds / 5``), so a
+pass that takes long (starting hundreds of workers) never makes the host look dead. A
+host claims nothing on its first pass, only registers: orchestrators started together
+see each other before they claim, instead of one taking everything and handing half
+back a pass later.
+
 A host that stops cleanly leaves (:meth:`HostPlacement.leave`): its placements go at once.
 A host killed outright keeps its rows until its heartbeat is ``host_dead_seconds`` old;
 then the survivors claim its accounts on their next pass. The account's advisory lock
@@ -17,6 +23,8 @@ still decides who sends, so a slow old worker and a new one never both send.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -69,6 +77,7 @@ class HostPlacement:
         self.me = identity
         self.last: PlacementDecision | None = None
         self._next_forget = 0.0
+        self._beating: tuple[Database, asyncio.Task[None]] | None = None
 
     async def restrict(
         self, db: Database, statuses: Mapping[int, str], running: Collection[int]
@@ -76,8 +85,10 @@ class HostPlacement:
         """``statuses`` (account id -> status) with the active accounts this host is not
         to run as :data:`PLACED_ELSEWHERE`; ``running``: accounts whose worker still runs."""
         active = {a for a, status in statuses.items() if status == "active"}
+        first = self.last is None
         decision = await self._step(db, active, running)
-        mine = decision.keep | await self._claim(db, decision.claim)
+        self._keep_beating(db)
+        mine = decision.keep | (frozenset() if first else await self._claim(db, decision.claim))
         return {
             a: PLACED_ELSEWHERE if status == "active" and a not in mine else status
             for a, status in statuses.items()
@@ -87,11 +98,7 @@ class HostPlacement:
         self, db: Database, active: set[int], running: Collection[int]
     ) -> PlacementDecision:
         params = {"host_id": self.me.host_id, "dead_seconds": self.me.dead_seconds}
-        await db.execute(
-            "host_heartbeat",
-            {**params, "hostname": self.me.hostname, "pid": self.me.pid,
-             "max_accounts": self.me.max_accounts},
-        )  # fmt: skip
+        await self._beat(db)
         if time.monotonic() >= self._next_forget:
             self._next_forget = time.monotonic() + FORGET_DEAD_HOSTS_EVERY_SECONDS
             await db.execute("forget_dead_hosts")
@@ -117,6 +124,30 @@ class HostPlacement:
             log.info("host %s handed back accounts %s", self.me.host_id, done)
         return decision
 
+    async def _beat(self, db: Database) -> None:
+        await db.execute(
+            "host_heartbeat",
+            {"host_id": self.me.host_id, "hostname": self.me.hostname, "pid": self.me.pid,
+             "max_accounts": self.me.max_accounts},
+        )  # fmt: skip
+
+    def _keep_beating(self, db: Database) -> None:
+        """Beat from a task of its own on ``db`` (restarted when the supervisor reconnects)."""
+        if self._beating is not None:
+            beating_db, task = self._beating
+            if beating_db is db and not task.done():
+                return
+            task.cancel()
+        self._beating = (db, asyncio.create_task(self._beat_forever(db)))
+
+    async def _beat_forever(self, db: Database) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.me.dead_seconds / 5)
+                await self._beat(db)
+        except (psycopg.Error, OSError) as exc:  # the supervisor reconnects and restarts it
+            log.debug("host heartbeat stopped: %s", exc)
+
     async def _claim(self, db: Database, ids: tuple[int, ...]) -> frozenset[int]:
         if not ids:
             return frozenset()
@@ -133,6 +164,12 @@ class HostPlacement:
         """Hand back every account and unregister (a clean stop, workers already gone).
         Best effort: a host that cannot reach the database is taken over when it is
         seen dead."""
+        if self._beating is not None:
+            task = self._beating[1]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._beating = None
         try:
             async with Database(url) as db:
                 await db.execute("leave_hosts", {"host_id": self.me.host_id, "pid": self.me.pid})

@@ -129,3 +129,31 @@ async def test_two_hosts_split_the_accounts_and_one_takes_over_when_the_other_di
         senders = Counter(m.mail_from for m in smtp.received)
         assert max(senders.values()) <= DAILY_LIMIT
     assert placed(sql) == {}  # host-a handed its accounts back when it stopped
+
+
+@pytest.mark.slow
+async def test_a_joining_host_gets_its_share_from_workers_stopped_gracefully(sql, db_url, tmp_path):
+    with ScriptedSMTPServer() as smtp:
+        for i in range(6):
+            add_account(sql, smtp, email=f"j{i}@example.com")
+        first_env = host_env(db_url, tmp_path / "a", "host-a")
+        with orchestrator(first_env, tmp_path / "a.log") as a:
+            await wait_until(lambda: live_workers_by_parent(sql)[a.pid] == 6, timeout=30)
+            with orchestrator(host_env(db_url, tmp_path / "b", "host-b"), tmp_path / "b.log") as b:
+
+                def split() -> bool:
+                    running = live_workers_by_parent(sql)
+                    return running[a.pid] == 3 and running[b.pid] == 3
+
+                await wait_until(split, timeout=30, message="three accounts each")
+                assert placed(sql) == {"host-a": 3, "host-b": 3}
+                insert_emails(sql, 30)
+                await wait_until(lambda: statuses(sql) == {"sent": 30}, timeout=30)
+                assert b.terminate() == 0
+                # host-b handed its accounts back when it stopped: host-a takes them at once
+                await wait_until(lambda: live_workers_by_parent(sql)[a.pid] == 6, timeout=15)
+            assert a.terminate() == 0
+        released = a.log.count("placed on another host")
+        assert released == 3, a.log
+        assert "exited with exit code 3" not in a.log + b.log  # no lock fight on the way
+    assert len(smtp.received) == 30
