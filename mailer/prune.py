@@ -4,16 +4,19 @@
 day partitions wholly older than the cutoff are dropped, which costs the same whatever
 they hold (their rows count as deleted); the partitions of the coming week are created
 if missing. Then terminal queue rows (``sent``, ``failed``, ``suppressed``,
-``cancelled``) older than the cutoff go with their ``send_logs`` and ``email_events``
-(ON DELETE CASCADE), then any ``send_logs`` and ``email_events`` rows older than the
-cutoff still left (in the day the cutoff falls in, or in the DEFAULT partition), then
+``cancelled``) older than the cutoff go, then any ``send_logs`` and ``email_events`` rows
+older than the cutoff still left (in the day the cutoff falls in, or in the DEFAULT
+partition), then
 settled (delivered or failed) webhook deliveries older than the cutoff with their
 attempts. Every batch is one short transaction of at most ``batch_size`` rows, taken in
 id order with ``FOR UPDATE SKIP LOCKED``: it never waits on a row someone else holds,
 and workers never wait long on it (they only touch ``queued`` and ``sending`` rows, which
 it never deletes). A keyset on the id means each pass reads the table once, however many
 batches it takes. Run it shortly after midnight UTC: the day the cutoff falls in then
-holds few rows to delete one by one.
+holds few rows to delete one by one. A queue row's logs and events are not deleted with
+it (no cascade into the partitions): those younger than the cutoff (a row that failed
+after months of retries) stay until they pass retention, and still count against the
+limits while they are in the 24-hour window.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def parse_age(text: str) -> timedelta:
 
 @dataclass
 class PruneResult:
-    """What a prune deleted, by table (``email_queue`` counts exclude cascaded rows)."""
+    """What a prune deleted, by table (logs and events in dropped partitions included)."""
 
     cutoff: datetime
     deleted: dict[str, int] = field(default_factory=dict)

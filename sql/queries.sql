@@ -726,8 +726,9 @@ GROUP BY type, suspected_bot ORDER BY type, suspected_bot
 
 -- prune_queue_batch --
 -- One bounded batch of `mailer db prune`: terminal rows created (and sent) before the
--- cutoff, after the keyset id, in id order; their send_logs and email_events go with them
--- (ON DELETE CASCADE). SKIP LOCKED: never waits on a row another session holds.
+-- cutoff, after the keyset id, in id order; their send_logs and email_events go with
+-- their day partitions (no cascade, see migration 0018). SKIP LOCKED: never waits on a
+-- row another session holds.
 WITH doomed AS (
     SELECT id FROM email_queue
     WHERE id > %(after_id)s

@@ -28,9 +28,14 @@ CREATE INDEX account_placements_host_idx ON account_placements (host_id);
 -- Both tables become RANGE partitioned on created_at, one partition per UTC day
 -- (<table>_pYYYYMMDD), plus a DEFAULT partition (<table>_default) so an insert never
 -- fails for want of a partition. `mailer db prune` drops whole days past retention
--- instead of deleting their rows. Columns, their order, defaults, checks, foreign keys,
--- the webhook trigger and the ids (same sequences) are unchanged; every old INSERT
--- works as before. The primary keys become (id, created_at) and the attempt_id unique
+-- instead of deleting their rows. Columns, their order, defaults, checks, the foreign
+-- keys to sender_accounts, the webhook trigger and the ids (same sequences) are
+-- unchanged; every old INSERT works as before. The foreign keys to email_queue (ON
+-- DELETE CASCADE) go: a cascade into a partitioned table probes every partition for
+-- every deleted queue row (measured: pruning 500,000 queue rows took 430 s instead of
+-- 4.5 s with 98 day partitions). A log or event outlives its queue row by at most the
+-- retention (its day is dropped then); no code deletes queue rows but `mailer db
+-- prune`, and nothing reads a log or event without its row. The primary keys become (id, created_at) and the attempt_id unique
 -- index (attempt_id, created_at): a partitioned table's unique keys include its
 -- partition key (a replayed journal writes an attempt with the same attempted_at, so
 -- it still conflicts). Every existing row is copied into its day's partition.
@@ -132,7 +137,8 @@ BEGIN
 END $$;
 
 -- Rebuild `parent` (send_logs or email_events) partitioned by day: the same columns,
--- defaults (its id sequence), checks and foreign keys; every row copied into its day's
+-- defaults (its id sequence), checks and foreign keys but the one to email_queue (see
+-- above); every row copied into its day's
 -- partition; a DEFAULT partition; the primary key (id, created_at). Indexes and
 -- triggers are created by the caller.
 CREATE FUNCTION mailer_partition_by_day(parent text) RETURNS void
@@ -159,7 +165,8 @@ BEGIN
     -- Triggers come after the copy: copied events were announced to webhooks already.
     EXECUTE format('INSERT INTO %I SELECT * FROM %I', parent, old);
     FOR fk IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
-              WHERE conrelid = old::regclass AND contype = 'f' ORDER BY conname LOOP
+              WHERE conrelid = old::regclass AND contype = 'f'
+                AND confrelid <> 'email_queue'::regclass ORDER BY conname LOOP
         fks := fks || format('ALTER TABLE %I ADD CONSTRAINT %I %s', parent, fk.conname, fk.def);
     END LOOP;
     EXECUTE format('DROP TABLE %I', old);
