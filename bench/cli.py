@@ -29,7 +29,7 @@ FULL = {
     "latency_samples": 200,
     "idle_accounts": 200,
     "idle_seconds": 60.0,
-    "deep_rows": 1_000_000,
+    "deep_rows": 10_000_000,  # issue 12: the claim stays flat at 10,000,000 rows
     "deep_queued": 100_000,
     "claim_samples": 60,
     "memory_messages": 20_000,
