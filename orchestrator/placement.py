@@ -43,6 +43,9 @@ log = logging.getLogger("mailer.orchestrator")
 #: How often a host forgets hosts dead for an hour (see ``forget_dead_hosts``).
 FORGET_DEAD_HOSTS_EVERY_SECONDS = 600.0
 
+#: A stopping host gives up handing its accounts back after this long (database away).
+LEAVE_TIMEOUT_SECONDS = 5.0
+
 #: The status :meth:`HostPlacement.restrict` gives active accounts another host runs.
 PLACED_ELSEWHERE = "placed on another host"
 
@@ -171,7 +174,7 @@ class HostPlacement:
                 await task
             self._beating = None
         try:
-            async with Database(url) as db:
+            async with asyncio.timeout(LEAVE_TIMEOUT_SECONDS), Database(url) as db:
                 await db.execute("leave_hosts", {"host_id": self.me.host_id, "pid": self.me.pid})
-        except (psycopg.Error, OSError) as exc:
+        except (psycopg.Error, OSError, TimeoutError) as exc:
             log.warning("host %s could not hand back its accounts: %s", self.me.host_id, exc)
