@@ -10,9 +10,9 @@ later, or as soon as the lock is seen free), a database outage or a kill by a si
 (exit code 1: restart with backoff; ``max_crashes_per_hour`` within an hour suspend the
 account with the reason).
 
-Several orchestrators, on several hosts, may point at one database: the worker's advisory
-lock decides which one sends for an account, the others' workers exit with
-``EXIT_LOCKED``. On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives
+Several orchestrators, on several hosts, may point at one database: they split the
+accounts by count (:mod:`orchestrator.placement`), and the worker's advisory lock still
+decides which one sends for an account, a second worker exiting with ``EXIT_LOCKED``. On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives
 them ``shutdown_grace_seconds`` + 5 s to finish their message in flight, SIGKILLs the
 stragglers and returns 0.
 
