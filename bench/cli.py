@@ -20,8 +20,9 @@ from typing import Any
 from bench.env import Sink, drop_database, machine_facts, postgres_server
 from bench.figures import FIGURES as BASE_FIGURES
 from bench.scale import fig_scale
+from bench.takeover import fig_takeover
 
-FIGURES = {**BASE_FIGURES, "scale": fig_scale}
+FIGURES = {**BASE_FIGURES, "scale": fig_scale, "takeover": fig_takeover}
 
 FULL = {
     "accounts": 4,
@@ -31,7 +32,7 @@ FULL = {
     "latency_samples": 200,
     "idle_accounts": 200,
     "idle_seconds": 60.0,
-    "deep_rows": 1_000_000,
+    "deep_rows": 10_000_000,  # issue 12: the claim stays flat at 10,000,000 rows
     "deep_queued": 100_000,
     "claim_samples": 60,
     "memory_messages": 20_000,
@@ -44,6 +45,7 @@ FULL = {
     "api_batch_clients": 2,
     "scale_accounts": 1_000,
     "scale_baseline_accounts": 100,
+    "takeover_accounts": 20,
 }
 QUICK = {
     "accounts": 4,
@@ -66,8 +68,9 @@ QUICK = {
     "api_batch_clients": 2,
     "scale_accounts": 50,
     "scale_baseline_accounts": 20,
+    "takeover_accounts": 10,
 }
-ALIASES = {"retention": "deep"}
+ALIASES = {"retention": "deep", "claim-depth": "deep"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=[*FIGURES, *ALIASES],
         help="run only this figure (repeatable): "
         + ", ".join(FIGURES)
-        + " (deep includes retention)",
+        + " (deep, alias claim-depth, includes retention)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write figures as JSON")
     parser.add_argument(

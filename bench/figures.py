@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -560,6 +561,7 @@ def _fill(server: Server, sink: Sink, total: int, queued: int) -> tuple[str, int
             q("deep_fill"),
             {"total": total, "queued": queued, "pools": 4, "days": 180, "account_id": account},
         )
+        conn.execute(q("deep_partitions"), {"days": 180})  # the logs' days, as in production
         conn.execute(q("deep_logs"))
         conn.execute(q("vacuum_analyze_queue"))
         conn.execute(q("vacuum_analyze_logs"))
@@ -646,6 +648,12 @@ def fig_deep(
     return res
 
 
+def _partitions_dropped(prune_output: str) -> str:
+    """The number ``mailer db prune`` reports of day partitions dropped."""
+    found = re.search(r"(\d+) day partitions dropped", prune_output)
+    return found[1] if found else "?"
+
+
 def _retention(url: str, account: int, claim_before_ms: float) -> dict[str, Any]:
     """``mailer db prune --older-than 90d`` on the deep queue while claims keep running."""
     during: list[float] = []
@@ -694,6 +702,12 @@ def _retention(url: str, account: int, claim_before_ms: float) -> dict[str, Any]
                 "prune --older-than 90d on that queue",
                 f"{deleted:,} rows in {prune_s:.1f} s ({deleted / prune_s:,.0f} rows/s)",
                 "batched",
+                "-",
+            ],
+            [
+                "  … send_logs and email_events: whole day partitions dropped",
+                _partitions_dropped(out.stdout),
+                "",
                 "-",
             ],
             [

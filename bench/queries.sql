@@ -182,3 +182,21 @@ SELECT account_id, pid FROM workers ORDER BY account_id
 
 -- account_worker_pids --
 SELECT pid FROM workers WHERE account_id = %(account_id)s
+
+-- ==== many hosts (bench/takeover.py) and day partitions (deep figure) ====
+
+-- bench_now --
+SELECT now() AS now
+
+-- placements_by_host --
+SELECT host_id, count(*) AS n FROM account_placements GROUP BY host_id ORDER BY host_id
+
+-- accounts_with_live_worker --
+-- Accounts whose worker registered after %(since)s, with its pid.
+SELECT account_id, pid FROM workers WHERE started_at > %(since)s
+
+-- deep_partitions --
+-- Day partitions of send_logs for the ``days`` days the deep queue's logs span.
+SELECT count(*) FILTER (WHERE mailer_create_partition('send_logs', d::date)) AS created
+FROM generate_series((now() AT TIME ZONE 'UTC')::date - %(days)s,
+                     (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d

@@ -9,6 +9,7 @@ remembered and killed by pid when the schedule ends, whatever happened to its pa
 from __future__ import annotations
 
 import contextlib
+import itertools
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,6 +60,7 @@ class System:
         self.account_ids: list[int] = []
         self.orchestrators: list[MailerRun] = []
         self._seen: dict[int, psutil.Process] = {}
+        self._host_ids: dict[int, str] = {}  # MAILER_HOST_ID by orchestrator pid
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -90,7 +92,12 @@ class System:
     # -- orchestrators and workers -------------------------------------------------------
 
     def start_orchestrator(self) -> MailerRun:
-        run = MailerRun(self.url, log=self.log, **self.env)
+        # Each live orchestrator is a host of its own (they split the accounts); one
+        # started after a kill comes back as the host it replaces.
+        taken = {self._host_ids[run.proc.pid] for run in self.live_orchestrators()}
+        host_id = next(f"chaos-{i}" for i in itertools.count() if f"chaos-{i}" not in taken)
+        run = MailerRun(self.url, log=self.log, **self.env, MAILER_HOST_ID=host_id)
+        self._host_ids[run.proc.pid] = host_id
         self.orchestrators.append(run)
         self._remember(run.process)
         return run

@@ -122,8 +122,9 @@ def db_url(ctx: Context) -> None:
 )
 @pass_ctx
 def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
-    """Delete sent/failed/suppressed/cancelled rows, logs and events past retention,
-    in small batches that never lock out workers."""
+    """Delete sent/failed/suppressed/cancelled rows, logs and events past retention:
+    whole day partitions of logs and events, the rest in small batches that never lock
+    out workers."""
     from mailer.prune import RetentionManager, parse_age
 
     try:
@@ -132,7 +133,11 @@ def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
     result = ctx.run_db(lambda db: RetentionManager(db, batch_size=batch_size).prune(age))
     parts = ", ".join(f"{n} {table}" for table, n in result.deleted.items())
-    click.echo(f"pruned before {result.cutoff.isoformat()}: {parts} ({result.batches} batches)")
+    dropped = sum(result.partitions_dropped.values())
+    click.echo(
+        f"pruned before {result.cutoff.isoformat()}: {parts} ({result.batches} batches, "
+        f"{dropped} day partitions dropped)"
+    )
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -262,10 +267,12 @@ def sink(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """Queue counts by status, each account's use of its limits, stranded rows."""
+    """Queue counts by status, each account's use of its limits and its host, the hosts,
+    stranded rows."""
     from mailer.status import collect_status, format_status, to_json
 
-    report = ctx.run_db(collect_status)
+    dead = ctx.settings.host_dead_seconds
+    report = ctx.run_db(lambda db: collect_status(db, host_dead_seconds=dead))
     click.echo(to_json(report) if as_json else format_status(report))
 
 

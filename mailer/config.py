@@ -80,6 +80,17 @@ class Settings:
     #: imported code between workers, starts them in milliseconds); off: spawn each as a
     #: fresh ``mailer worker`` interpreter.
     fork_server: bool = True
+    #: Orchestrator: this host's name among the orchestrators sharing the database
+    #: (``worker_hosts.host_id``); empty = the machine's hostname. Give each orchestrator
+    #: of one machine its own.
+    host_id: str = ""
+    #: Orchestrator: the most accounts this host runs; 0 = no cap. The live hosts split
+    #: the active accounts evenly by count within their caps.
+    max_accounts_per_host: int = 0
+    #: Orchestrator: a host whose heartbeat (every pass, at least every
+    #: ``orchestrator_poll_seconds``) is older than this is dead; the others take its
+    #: accounts. Keep it several times ``orchestrator_poll_seconds``.
+    host_dead_seconds: float = 10.0
     #: Orchestrator: this many exits of one worker with an error of its own (exit code 1;
     #: never a kill by a signal) within an hour suspend the account; 0 never does.
     max_crashes_per_hour: int = 3

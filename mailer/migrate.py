@@ -1,7 +1,8 @@
 """Schema migrations: apply ``sql/migrations/NNNN_*.sql`` once each, in order.
 
 All pending migrations run in one transaction under a transaction-scoped advisory lock, so
-``mailer db migrate`` is safe to run twice, or from two hosts at the same moment.
+``mailer db migrate`` is safe to run twice, or from two hosts at the same moment. Every run
+also creates the coming week's day partitions of ``send_logs`` and ``email_events``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ async def migrate(db: Database) -> list[str]:
             await conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with Mailer
             await conn.execute(query("record_migration"), {"version": version, "name": name})
             applied.append(f"{version:04d}_{name}")
+        await conn.execute(query("ensure_partitions"))  # the coming week's day partitions
     return applied
 
 

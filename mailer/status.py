@@ -2,8 +2,10 @@
 stranded rows: queued rows no worker will take as things stand, with the reason.
 
 ``--json`` prints :func:`collect_status` with :func:`to_json`: ``queue`` (counts by status,
-plus ``stranded``), ``accounts`` and ``stranded`` (one object per account or pool, see
-:class:`StrandedRows`); timestamps are ISO 8601 with their UTC offset.
+plus ``stranded``), ``accounts`` (each with the ``host`` it is placed on, None when no
+orchestrator has it), ``hosts`` (the orchestrators registered in ``worker_hosts``, with
+``alive`` and their number of ``accounts``) and ``stranded`` (one object per account or
+pool, see :class:`StrandedRows`); timestamps are ISO 8601 with their UTC offset.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+from mailer.config import Settings
 from mailer.db import Database
 
 QUEUE_STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "cancelled")
@@ -37,15 +40,27 @@ class StrandedRows:
     campaign: str | None = None
 
 
-async def collect_status(db: Database) -> dict[str, Any]:
-    """The report as plain data (what ``--json`` prints)."""
+async def collect_status(
+    db: Database, *, host_dead_seconds: float = Settings.host_dead_seconds
+) -> dict[str, Any]:
+    """The report as plain data (what ``--json`` prints); a host whose heartbeat is older
+    than ``host_dead_seconds`` is shown dead."""
     counts = {status: 0 for status in QUEUE_STATUSES}
     for row in await db.fetch_all("queue_counts"):
         counts[row["status"]] = row["count"]
     accounts = [_account_report(row) for row in await db.fetch_all("account_usage")]
+    placed = {r["account_id"]: r["host_id"] for r in await db.fetch_all("status_placements")}
+    for account in accounts:
+        account["host"] = placed.get(account["id"])
+    hosts = await db.fetch_all("status_hosts", {"dead_seconds": host_dead_seconds})
     stranded = await stranded_rows(db)
     counts["stranded"] = sum(group.rows for group in stranded)
-    return {"queue": counts, "accounts": accounts, "stranded": [asdict(g) for g in stranded]}
+    return {
+        "queue": counts,
+        "accounts": accounts,
+        "hosts": [dict(h) for h in hosts],
+        "stranded": [asdict(g) for g in stranded],
+    }
 
 
 async def stranded_rows(db: Database) -> list[StrandedRows]:
@@ -145,7 +160,7 @@ def format_status(report: dict[str, Any]) -> str:
         "queue:  " + "  ".join(f"{k} {v}" for k, v in queue.items()),
         "",
         f"{'id':>4}  {'email':<30} {'status':<10} {'pool':<9} {'last hour':>12} "
-        f"{'last 24 h':>12} {'workers':>7}  note",
+        f"{'last 24 h':>12} {'workers':>7} {'host':<16} note",
     ]
     for a in report["accounts"]:
         hourly = a["hourly_limit"] if a["hourly_limit"] is not None else "-"
@@ -159,10 +174,26 @@ def format_status(report: dict[str, Any]) -> str:
         day = f"{a['sent_last_day']}/{a['daily_limit']}"
         lines.append(
             f"{a['id']:>4}  {a['email']:<30} {a['status']:<10} {a['pool']:<9} "
-            f"{hour:>12} {day:>12} {a['live_workers']:>7}  {note}"
+            f"{hour:>12} {day:>12} {a['live_workers']:>7} {a.get('host') or '-':<16} {note}"
         )
+    lines.extend(_format_hosts(report.get("hosts", [])))
     lines.extend(_format_stranded(report["stranded"]))
     return "\n".join(lines)
+
+
+def _format_hosts(hosts: list[dict[str, Any]]) -> list[str]:
+    """The orchestrators sharing the database (none: no ``mailer run`` has started yet)."""
+    if not hosts:
+        return []
+    lines = ["", f"hosts:  {'host':<16} {'hostname':<20} {'pid':>7} {'accounts':>8} {'cap':>5}"]
+    for h in hosts:
+        cap = h["max_accounts"] if h["max_accounts"] is not None else "-"
+        state = "" if h["alive"] else f"  dead, last heartbeat {h['heartbeat_at']:%H:%M:%S %Z}"
+        lines.append(
+            f"        {h['host_id']:<16} {h['hostname']:<20} {h['pid']:>7} "
+            f"{h['accounts']:>8} {cap:>5}{state}"
+        )
+    return lines
 
 
 def _format_stranded(groups: list[dict[str, Any]]) -> list[str]:

@@ -10,10 +10,11 @@ later, or as soon as the lock is seen free), a database outage or a kill by a si
 (exit code 1: restart with backoff; ``max_crashes_per_hour`` within an hour suspend the
 account with the reason).
 
-Several orchestrators, on several hosts, may point at one database: the worker's advisory
-lock decides which one sends for an account, the others' workers exit with
-``EXIT_LOCKED``. On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives
-them ``shutdown_grace_seconds`` + 5 s to finish their message in flight, SIGKILLs the
+Several orchestrators, on several hosts, may point at one database: they split the
+accounts by count (:mod:`orchestrator.placement`), and the worker's advisory lock still
+decides which one sends for an account, a second worker exiting with ``EXIT_LOCKED``.
+On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives them
+``shutdown_grace_seconds`` + 5 s to finish their message in flight, SIGKILLs the
 stragglers and returns 0.
 
 It holds two database connections: one LISTENing, one (a pool of one) for queries. If the
@@ -58,6 +59,7 @@ from orchestrator.companion import (
 )
 from orchestrator.forkserver import ForkedProcess, ForkServer, die_with_parent
 from orchestrator.forkserver import supported as fork_server_supported
+from orchestrator.placement import HostIdentity, HostPlacement
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
@@ -153,6 +155,8 @@ class Orchestrator:
         self.clock = clock
         self.rand = rand
         self.hostname = socket.gethostname()
+        # Many hosts: which accounts this orchestrator runs (orchestrator/placement.py).
+        self.placement = HostPlacement(HostIdentity.from_settings(settings))
         self.slots: dict[int, WorkerSlot] = {}
         self.stopping = False
         self.wake = asyncio.Event()
@@ -188,6 +192,7 @@ class Orchestrator:
             results = await asyncio.gather(supervise, stopped, return_exceptions=True)
             stops = [asyncio.create_task(c.stop()) for c in self.companions]
             await self._stop_all()
+            await self.placement.leave(self.url)  # many hosts: hand back its accounts
             await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
             if self.forkserver is not None:
                 await _uncancellable(asyncio.ensure_future(self.forkserver.close()))
@@ -330,6 +335,9 @@ class Orchestrator:
     async def _reconcile(self, db: Database) -> None:
         """Make the running workers match the accounts: stop, start, restart when due."""
         statuses = {row["id"]: row["status"] for row in await db.fetch_all("orchestrator_accounts")}
+        # Many hosts: accounts placed on another host count as not active here.
+        running = {account_id for account_id, slot in self.slots.items() if slot.running}
+        statuses = await self.placement.restrict(db, statuses, running)
         for account_id, slot in list(self.slots.items()):
             status = statuses.get(account_id)
             slot.active = status == "active"
@@ -566,6 +574,7 @@ class Orchestrator:
         if now >= self._next_stale_cleanup:
             self._next_stale_cleanup = now + STALE_WORKERS_EVERY_SECONDS
             await db.execute("forget_stale_workers")
+            await db.execute("ensure_partitions")  # retention at scale: days ahead exist
             # Rows of accounts with no live worker (suspended, paused mid-send) would
             # otherwise stay 'sending' until some worker of their pool comes by.
             # Dead workers' journals on this host are replayed first: an outcome that

@@ -253,7 +253,7 @@ WITH marked AS (
            r.attempted_at, r.attempt_id
     FROM r JOIN email_queue AS q ON q.id = r.id
     WHERE r.outcome IS NOT NULL
-    ON CONFLICT (attempt_id) WHERE attempt_id IS NOT NULL DO NOTHING
+    ON CONFLICT (attempt_id, created_at) WHERE attempt_id IS NOT NULL DO NOTHING
     RETURNING queue_id, attempt_id
 ), suppressed AS (
     INSERT INTO suppressions (email, reason, source)
@@ -773,8 +773,9 @@ GROUP BY type, suspected_bot ORDER BY type, suspected_bot
 
 -- prune_queue_batch --
 -- One bounded batch of `mailer db prune`: terminal rows created (and sent) before the
--- cutoff, after the keyset id, in id order; their send_logs and email_events go with them
--- (ON DELETE CASCADE). SKIP LOCKED: never waits on a row another session holds.
+-- cutoff, after the keyset id, in id order; their send_logs and email_events go with
+-- their day partitions (no cascade, see migration 0020). SKIP LOCKED: never waits on a
+-- row another session holds.
 WITH doomed AS (
     SELECT id FROM email_queue
     WHERE id > %(after_id)s
@@ -1990,3 +1991,81 @@ SELECT n.campaign,
        COALESCE((SELECT c.state FROM campaign_settings AS c WHERE c.campaign = n.campaign),
                 'active') AS state
 FROM unnest(%(names)s::text[]) AS n(campaign)
+
+-- ==== many hosts: placement of accounts on orchestrators (orchestrator/placement.py) ====
+
+-- host_heartbeat --
+-- Register this orchestrator, or renew its heartbeat (and its cap).
+INSERT INTO worker_hosts AS h (host_id, hostname, pid, max_accounts)
+VALUES (%(host_id)s, %(hostname)s, %(pid)s, %(max_accounts)s)
+ON CONFLICT (host_id) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, max_accounts = EXCLUDED.max_accounts,
+    heartbeat_at = now(),
+    started_at = CASE WHEN h.pid = EXCLUDED.pid AND h.hostname = EXCLUDED.hostname
+                      THEN h.started_at ELSE now() END
+
+-- live_hosts --
+-- Hosts whose heartbeat is fresher than %(dead_seconds)s, and their caps.
+SELECT host_id, max_accounts FROM worker_hosts
+WHERE heartbeat_at > now() - make_interval(secs => %(dead_seconds)s)
+ORDER BY host_id
+
+-- account_placements --
+SELECT account_id, host_id FROM account_placements ORDER BY account_id
+
+-- claim_placements --
+-- Place the accounts %(ids)s on this host: each only if it is unplaced or its host's
+-- heartbeat is older than %(dead_seconds)s (checked on the row the UPDATE changes, so two
+-- hosts never both win one account). Returns the accounts won.
+INSERT INTO account_placements AS p (account_id, host_id)
+SELECT a.id, %(host_id)s FROM sender_accounts AS a
+WHERE a.id = ANY(%(ids)s::bigint[]) AND a.status = 'active'
+ON CONFLICT (account_id) DO UPDATE
+SET host_id = EXCLUDED.host_id, placed_at = now()
+WHERE p.host_id <> EXCLUDED.host_id
+  AND NOT EXISTS (
+      SELECT 1 FROM worker_hosts AS h
+      WHERE h.host_id = p.host_id
+        AND h.heartbeat_at > now() - make_interval(secs => %(dead_seconds)s))
+RETURNING p.account_id
+
+-- release_placements --
+-- Give back the accounts %(ids)s this host placed on itself (their workers have exited).
+DELETE FROM account_placements
+WHERE host_id = %(host_id)s AND account_id = ANY(%(ids)s::bigint[])
+
+-- leave_hosts --
+-- A host stopping cleanly: its placements and its row go, so others take over at once.
+WITH gone AS (DELETE FROM account_placements WHERE host_id = %(host_id)s)
+DELETE FROM worker_hosts WHERE host_id = %(host_id)s AND pid = %(pid)s
+
+-- forget_dead_hosts --
+-- Hosts dead for an hour with no placement left are forgotten.
+DELETE FROM worker_hosts AS h
+WHERE h.heartbeat_at < now() - interval '1 hour'
+  AND NOT EXISTS (SELECT 1 FROM account_placements AS p WHERE p.host_id = h.host_id)
+
+-- status_hosts --
+-- `mailer status`: every registered host, whether it is alive, and its accounts.
+SELECT h.host_id, h.hostname, h.pid, h.max_accounts, h.started_at, h.heartbeat_at,
+       h.heartbeat_at > now() - make_interval(secs => %(dead_seconds)s) AS alive,
+       (SELECT count(*) FROM account_placements AS p WHERE p.host_id = h.host_id) AS accounts
+FROM worker_hosts AS h
+ORDER BY h.host_id
+
+-- status_placements --
+-- `mailer status`: the host each account is placed on (accounts without a row have none).
+SELECT account_id, host_id FROM account_placements
+
+-- ==== retention at scale: day partitions of send_logs and email_events (migration 0020) ====
+
+-- ensure_partitions --
+-- Create the day partitions of send_logs and email_events up to 7 days ahead (the
+-- orchestrator's housekeeping and `mailer db prune` run it; a DEFAULT partition catches
+-- any row meanwhile).
+SELECT ensure_partitions(interval '7 days') AS created
+
+-- drop_partitions_before --
+-- Drop the day partitions wholly older than %(cutoff)s; per table, partitions dropped,
+-- their rows, and partitions left busy (to retry).
+SELECT parent, partitions, rows_dropped, busy FROM drop_partitions_before(%(cutoff)s)
