@@ -190,4 +190,6 @@ CREATE INDEX email_events_account_type_time_idx ON email_events (account_id, typ
 CREATE TRIGGER email_events_webhooks AFTER INSERT ON email_events
     FOR EACH ROW EXECUTE FUNCTION mailer_webhook_email_event();
 
+DROP FUNCTION mailer_partition_by_day(text);  -- used once, above
+
 SELECT ensure_partitions(interval '7 days');
