@@ -21,8 +21,10 @@ def parse_query_blocks(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query block {name!r} is defined twice")
+        # Indentation goes too: psycopg caches the parsing of statements up to 4096
+        # characters only, and record_results runs once per send.
         statement = "\n".join(
-            line for line in body.strip().splitlines() if not line.lstrip().startswith("--")
+            line.strip() for line in body.strip().splitlines() if not line.lstrip().startswith("--")
         ).strip()
         queries[name] = statement
     return queries

@@ -1171,3 +1171,15 @@ SET daily_limit = COALESCE(%(daily_limit)s, daily_limit),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id
+
+-- ---------------------------------------------------------------------------------------
+-- Throughput (issue 12): the worker's hot path.
+
+-- unmark_in_flight --
+-- A row the worker marked in flight ahead of its turn (while the previous message was on
+-- the wire, see mailer/lookahead.py) that it will not send on that mark: its attempt is
+-- given back and it stays leased to the worker.
+UPDATE email_queue
+SET attempts = attempts - 1, attempt_started_at = NULL
+WHERE id = %(id)s AND locked_by = %(worker_id)s AND status = 'sending'
+  AND attempt_started_at IS NOT NULL
