@@ -3,10 +3,10 @@
 Every outcome is appended to the worker's journal (:mod:`mailer.journal`) the moment it is
 known, on its row's own path, and buffered. The journal survives a ``kill -9`` (the page
 cache outlives the process), so the buffer need not reach PostgreSQL with every send: it
-rides along with a row's in-flight mark (one statement either way) once it holds
-``result_batch_size`` outcomes or its oldest is ``result_flush_seconds`` old, and is
-written on its own when the worker is about to wait or stop. A mark alone carries no
-outcomes, which keeps the statement every send runs cheap. When a write fails the buffer
+is written (one statement) right before a row's in-flight mark once it holds
+``result_batch_size`` outcomes or its oldest is ``result_flush_seconds`` old, and when
+the worker is about to wait or stop; most sends run only the small mark statement
+(``mark_in_flight``). When a write fails the buffer
 is kept, retried through an outage of up to ``db_outage_seconds``, and, past that, left
 in the journal for the next worker of the account (or the host's orchestrator) to replay.
 """
@@ -67,8 +67,8 @@ class OutcomeRecorder:
 
     async def mark(self, in_flight_id: int, limits: Limits) -> Mark:
         """Mark ``in_flight_id`` in flight under ``limits`` (see
-        :class:`~mailer.queue.Mark`), writing the buffered outcomes in the same statement
-        when they are :meth:`due`."""
+        :class:`~mailer.queue.Mark`), writing the buffered outcomes first when they are
+        :meth:`due`."""
         return await self._write(self.due(), in_flight_id, limits)
 
     async def write(self) -> None:
@@ -79,9 +79,8 @@ class OutcomeRecorder:
     async def _write(
         self, with_outcomes: bool, in_flight_id: int | None = None, limits: Limits | None = None
     ) -> Mark:
-        """One ``record_results``: the buffer (``with_outcomes``) and the mark (with
-        ``in_flight_id``). Outcomes that could not be written stay pending (and
-        journaled)."""
+        """The buffer (``with_outcomes``), then the mark (with ``in_flight_id``). Outcomes
+        that could not be written stay pending (and journaled)."""
         batch, self.pending = (self.pending, []) if with_outcomes else ([], self.pending)
         seq = self.journal.seq
         try:
@@ -96,7 +95,8 @@ class OutcomeRecorder:
     async def _write_with_retry(
         self, batch: list[AttemptResult], in_flight_id: int | None, limits: Limits | None
     ) -> Mark:
-        """``record_results``, retried through a database outage (or a failover's read-only
+        """``record_results`` (outcomes, then the mark; writing outcomes twice is harmless),
+        retried through a database outage (or a failover's read-only
         moment) of up to ``outage_seconds``."""
         deadline = time.monotonic() + self.outage_seconds
         delay = 0.25

@@ -10,10 +10,12 @@ Life of a worker: take the account's cluster-wide advisory lock (or exit
 :data:`EXIT_LOCKED`), settle what a dead predecessor left (journal replay, requeue), load
 the limit gate from what the database counts, then loop: claim a batch
 (``FOR UPDATE SKIP LOCKED``), and for each row: connect if needed, wait for the gate, note
-the row in the journal, render it, mark it in flight (in the same statement as the
-outcomes so far; the mark fails if the lease was lost, the address suppressed, the account
-paused or its limits changed), send, and journal the outcome before going on. A crash can
-re-send at most the row in flight. A heartbeat renews leases and re-reads the account so
+the row in the journal, render it, mark it in flight (the mark fails if the lease was
+lost, the address suppressed, the account paused or its limits changed), send, and
+journal the outcome before going on; outcomes reach the database in batches
+(:mod:`mailer.outcomes`), and the next row is marked while the current one is on the wire
+when nothing can hold it back (:mod:`mailer.lookahead`). A crash can re-send at most the
+row in flight. A heartbeat renews leases and re-reads the account so
 an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes an idle worker when rows
 arrive. SIGTERM stops claiming, lets the message in flight finish (up to
 ``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
@@ -603,7 +605,7 @@ class Worker:
         await self.outcomes.write()
 
     async def _mark_in_flight(self, row_id: int) -> Mark:
-        """Durably mark ``row_id`` in flight under the limits the gate applies (with the
-        buffered outcomes when they are due, in the same statement); an unmarked row must
-        not be sent."""
+        """Durably mark ``row_id`` in flight under the limits the gate applies (buffered
+        outcomes are written first when they are due); an unmarked row must not be
+        sent."""
         return await self.outcomes.mark(row_id, self.session.gate.limits)
