@@ -18,6 +18,7 @@ internationalized domain is written in its ASCII (punycode) form.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -57,17 +58,42 @@ def validated_address(
 
 @lru_cache(maxsize=4096)
 def _validated(address: str, what: str, reject_special_use: bool) -> Address:
-    try:
-        result = parse_syntax(address)
-    except EmailNotValidError as exc:
-        raise InvalidMessageError(f"invalid {what} {address!r}: {exc}") from None
-    domain = result.ascii_domain.lower()
+    checked = _syntax(address, what)
+    domain = checked.envelope.rpartition("@")[2].lower()
     if reject_special_use and is_special_use(domain):
         raise InvalidMessageError(
             f"invalid {what} {address!r}: {domain} is a special-use domain name, refused "
             "because MAILER_REJECT_SPECIAL_USE_DOMAINS is set"
         )
+    return checked
+
+
+def _syntax(address: str, what: str) -> Address:
+    if is_plain(address):
+        return Address(address, False)
+    try:
+        result = parse_syntax(address)
+    except EmailNotValidError as exc:
+        raise InvalidMessageError(f"invalid {what} {address!r}: {exc}") from None
     return Address(f"{result.local_part}@{result.ascii_domain}", bool(result.smtputf8))
+
+
+#: The common case, which email-validator would take unchanged: an ASCII local part of
+#: letters, digits and ``._+-`` (dots not first, last or doubled) and a lower-case domain
+#: of two or more letter-digit-hyphen labels ending in a letters-only top-level label.
+_PLAIN = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
+def is_plain(address: str) -> bool:
+    """Whether ``address`` is valid as it is without asking email-validator (a tenth of
+    a worker's CPU per message): :data:`_PLAIN`, within the length limits (local part
+    64, address 254, label 63) and without ``--`` in the domain (IDNA's business)."""
+    if len(address) > 254 or not _PLAIN.fullmatch(address):
+        return False
+    local, _, domain = address.rpartition("@")
+    return len(local) <= 64 and "--" not in domain and max(map(len, domain.split("."))) <= 63
 
 
 def parse_syntax(address: str) -> ValidatedEmail:

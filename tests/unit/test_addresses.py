@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailer.addresses import Address, validated_address
+from mailer.addresses import Address, is_plain, parse_syntax, validated_address
 from mailer.errors import InvalidMessageError
 from mailer.render import Renderer
 from mailer.suppressions import checked_email
@@ -118,3 +120,48 @@ def test_without_smtputf8_a_non_ascii_account_address_is_the_accounts_problem():
     with pytest.raises(ValueError, match="needs SMTPUTF8") as info:
         renderer.render(sample_row(), sample_account(email="jöran@shop.example"))
     assert not isinstance(info.value, InvalidMessageError), "not the row's fault"
+
+
+_ADDRESS_CHARS = "aZ09.-_+@x" + "Ab.-"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(alphabet=_ADDRESS_CHARS, min_size=1, max_size=30)
+    | st.from_regex(r"[a-z0-9._+-]{1,70}@[a-z0-9.-]{1,70}\.[a-z0-9]{1,5}", fullmatch=True)
+)
+def test_the_plain_address_shortcut_agrees_with_email_validator(address):
+    """What is_plain takes without email-validator, email-validator takes unchanged."""
+    if is_plain(address):
+        result = parse_syntax(address)
+        assert (result.local_part, result.ascii_domain, result.smtputf8) == (
+            *address.rsplit("@", 1),
+            False,
+        )
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["user@example.org", "a.b+c_d-e@mail.example.co", "x@a-b.c.example.museum"],
+)
+def test_common_addresses_take_the_shortcut(address):
+    assert is_plain(address)
+    assert validated_address(address) == Address(address, False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "User@Example.org",
+        ".a@example.org",
+        "a..b@example.org",
+        "a@example",
+        "a@ex--ample.org",
+        "a@example.123",
+        '"q"@example.org',
+        "ü@example.org",
+        "a@bücher.example",
+    ],
+)
+def test_anything_else_goes_to_email_validator(address):
+    assert not is_plain(address)
