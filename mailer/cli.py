@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,13 @@ def db_prune(ctx: Context, older_than: str, batch_size: int) -> None:
 def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
     """Send for one account (what `mailer run` spawns). Exit 3: another worker has it."""
     from mailer.senders.smtp import warn_if_not_fully_qualified
-    from mailer.worker import Worker
+    from mailer.worker import Worker, event_loop_factory
 
     url = ctx.url  # the database first: a wrong one is the only line said
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     settings = ctx.settings.with_overrides(batch_size=batch_size)
-    code = run_until_signalled(Worker(settings, url, account_id), settings)
+    worker = Worker(settings, url, account_id)
+    code = run_until_signalled(worker, settings, loop_factory=event_loop_factory())
     sys.exit(code)
 
 
@@ -172,10 +174,14 @@ def default_ehlo_hostname(settings: Settings) -> str:
     return settings.ehlo_hostname or socket.getfqdn()
 
 
-def run_until_signalled(service: Any, settings: Settings) -> int:
-    """Run ``service.run()``; SIGTERM/SIGINT call ``request_stop`` and, after
-    ``service.stop_timeout`` (default: the shutdown grace period), cancel it.
-    Returns its exit code."""
+def run_until_signalled(
+    service: Any,
+    settings: Settings,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> int:
+    """Run ``service.run()`` (in an event loop from ``loop_factory``, default asyncio's);
+    SIGTERM/SIGINT call ``request_stop`` and, after ``service.stop_timeout`` (default: the
+    shutdown grace period), cancel it. Returns its exit code."""
 
     async def go() -> int:
         loop = asyncio.get_running_loop()
@@ -194,7 +200,8 @@ def run_until_signalled(service: Any, settings: Settings) -> int:
         except asyncio.CancelledError:
             return 0
 
-    return asyncio.run(go())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(go())
 
 
 @main.command()

@@ -59,8 +59,13 @@ class Settings:
     ehlo_hostname: str = ""
     #: Reconnect after this many messages on one SMTP connection.
     messages_per_connection: int = 100
-    #: At most this many outcomes wait in memory; every send writes them first anyway.
+    #: Outcomes (journaled at once) reach PostgreSQL with the next send's mark once this
+    #: many are buffered, or once the oldest is ``result_flush_seconds`` old, or when the
+    #: worker waits or stops. A crash of the whole host can re-send the rows whose
+    #: outcomes were in neither PostgreSQL nor the fsynced journal: at most this many.
     result_batch_size: int = 50
+    #: The longest an outcome waits in memory (journaled) before PostgreSQL has it.
+    result_flush_seconds: float = 0.5
     #: The outcome journal (MAILER_HOME/journal) is fsynced at least this often: a crash of
     #: the whole host can lose the outcomes of this interval (a killed worker loses none).
     journal_fsync_seconds: float = 1.0

@@ -26,8 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,14 +42,6 @@ def journal_dir(home: Path, account_id: int | None = None) -> Path:
     """Where journals live (all accounts, or one account's)."""
     base = Path(home) / "journal"
     return base if account_id is None else base / str(account_id)
-
-
-def _result_to_json(result: AttemptResult) -> dict[str, Any]:
-    return asdict(result) | {"attempted_at": result.attempted_at.isoformat()}
-
-
-def _result_from_json(data: dict[str, Any]) -> AttemptResult:
-    return AttemptResult(**(data | {"attempted_at": datetime.fromisoformat(data["attempted_at"])}))
 
 
 class OutcomeJournal:
@@ -77,7 +68,7 @@ class OutcomeJournal:
     def outcome(self, result: AttemptResult) -> int:
         """Record an attempt's outcome; returns its sequence number."""
         self._seq += 1
-        self._append({"k": "outcome", "seq": self._seq, "result": _result_to_json(result)})
+        self._append({"k": "outcome", "seq": self._seq, "result": result.as_json()})
         return self._seq
 
     def written(self, seq: int) -> None:
@@ -151,7 +142,7 @@ def read_journal(path: Path) -> DeadJournal:
         if kind == "preparing":
             preparing = entry["id"]
         elif kind == "outcome":
-            result = _result_from_json(entry["result"])
+            result = AttemptResult.from_json(entry["result"])
             outcomes[entry["seq"]] = result
             if result.id == preparing:
                 preparing = None

@@ -154,8 +154,16 @@ class Shaper:
         """Which of the pending rows (by recipient, in claim order) to send next: the
         first that may go now, else the one that may go soonest. A throttled provider's
         rows thus wait without holding up the others."""
-        waits = [self.wait(a, limits, now) for a in addresses]
-        return waits.index(min(waits)) if waits else 0
+        if not self.rates:  # nothing shaped (the usual case): claim order
+            return 0
+        best, best_wait = 0, float("inf")
+        for index, address in enumerate(addresses):
+            wait = self.wait(address, limits, now)
+            if wait <= 0:
+                return index
+            if wait < best_wait:
+                best, best_wait = index, wait
+        return best
 
     def sent(self, address: str, now: float) -> None:
         """A send (attempt) to ``address`` started at ``now``."""

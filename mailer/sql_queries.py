@@ -21,8 +21,10 @@ def parse_query_blocks(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query block {name!r} is defined twice")
+        # Indentation goes too: psycopg caches its parsing of a statement only up to 4096
+        # characters (the claim and the outcome writes are long).
         statement = "\n".join(
-            line for line in body.strip().splitlines() if not line.lstrip().startswith("--")
+            line.strip() for line in body.strip().splitlines() if not line.lstrip().startswith("--")
         ).strip()
         queries[name] = statement
     return queries

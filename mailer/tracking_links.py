@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 #: Called with (link number, decoded URL); returns the replacement URL or None to keep it.
@@ -61,11 +62,14 @@ def pixel_html(url: str) -> str:
 def rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) -> str:
     """``document`` with link targets replaced by ``rewrite`` and ``pixel`` (HTML) inserted
     before the last ``</body>``, or appended when there is none."""
-    scan = _Scan(document, rewrite)
-    scan.run()
-    edits = scan.edits
+    links, body_end = _scanned(document)
+    edits = []
+    for number, (start, end, attrs, url) in enumerate(links, 1):
+        replacement = rewrite(number, url)
+        if replacement is not None:
+            edits.append((start, end, _rebuilt_tag(document[start:end], list(attrs), replacement)))
     if pixel is not None:
-        at = scan.body_end if scan.body_end is not None else len(document)
+        at = body_end if body_end is not None else len(document)
         edits.append((at, at, pixel))
     if not edits:
         return document
@@ -76,6 +80,34 @@ def rewrite_links(document: str, rewrite: Rewrite, *, pixel: str | None = None) 
         last = end
     out.append(document[last:])
     return "".join(out)
+
+
+#: A scanned link: the start tag's span, its attributes and its normalized href.
+_Link = tuple[int, int, tuple[tuple[str, str | None], ...], str]
+
+
+#: Documents up to this size are scanned once while they recur (worker memory stays small).
+_CACHED_DOCUMENT_CHARS = 200_000
+
+
+def _scanned(document: str) -> tuple[tuple[_Link, ...], int | None]:
+    """The links of ``document`` in order, and where its last ``</body>`` starts: scanned
+    once per distinct (small) document, since a campaign's rows usually share their HTML
+    and only the rewritten URLs differ per row."""
+    if len(document) <= _CACHED_DOCUMENT_CHARS:
+        return _scanned_cached(document)
+    return _scan(document)
+
+
+@lru_cache(maxsize=32)
+def _scanned_cached(document: str) -> tuple[tuple[_Link, ...], int | None]:
+    return _scan(document)
+
+
+def _scan(document: str) -> tuple[tuple[_Link, ...], int | None]:
+    scan = _Scan(document)
+    scan.run()
+    return tuple(scan.links), scan.body_end
 
 
 # html.parser's (Python 3.11) expressions, verbatim: they decide where a tag ends.
@@ -131,15 +163,13 @@ _EXAMINED_TAGS = _LINK_TAGS | _RAW_TEXT_END.keys()
 
 
 class _Scan:
-    """One pass over a document: ``edits`` (start, end, replacement) for link start tags
-    and ``body_end``, the offset of the last ``</body>`` end tag."""
+    """One pass over a document: its ``links`` (start tags with an href, in order) and
+    ``body_end``, the offset of the last ``</body>`` end tag."""
 
-    def __init__(self, document: str, rewrite: Rewrite) -> None:
+    def __init__(self, document: str) -> None:
         self.doc = document
-        self.rewrite = rewrite
-        self.edits: list[tuple[int, int, str]] = []
+        self.links: list[_Link] = []
         self.body_end: int | None = None
-        self.links = 0
 
     def run(self) -> None:
         doc = self.doc
@@ -219,11 +249,7 @@ class _Scan:
         href = next((value for key, value in attrs if key == "href"), None)
         if href is None:
             return
-        self.links += 1
-        replacement = self.rewrite(self.links, normalize_url(href))
-        if replacement is not None:
-            raw = self.doc[start:end]
-            self.edits.append((start, end, _rebuilt_tag(raw, attrs, replacement)))
+        self.links.append((start, end, tuple(attrs), normalize_url(href)))
 
     def _end_tag(self, i: int) -> int:
         doc = self.doc

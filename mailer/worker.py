@@ -10,10 +10,12 @@ Life of a worker: take the account's cluster-wide advisory lock (or exit
 :data:`EXIT_LOCKED`), settle what a dead predecessor left (journal replay, requeue), load
 the limit gate from what the database counts, then loop: claim a batch
 (``FOR UPDATE SKIP LOCKED``), and for each row: connect if needed, wait for the gate, note
-the row in the journal, render it, mark it in flight (in the same statement as the
-outcomes so far; the mark fails if the lease was lost, the address suppressed, the account
-paused or its limits changed), send, and journal the outcome before going on. A crash can
-re-send at most the row in flight. A heartbeat renews leases and re-reads the account so
+the row in the journal, render it, mark it in flight (the mark fails if the lease was
+lost, the address suppressed, the account paused or its limits changed), send, and
+journal the outcome before going on; outcomes reach the database in batches
+(:mod:`mailer.outcomes`), and the next row is marked while the current one is on the wire
+when nothing can hold it back (:mod:`mailer.lookahead`). A crash can re-send at most the
+row in flight. A heartbeat renews leases and re-reads the account so
 an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes an idle worker when rows
 arrive. SIGTERM stops claiming, lets the message in flight finish (up to
 ``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
@@ -28,7 +30,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import psycopg
@@ -42,6 +44,7 @@ from mailer.feedback_headers import add_feedback_headers
 from mailer.heartbeat import Heartbeat
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
+from mailer.lookahead import Lookahead
 from mailer.models import QueuedEmail
 from mailer.outcomes import OutcomeRecorder
 from mailer.queue import AttemptResult, Mark, QueueManager
@@ -61,6 +64,16 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_LOCKED = 3  # another worker holds this account's lock
 EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (less CPU per message than asyncio's own
+    loop), else None (asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class Step(enum.Enum):
@@ -166,12 +179,20 @@ class Worker:
         self.db = db
         self.queue = QueueManager(db, self.worker_id)
         self.outcomes = OutcomeRecorder(
-            self.queue, self.journal, self.account_id, self.settings.db_outage_seconds
+            self.queue,
+            self.journal,
+            self.account_id,
+            self.settings.db_outage_seconds,
+            batch_size=self.settings.result_batch_size,
+            flush_seconds=self.settings.result_flush_seconds,
         )
         self.leases = LeaseKeeper(
             db, self.worker_id, self.settings.home, self.settings.poison_threshold
         )
         self.session = AccountSession(db, self.account_id, self.settings)
+        self.lookahead = Lookahead(
+            self.session, self.journal, self.renderer, self.outcomes, self.queue
+        )
         self.senders = SenderHolder(db, self.settings, self.box, self.sender_factory)
         not_running = await self.session.open(self.worker_id)
         if not_running:
@@ -318,6 +339,13 @@ class Worker:
             if await self._sleep(timeout) or due is not None or self.stopping:
                 return
 
+    async def _pause(self, seconds: float) -> bool:
+        """:meth:`_sleep` in the middle of a batch: buffered outcomes are written first
+        unless the pause is short."""
+        if seconds > 0.02:
+            await self._flush()
+        return await self._sleep(seconds)
+
     async def _sleep(self, seconds: float) -> bool:
         """Sleep, woken early by a NOTIFY, an account change or a stop request (then
         True)."""
@@ -330,19 +358,22 @@ class Worker:
 
     async def _send_batch(self, rows: list[QueuedEmail]) -> None:
         pending = list(rows)
-        while pending:
-            if self.stopping or not await self._connected(pending[0]):
-                break
-            if not await self._wait_for_slot():
-                break
-            row = pending.pop(self.traffic.pick(pending, self.session.gate.limits))
-            step = await self._process(row)
-            if step is Step.AGAIN:
-                pending.insert(0, row)
-            elif step is Step.STOP:
-                break
-            if len(self.outcomes.pending) >= self.settings.result_batch_size:
-                await self._flush()
+        try:
+            while pending:
+                if self.stopping or not await self._connected(pending[0]):
+                    break
+                if not await self._wait_for_slot():
+                    break
+                row = pending.pop(self.traffic.pick(pending, self.session.gate.limits))
+                step = await self._process(row, pending)
+                if step is Step.AGAIN:
+                    pending.insert(0, row)
+                elif step is Step.STOP:
+                    break
+        except BaseException:
+            self.lookahead.cancel()
+            raise
+        await self.lookahead.drop()
         if pending:
             await self.queue.release([r.id for r in pending])
         await self._flush()
@@ -381,13 +412,14 @@ class Worker:
                 return True
             if self.session.holds_too_long(wait):
                 return False
-            if wait > 0.02:
-                await self._flush()
-            await self._sleep(wait)
+            await self._pause(wait)
         return False
 
-    async def _process(self, row: QueuedEmail) -> Step:
-        """Handle one row (see :class:`Step`)."""
+    async def _process(self, row: QueuedEmail, pending: list[QueuedEmail]) -> Step:
+        """Handle one row (see :class:`Step`); ``pending``: the rest of the batch."""
+        marked = await self.lookahead.take(row, self._usable(row) and not self._halted())
+        if marked is not None:
+            return await self._deliver(row, marked, pending, marked=True)
         started = self.session.now()
         if row.suppression_reason:
             self._record_suppressed(row, started, row.suppression_reason)
@@ -401,7 +433,21 @@ class Worker:
         message = self._render(row, started)
         if message is None:
             return Step.DONE
-        return await self._deliver(row, message)
+        return await self._deliver(row, message, pending)
+
+    def _usable(self, row: QueuedEmail) -> bool:
+        """Whether ``row`` may be marked ahead of its turn (see :mod:`mailer.lookahead`):
+        nothing known against its recipient, its account's address checked, no rate
+        shaped (the next row is then simply the first pending one), and not its last
+        attempt (a crash before its turn counts the mark as an attempt)."""
+        return (
+            row.suppression_reason is None
+            and row.attempts + 1 < row.max_attempts
+            and row.to_address.strip().lower() not in self.bounced
+            and self.session.account.email == self.checked_email
+            and not self.traffic.shaper.rates
+            and not self.stopping
+        )
 
     def _render(self, row: QueuedEmail, started: float) -> RenderedMessage | None:
         """The message, or None when the row failed (its outcome is recorded)."""
@@ -434,10 +480,56 @@ class Worker:
         self.checked_email = self.session.account.email
         return True
 
-    async def _deliver(self, row: QueuedEmail, message: RenderedMessage) -> Step:
-        if not await self.traffic.pace(row, self.session.gate.limits, self._sleep, self._halted):
+    async def _deliver(
+        self,
+        row: QueuedEmail,
+        message: RenderedMessage,
+        pending: list[QueuedEmail],
+        *,
+        marked: bool = False,
+    ) -> Step:
+        """Pace, mark (unless ``marked`` ahead), send ``row`` and record its outcome; the
+        next pending row may be marked meanwhile (:mod:`mailer.lookahead`)."""
+        if not await self.traffic.pace(row, self.session.gate.limits, self._pause, self._halted):
+            if marked:
+                await self.queue.unmark(row.id)
             await self.queue.release([row.id])
             return Step.STOP
+        if not marked:
+            step = await self._mark(row)
+            if step is not None:
+                return step
+        self.in_flight = row.id
+        started = self.session.now()
+        self.lookahead.start(pending[0] if pending else None, self._usable)
+        try:
+            sender = await self.senders.get(self.session.account)
+            result = await sender.send(message)
+        except DeliveryError as exc:
+            self.in_flight = None
+            await self.lookahead.join()
+            return await self._failed(row, exc, started)
+        except BaseException:
+            self.lookahead.cancel()
+            raise
+        self.in_flight = None
+        self.session.gate.record_start(result.mail_from_at)
+        self._record(
+            row,
+            self.session.db_time_of(result.mail_from_at),
+            status="sent",
+            outcome="sent",
+            counted=True,
+            code=result.code,
+            response=result.response,
+        )
+        await self.lookahead.join()
+        await self.traffic.sent(row, self.session.gate.limits)
+        await self.session.succeeded()
+        return Step.DONE
+
+    async def _mark(self, row: QueuedEmail) -> Step | None:
+        """Mark ``row`` in flight; None when it may be sent, else what became of it."""
         mark = await self._mark_in_flight(row.id)
         if mark.suppression_reason is not None:
             self._record_suppressed(row, self.session.now(), mark.suppression_reason)
@@ -451,34 +543,14 @@ class Worker:
         if not mark.marked:
             log.warning("row %s: lease lost before sending; left to its new holder", row.id)
             return Step.DONE
-        self.in_flight = row.id
-        started = self.session.now()
-        try:
-            sender = await self.senders.get(self.session.account)
-            result = await sender.send(message)
-        except DeliveryError as exc:
-            self.in_flight = None
-            return await self._failed(row, exc, started)
-        self.in_flight = None
-        self.session.gate.record_start(result.mail_from_at)
-        self._record(
-            row,
-            self.session.db_time_of(result.mail_from_at),
-            status="sent",
-            outcome="sent",
-            counted=True,
-            code=result.code,
-            response=result.response,
-        )
-        await self.traffic.sent(row, self.session.gate.limits)
-        await self.session.succeeded()
-        return Step.DONE
+        return None
 
     def _halted(self) -> bool:
         """Stopping, or the account is no longer active: no new send may start."""
         return self.stopping or self.session.account.status != "active"
 
     async def _failed(self, row: QueuedEmail, exc: DeliveryError, started: float) -> Step:
+        await self._flush()  # a storm refunds earlier rows' attempts: they must be settled
         exc = await self.traffic.failed(row, exc, self.session.gate.limits)
         decision = decide(
             exc,
@@ -539,6 +611,7 @@ class Worker:
         await self.outcomes.write()
 
     async def _mark_in_flight(self, row_id: int) -> Mark:
-        """Write buffered outcomes and durably mark ``row_id`` in flight under the limits
-        the gate applies, in one statement; an unmarked row must not be sent."""
-        return await self.outcomes.write(row_id, self.session.gate.limits)
+        """Durably mark ``row_id`` in flight under the limits the gate applies (buffered
+        outcomes are written first when they are due); an unmarked row must not be
+        sent."""
+        return await self.outcomes.mark(row_id, self.session.gate.limits)

@@ -301,11 +301,12 @@ def run_worker(account_id: int) -> int:
     from mailer.cli import run_until_signalled
     from mailer.config import load_settings
     from mailer.logs import setup_logging
-    from mailer.worker import Worker
+    from mailer.worker import Worker, event_loop_factory
 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
-    return run_until_signalled(Worker(settings, settings.database_url, account_id), settings)
+    worker = Worker(settings, settings.database_url, account_id)
+    return run_until_signalled(worker, settings, loop_factory=event_loop_factory())
 
 
 def main(argv: list[str]) -> None:

@@ -194,37 +194,10 @@ RETURNING q.id, q.to_address, q.to_name, q.subject, q.html_body, q.text_body,
 -- record_results --
 -- Write a batch of outcomes in one statement: the rows' new states, one send_logs row per
 -- attempt (at most once per attempt_id, so a replayed journal logs nothing twice),
--- hard-bounce suppressions and their events; and mark the row about to be sent
--- (%(in_flight_id)s, if any) as in flight, using up one of its attempts. Only rows this
--- worker still leases change state; the log records what happened either way. Every guard
--- sits in the WHERE of the UPDATE that changes the row, so it holds on the row version the
--- UPDATE actually changes (a CTE read from the statement's snapshot is not re-checked when
--- a concurrent recovery commits first). The mark also requires the account to be active
--- with exactly the limits the worker applies (%(daily_limit)s, %(hourly_limit)s,
--- %(min_delay_ms)s): a limit an admin changed is binding from its commit. The worker sends
--- the in-flight row only if `marked` is 1; otherwise `suppression_reason`,
--- `account_changed` and `leased` say why not.
-WITH marked AS (
-    UPDATE email_queue AS q
-    SET attempts = q.attempts + 1, attempt_started_at = now()
-    WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
-      AND NOT EXISTS (
-          SELECT 1 FROM suppressions AS s
-          WHERE lower(s.email) = lower(btrim(q.to_address))
-            AND (s.expires_at IS NULL OR s.expires_at > now()))
-      AND NOT EXISTS (
-          SELECT 1 FROM erased_contacts AS e WHERE e.email_hash = mailer_email_hash(q.to_address))
-      AND EXISTS (
-          SELECT 1 FROM sender_accounts AS a
-          WHERE a.id = %(account_id)s AND a.status = 'active'
-            AND a.daily_limit = %(daily_limit)s::int
-            AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
-            AND a.min_delay_ms = %(min_delay_ms)s::int)
-      -- campaigns (0013): a campaign paused or cancelled since the claim is not sent
-      AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
-                      WHERE held.campaign = q.campaign AND held.state <> 'active')
-    RETURNING q.id
-), r AS (
+-- hard-bounce suppressions and their events. Only rows this worker still leases change
+-- state (the guard sits in the WHERE of the UPDATE that changes the row); the log records
+-- what happened either way. The in-flight mark is its own statement (mark_in_flight).
+WITH r AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
         id bigint, status text, outcome text, counted boolean, code integer,
         response text, error text, retry_seconds double precision,
@@ -273,33 +246,8 @@ WITH marked AS (
     FROM r JOIN logged ON logged.attempt_id = r.attempt_id
     WHERE r.suppress_reason IS NOT NULL
     RETURNING id
-), unmarked AS (
-    -- Why the row about to be sent was not marked (only then: the hot path skips this).
-    SELECT COALESCE(
-               (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
-                  ON lower(s.email) = lower(btrim(q.to_address))
-                 AND (s.expires_at IS NULL OR s.expires_at > now())
-                WHERE q.id = %(in_flight_id)s LIMIT 1),
-               (SELECT 'erased' FROM email_queue AS q JOIN erased_contacts AS e
-                  ON e.email_hash = mailer_email_hash(q.to_address)
-                WHERE q.id = %(in_flight_id)s)) AS suppression_reason,
-           NOT EXISTS (
-               SELECT 1 FROM sender_accounts AS a
-               WHERE a.id = %(account_id)s AND a.status = 'active'
-                 AND a.daily_limit = %(daily_limit)s::int
-                 AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
-                 AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed,
-           -- campaigns (0013)
-           EXISTS (SELECT 1 FROM email_queue AS q JOIN campaign_settings AS held
-                     ON held.campaign = q.campaign AND held.state <> 'active'
-                   WHERE q.id = %(in_flight_id)s) AS campaign_held
-    WHERE %(in_flight_id)s::bigint IS NOT NULL AND NOT EXISTS (SELECT 1 FROM marked)
 )
-SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged,
-       (SELECT count(*) FROM marked) AS marked,
-       (SELECT suppression_reason FROM unmarked) AS suppression_reason,
-       COALESCE((SELECT account_changed FROM unmarked), false) AS account_changed,
-       COALESCE((SELECT campaign_held FROM unmarked), false) AS campaign_held
+SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched.
@@ -2069,3 +2017,67 @@ SELECT ensure_partitions(interval '7 days') AS created
 -- Drop the day partitions wholly older than %(cutoff)s; per table, partitions dropped,
 -- their rows, and partitions left busy (to retry).
 SELECT parent, partitions, rows_dropped, busy FROM drop_partitions_before(%(cutoff)s)
+
+-- ---------------------------------------------------------------------------------------
+-- Throughput (issue 12): the worker's hot path.
+
+-- mark_in_flight --
+-- Mark the row about to be sent (%(in_flight_id)s) as in flight, using up one of its
+-- attempts: the statement every send runs, so it does nothing else. It changes the row
+-- only if this worker still leases it, its address is not suppressed (nor erased), its
+-- campaign is not paused or cancelled, and the account is active with exactly the limits the worker applies (%(daily_limit)s, %(hourly_limit)s,
+-- %(min_delay_ms)s): a limit an admin changed is binding from its commit. Every guard sits
+-- in the UPDATE's own WHERE, so it holds on the row version the UPDATE actually changes
+-- (a concurrent recovery that commits first makes it fail). The worker sends the row only
+-- if it comes back; otherwise unmarked_reason says why not.
+UPDATE email_queue AS q
+SET attempts = q.attempts + 1, attempt_started_at = now()
+WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+  AND NOT EXISTS (
+      SELECT 1 FROM suppressions AS s
+      WHERE lower(s.email) = lower(btrim(q.to_address))
+        AND (s.expires_at IS NULL OR s.expires_at > now()))
+  AND NOT EXISTS (
+      SELECT 1 FROM erased_contacts AS e WHERE e.email_hash = mailer_email_hash(q.to_address))
+  AND EXISTS (
+      SELECT 1 FROM sender_accounts AS a
+      WHERE a.id = %(account_id)s AND a.status = 'active'
+        AND a.daily_limit = %(daily_limit)s::int
+        AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
+        AND a.min_delay_ms = %(min_delay_ms)s::int)
+  -- campaigns (0013): a campaign paused or cancelled since the claim is not sent
+  AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                  WHERE held.campaign = q.campaign AND held.state <> 'active')
+RETURNING q.id
+
+-- unmarked_reason --
+-- Why mark_in_flight did not mark row %(in_flight_id)s (asked only then): the address is
+-- suppressed, or the account is no longer active with exactly the limits the worker
+-- applies; neither means the lease was lost.
+SELECT COALESCE(
+           (SELECT s.reason FROM email_queue AS q JOIN suppressions AS s
+              ON lower(s.email) = lower(btrim(q.to_address))
+             AND (s.expires_at IS NULL OR s.expires_at > now())
+            WHERE q.id = %(in_flight_id)s LIMIT 1),
+           (SELECT 'erased' FROM email_queue AS q JOIN erased_contacts AS e
+              ON e.email_hash = mailer_email_hash(q.to_address)
+            WHERE q.id = %(in_flight_id)s)) AS suppression_reason,
+       NOT EXISTS (
+           SELECT 1 FROM sender_accounts AS a
+           WHERE a.id = %(account_id)s AND a.status = 'active'
+             AND a.daily_limit = %(daily_limit)s::int
+             AND a.hourly_limit IS NOT DISTINCT FROM %(hourly_limit)s::int
+             AND a.min_delay_ms = %(min_delay_ms)s::int) AS account_changed,
+       -- campaigns (0013)
+       EXISTS (SELECT 1 FROM email_queue AS q JOIN campaign_settings AS held
+                 ON held.campaign = q.campaign AND held.state <> 'active'
+               WHERE q.id = %(in_flight_id)s) AS campaign_held
+
+-- unmark_in_flight --
+-- A row the worker marked in flight ahead of its turn (while the previous message was on
+-- the wire, see mailer/lookahead.py) that it will not send on that mark: its attempt is
+-- given back and it stays leased to the worker.
+UPDATE email_queue
+SET attempts = attempts - 1, attempt_started_at = NULL
+WHERE id = %(id)s AND locked_by = %(worker_id)s AND status = 'sending'
+  AND attempt_started_at IS NOT NULL

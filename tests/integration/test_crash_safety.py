@@ -59,9 +59,10 @@ async def test_kill_9_mid_batch_loses_nothing_and_resends_only_the_in_flight_mes
         with worker_process(settings, db_url, account, tmp_path / "first.log") as first:
             accepted, leased = await kill_mid_batch(sql, smtp, first)
         smtp.reset_script()
-        # What the dead worker had recorded matches what the provider had accepted.
-        assert count_sent(sql) == accepted
-        assert len(leased) == ROWS - accepted
+        # Outcomes reach the database in batches: what it lacks is in the dead worker's
+        # journal (replayed by the next worker), so the rows still leased are the others.
+        assert count_sent(sql) <= accepted
+        assert len(leased) == ROWS - count_sent(sql)
 
         # The dead worker's session goes away; a restarted worker takes over.
         await wait_until(lambda: not account_lock_held(sql, account), message="lock freed")
@@ -81,11 +82,13 @@ async def test_kill_9_mid_batch_loses_nothing_and_resends_only_the_in_flight_mes
     assert len(received) <= ROWS + 1
     for qid in ids:
         assert rows[qid]["locked_by"] is None and rows[qid]["last_error"] is None
-    # Only the row in flight at the kill may have gone out: it alone was recovered as an
-    # 'unknown' attempt (it counts against the limits, and keeps its attempt); the rows the
-    # dead worker merely held went back untouched, then were sent.
+    # Only the row in flight at the kill may have gone out: it was recovered as an
+    # 'unknown' attempt (it counts against the limits, and keeps its attempt), and so was
+    # the next row when it was already marked (without pacing the worker marks it while
+    # the previous message is on the wire); the rows the dead worker merely held went back
+    # untouched, then were sent.
     unknown = {log["queue_id"] for log in send_logs(sql) if log["outcome"] == "unknown"}
-    assert len(unknown) == 1 and unknown <= leased, (unknown, leased)
+    assert len(unknown) in ((1,) if min_delay_ms else (1, 2)) and unknown <= leased
     for qid in leased:
         expected = ["unknown", "sent"] if qid in unknown else ["sent"]
         assert [log["outcome"] for log in send_logs(sql, qid)] == expected
@@ -236,8 +239,10 @@ async def test_rows_of_a_dead_worker_go_to_the_rest_of_its_pool_after_the_lease(
     assert {m.mail_from for m in received} == {"b@pool.example"}
     assert set(received_by_message_id(smtp)) == {rows[q]["message_id"] for q in ids}
     assert len(received) == 8
+    # The row A had on the wire, and the next one when A had already marked it (see
+    # mailer/lookahead.py), are charged to A.
     in_flight = [q for q in ids if rows[q]["attempts"] == 2]
-    assert len(in_flight) == 1
+    assert len(in_flight) in (1, 2)
     for qid in ids:
         logs = send_logs(sql, qid)
         expected = [("unknown", a), ("sent", b)] if qid in in_flight else [("sent", b)]

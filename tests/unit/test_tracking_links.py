@@ -205,3 +205,15 @@ def test_normalize_url_strips_what_browsers_strip():
 
 def test_pixel_html_escapes_its_url():
     assert 'src="https://t.example/o?a=1&amp;b=&quot;"' in pixel_html('https://t.example/o?a=1&b="')
+
+
+def test_a_recurring_document_is_rewritten_afresh_for_each_row():
+    """Rows sharing their HTML share one scan (cached); each gets its own URLs."""
+    doc = '<p><a href="https://a.example/1">one</a> <A HREF="https://a.example/2">two</A></p>'
+    for row in range(3):
+        out = rewrite_links(doc, lambda n, url, row=row: f"https://t.example/{row}/{n}?u={url}")
+        assert out == (
+            f'<p><a href="https://t.example/{row}/1?u=https://a.example/1">one</a> '
+            f'<A href="https://t.example/{row}/2?u=https://a.example/2">two</A></p>'
+        )
+    assert rewrite_links(doc, lambda n, url: None, pixel="<img>") == doc + "<img>"
