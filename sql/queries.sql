@@ -234,6 +234,8 @@ WITH r AS (
            'smtp:' || r.code
     FROM r JOIN logged ON logged.attempt_id = r.attempt_id
     WHERE r.suppress_reason IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM erased_contacts AS e
+                      WHERE e.email_hash = mailer_email_hash(r.to_address))
     ON CONFLICT ((lower(email))) DO UPDATE
     SET reason = EXCLUDED.reason, source = EXCLUDED.source, created_at = now(),
         expires_at = NULL
@@ -594,9 +596,13 @@ RETURNING id
 -- One-click unsubscribe of %(email)s from message %(queue_id)s: an 'unsubscribe'
 -- suppression (a temporary one, such as a soft bounce, becomes permanent; a permanent one
 -- stays as it is) and one 'unsubscribe' event per message, however often it is posted.
+-- An erased address (erased_contacts) is already blocked: nothing is written for it, so
+-- no plaintext comes back after an erasure.
 WITH suppressed AS (
     INSERT INTO suppressions AS s (email, reason, source)
-    VALUES (btrim(%(email)s), 'unsubscribe', %(source)s)
+    SELECT btrim(%(email)s), 'unsubscribe', %(source)s
+    WHERE NOT EXISTS (SELECT 1 FROM erased_contacts AS e
+                      WHERE e.email_hash = mailer_email_hash(%(email)s))
     ON CONFLICT ((lower(email))) DO UPDATE
     SET reason = EXCLUDED.reason, source = EXCLUDED.source, created_at = now(),
         expires_at = NULL
@@ -608,10 +614,12 @@ WITH suppressed AS (
     INSERT INTO email_events (queue_id, account_id, type, data)
     SELECT (SELECT id FROM msg), (SELECT sent_by_account_id FROM msg), 'unsubscribe',
            %(data)s::jsonb
-    WHERE EXISTS (SELECT 1 FROM suppressed)
-       OR (EXISTS (SELECT 1 FROM msg) AND NOT EXISTS (
-               SELECT 1 FROM email_events
-               WHERE queue_id = %(queue_id)s AND type = 'unsubscribe'))
+    WHERE NOT EXISTS (SELECT 1 FROM erased_contacts AS e
+                      WHERE e.email_hash = mailer_email_hash(%(email)s))
+      AND (EXISTS (SELECT 1 FROM suppressed)
+           OR (EXISTS (SELECT 1 FROM msg) AND NOT EXISTS (
+                   SELECT 1 FROM email_events
+                   WHERE queue_id = %(queue_id)s AND type = 'unsubscribe')))
     RETURNING id
 )
 SELECT (SELECT count(*) FROM suppressed) AS suppressed, (SELECT count(*) FROM event) AS recorded
@@ -625,7 +633,8 @@ WHERE lower(email) = lower(btrim(%(email)s)) AND (expires_at IS NULL OR expires_
 -- Add suppressions in one statement; %(rows)s is a JSON array of {email, reason, source,
 -- expires_at}. A permanent suppression (no expires_at) is never replaced; a temporary one
 -- gives way to a permanent one, to one that lasts longer, or once it has expired.
--- Returns the suppressions added or changed.
+-- An erased address (erased_contacts) is skipped: it is blocked already, and its plaintext
+-- must not come back. Returns the suppressions added or changed.
 WITH r AS (
     SELECT DISTINCT ON (lower(btrim(email)))
            btrim(email) AS email, reason, source, expires_at
@@ -635,6 +644,8 @@ WITH r AS (
 )
 INSERT INTO suppressions AS s (email, reason, source, expires_at)
 SELECT email, reason, source, expires_at FROM r
+WHERE NOT EXISTS (SELECT 1 FROM erased_contacts AS e
+                  WHERE e.email_hash = mailer_email_hash(r.email))
 ON CONFLICT ((lower(email))) DO UPDATE
 SET reason = EXCLUDED.reason, source = EXCLUDED.source, expires_at = EXCLUDED.expires_at,
     created_at = now()
@@ -1720,7 +1731,8 @@ ORDER BY q.id
 -- Issue 10 follow-ups: personal data (export and erase one address), webhook leftovers.
 
 -- Personal data (mailer/contacts.py): %(email)s is compared trimmed and lowercased, like
--- suppressions.
+-- suppressions. Rows are found through email_queue_to_lower_idx, and those stored with
+-- spaces around the address through email_queue_untrimmed_to_idx (migration 0022).
 
 -- contact_emails --
 SELECT id, to_address, to_name, subject, html_body, text_body, template_id, variables,
@@ -1729,7 +1741,9 @@ SELECT id, to_address, to_name, subject, html_body, text_body, template_id, vari
        idempotency_key, metadata, transactional, track_opens, track_clicks, api_key_id,
        created_at
 FROM email_queue
-WHERE lower(btrim(to_address)) = lower(btrim(%(email)s))
+WHERE (lower(to_address) = lower(btrim(%(email)s))
+       OR (to_address <> btrim(to_address)
+           AND lower(btrim(to_address)) = lower(btrim(%(email)s))))
 ORDER BY id
 
 -- contact_attempts --
@@ -1784,7 +1798,10 @@ ON CONFLICT (email_hash) DO NOTHING
 -- contact_cancel_queued --
 UPDATE email_queue
 SET status = 'cancelled', last_error = 'cancelled: the contact was erased'
-WHERE lower(btrim(to_address)) = lower(btrim(%(email)s)) AND status = 'queued'
+WHERE (lower(to_address) = lower(btrim(%(email)s))
+       OR (to_address <> btrim(to_address)
+           AND lower(btrim(to_address)) = lower(btrim(%(email)s))))
+  AND status = 'queued'
 RETURNING id
 
 -- contact_erase_rows --
