@@ -3,9 +3,8 @@ front-end build; one small script of ours (``static/console.js``) polls the over
 counters.
 
 One module per page group (``auth``, ``overview``, ``accounts``, ``account_setup``,
-``messages``,
-``suppressions``, ``campaigns``, ``audit_log``) adds its routes to
-:data:`tracking.admin.core.bp`; :mod:`tracking.admin.core` holds what every request goes
+``gmail_accounts``, ``messages``, ``suppressions``, ``campaigns``, ``audit_log``) adds its
+routes to :data:`tracking.admin.core.bp`; :mod:`tracking.admin.core` holds what every request goes
 through (session, CSRF, security headers). Served with ``mailer web --routes admin|all``
 or ``MAILER_WEB_ROUTES``.
 """
@@ -23,6 +22,7 @@ from tracking.admin import (
     audit_log,
     auth,
     campaigns,
+    gmail_accounts,
     messages,
     overview,
     suppressions,
@@ -35,6 +35,7 @@ __all__ = [
     "audit_log",
     "auth",
     "campaigns",
+    "gmail_accounts",
     "messages",
     "overview",
     "register",

@@ -20,7 +20,13 @@ from mailer.db import Database
 from mailer.suppressions import checked_email
 from tracking.admin.accounts import account_page, account_row
 from tracking.admin.core import audit, bp, render, user
-from tracking.admin.forms import FormError, limits_from_form, smtp_from_form
+from tracking.admin.forms import (
+    FormError,
+    display_name_from_form,
+    limits_from_form,
+    pool_from_form,
+    smtp_from_form,
+)
 from tracking.state import services
 
 T = TypeVar("T")
@@ -95,35 +101,37 @@ def new_account() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         return render("account_new.html", error=None, form={})
     try:
-        fields = _new_account_fields(request.form)
+        fields = new_account_fields(request.form) | smtp_from_form(request.form)
     except FormError as exc:
         return render("account_new.html", error=str(exc), form=request.form), 400
+    return create_account("account_new.html", fields)
+
+
+def create_account(template: str, fields: dict[str, Any], **secrets: str) -> Response | tuple:
+    """Add the account (``secrets``: ``password`` or ``gmail_credentials``, stored
+    encrypted, never audited), audit it and go to its page; or ``template`` again with
+    what is wrong."""
     try:
-        created = with_accounts(lambda m, box: m.add(box, **fields))
+        created = with_accounts(lambda m, box: m.add(box, **fields, **secrets))
     except (AccountExists, InvalidAccount) as exc:
-        return render("account_new.html", error=str(exc), form=request.form), 400
+        return render(template, error=str(exc), form=request.form), 400
     except psycopg.errors.UniqueViolation:  # added meanwhile by someone else
         error = f"an account {fields['email']} exists already"
-        return render("account_new.html", error=error, form=request.form), 400
+        return render(template, error=error, form=request.form), 400
     shown = {k: v for k, v in fields.items() if k != "password"}
     audit("account.add", _target({"id": created.id, "email": created.email}), after=shown)
     flash(f"Account {created.email} added: the orchestrator starts its worker.")
     return redirect(url_for("admin.account", account_id=created.id), 303)
 
 
-def _new_account_fields(form: Any) -> dict[str, Any]:
+def new_account_fields(form: Any) -> dict[str, Any]:
+    """The address, display name, pool and limits of a new account (any backend)."""
     try:
         email = checked_email(form.get("email", "")[:320])
     except ValueError as exc:
         raise FormError(str(exc)) from None
-    pool = (form.get("pool") or "default").strip()
-    if not pool or len(pool) > 100:
-        raise FormError("pool must be a name of at most 100 characters")
-    display = (form.get("display_name") or "").strip()
-    if any(c in display for c in "\r\n\0") or len(display) > 200:
-        raise FormError("the display name may not hold CR, LF or NUL (200 characters at most)")
-    return (
-        {"email": email, "display_name": display or None, "pool": pool}
-        | smtp_from_form(form)
-        | limits_from_form(form)
-    )
+    return {
+        "email": email,
+        "display_name": display_name_from_form(form),
+        "pool": pool_from_form(form),
+    } | limits_from_form(form)

@@ -34,6 +34,22 @@ def _count(form: Mapping[str, str], name: str, *, required: bool) -> int | None:
     return int(raw)
 
 
+def display_name_from_form(form: Mapping[str, str]) -> str | None:
+    """The display name (empty: None), without CR, LF or NUL."""
+    display = (form.get("display_name") or "").strip()
+    if any(c in display for c in "\r\n\0") or len(display) > 200:
+        raise FormError("the display name may not hold CR, LF or NUL (200 characters at most)")
+    return display or None
+
+
+def pool_from_form(form: Mapping[str, str], default: str | None = "default") -> str | None:
+    """The pool name (empty: ``default``)."""
+    pool = (form.get("pool") or "").strip() or default
+    if pool is not None and len(pool) > 100:
+        raise FormError("pool must be a name of at most 100 characters")
+    return pool
+
+
 SMTP_SECURITY = ("starttls", "tls", "none")
 
 
