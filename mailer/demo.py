@@ -33,6 +33,9 @@ from mailer.status import collect_status, format_status
 from tracking.demo import start_demo_server, stop_demo_server, try_links
 
 DEMO_DATABASE = "mailer_demo"
+#: A fully qualified EHLO name for the demo accounts (the host's own name is often
+#: ``localhost``, which the worker warns about: real servers may refuse it).
+DEMO_EHLO_HOSTNAME = "mail.demo.example"
 #: Two accounts sharing the default pool; small limits so the limits are visible.
 DEMO_ACCOUNTS = (
     {
@@ -95,7 +98,12 @@ async def _prepare(
         box = CredentialBox(secret_key(ctx.settings))
         for spec in DEMO_ACCOUNTS:
             account = await AccountManager(db).add(
-                box, smtp_host=sink.host, smtp_port=sink.port, smtp_security="none", **spec
+                box,
+                smtp_host=sink.host,
+                smtp_port=sink.port,
+                smtp_security="none",
+                ehlo_hostname=DEMO_EHLO_HOSTNAME,
+                **spec,
             )
             click.echo(
                 f"account {account.id}: {account.email}  daily {account.daily_limit}, "

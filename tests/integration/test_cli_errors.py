@@ -39,7 +39,7 @@ VALID_ARGS: dict[str, list[str]] = {
     "contacts erase": ["x@example.org", "--yes"],
     "db prune": ["--older-than", "90d"],
     "recurring add": ["n", "--cron", "@daily", "--to", "x@example.org"],
-    "demo": ["--emails", "1", "--timeout", "5"],
+    "demo": ["--emails", "1", "--timeout", "5", "--web-port", "0"],  # 8025 may be busy
     "dkim add": ["shop.example", "--selector", "s1", "--key-file", "{key}"],
     "dkim generate": ["shop.example", "--selector", "s1"],
     "suppress add": ["x@example.org"],
