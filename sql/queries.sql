@@ -1732,7 +1732,7 @@ ORDER BY q.id
 
 -- Personal data (mailer/contacts.py): %(email)s is compared trimmed and lowercased, like
 -- suppressions. Rows are found through email_queue_to_lower_idx, and those stored with
--- spaces around the address through email_queue_untrimmed_to_idx (migration 0022).
+-- spaces around the address through email_queue_untrimmed_to_idx (migration 0021).
 
 -- contact_emails --
 SELECT id, to_address, to_name, subject, html_body, text_body, template_id, variables,
