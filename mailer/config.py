@@ -80,6 +80,11 @@ class Settings:
     #: imported code between workers, starts them in milliseconds); off: spawn each as a
     #: fresh ``mailer worker`` interpreter.
     fork_server: bool = True
+    #: Worker: the process that started it (``mailer run``) holds the account's advisory
+    #: lock on its own session and relays wake-ups as signals (SIGUSR1: new mail, SIGUSR2:
+    #: the account changed), so the worker opens no session of its own while idle. Set by
+    #: ``mailer run`` for its workers; never set it for a standalone ``mailer worker``.
+    lock_held_by_parent: bool = False
     #: Orchestrator: this host's name among the orchestrators sharing the database
     #: (``worker_hosts.host_id``); empty = the machine's hostname. Give each orchestrator
     #: of one machine its own.

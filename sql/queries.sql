@@ -2069,3 +2069,10 @@ SELECT ensure_partitions(interval '7 days') AS created
 -- Drop the day partitions wholly older than %(cutoff)s; per table, partitions dropped,
 -- their rows, and partitions left busy (to retry).
 SELECT parent, partitions, rows_dropped, busy FROM drop_partitions_before(%(cutoff)s)
+
+-- ---------------------------------------------------------------------------------------
+-- Connections: the orchestrator holds its workers' account locks on one session.
+
+-- release_account_lock --
+-- The orchestrator reaped the account's worker: let another host (or worker) take it.
+SELECT pg_advisory_unlock(734602, %(account_id)s::int) AS released
