@@ -156,8 +156,9 @@ class Worker:
         try:
             return await self._run_with_pool(None)
         finally:
-            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):  # a late one must not kill us
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
 
     async def _run_with_pool(self, listener: psycopg.AsyncConnection | None) -> int:
         try:
