@@ -39,9 +39,11 @@ class Settings:
     lease_seconds: float = 60.0
     #: Worker heartbeat: renews leases, re-reads the account's settings (admin UPDATEs).
     heartbeat_seconds: float = 2.0
-    #: Idle workers claim at least this often even without a NOTIFY (rows that become
-    #: due wake them on time anyway; this only covers a missed NOTIFY and rows requeued
-    #: by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a second.
+    #: Idle workers claim this often on average even without a NOTIFY (each wait is spread
+    #: over 0.5 to 1.5 times it, so a fleet started together does not poll in step; rows
+    #: that become due wake them on time anyway; this only covers a missed NOTIFY and rows
+    #: requeued by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a
+    #: second.
     poll_seconds: float = 60.0
     #: First retry delay of a transient failure; doubles per attempt, with jitter.
     retry_base_seconds: float = 60.0

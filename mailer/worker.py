@@ -28,6 +28,7 @@ import contextlib
 import enum
 import logging
 import os
+import random
 import signal
 import socket
 import uuid
@@ -42,7 +43,7 @@ from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
-from mailer.heartbeat import Heartbeat
+from mailer.heartbeat import Heartbeat, spread
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.models import QueuedEmail
@@ -342,7 +343,7 @@ class Worker:
         """Wait for a NOTIFY, the next due row or a poll. A poll that finds nothing due
         costs one cheap query (next_due_at), not a claim."""
         while True:
-            timeout = self.settings.poll_seconds
+            timeout = spread(self.settings.poll_seconds, random.random())
             due = await self.queue.next_due_at(self.account_id, self.session.account.pool)
             if due is not None:
                 timeout = min(timeout, max(due.timestamp() - self.session.now(), 0.01))
