@@ -39,9 +39,11 @@ class Settings:
     lease_seconds: float = 60.0
     #: Worker heartbeat: renews leases, re-reads the account's settings (admin UPDATEs).
     heartbeat_seconds: float = 2.0
-    #: Idle workers claim at least this often even without a NOTIFY (rows that become
-    #: due wake them on time anyway; this only covers a missed NOTIFY and rows requeued
-    #: by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a second.
+    #: Idle workers claim this often on average even without a NOTIFY (each wait is spread
+    #: over 0.5 to 1.5 times it, so a fleet started together does not poll in step; rows
+    #: that become due wake them on time anyway; this only covers a missed NOTIFY and rows
+    #: requeued by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a
+    #: second.
     poll_seconds: float = 60.0
     #: First retry delay of a transient failure; doubles per attempt, with jitter.
     retry_base_seconds: float = 60.0
@@ -85,6 +87,11 @@ class Settings:
     #: imported code between workers, starts them in milliseconds); off: spawn each as a
     #: fresh ``mailer worker`` interpreter.
     fork_server: bool = True
+    #: Worker: the process that started it (``mailer run``) holds the account's advisory
+    #: lock on its own session and relays wake-ups as signals (SIGUSR1: new mail, SIGUSR2:
+    #: the account changed), so the worker opens no session of its own while idle. Set by
+    #: ``mailer run`` for its workers; never set it for a standalone ``mailer worker``.
+    lock_held_by_parent: bool = False
     #: Orchestrator: this host's name among the orchestrators sharing the database
     #: (``worker_hosts.host_id``); empty = the machine's hostname. Give each orchestrator
     #: of one machine its own.

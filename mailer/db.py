@@ -57,12 +57,17 @@ def applied_migrations(url: str, timeout: float) -> set[int] | None:
 class Database:
     """An async connection pool plus named-query helpers. Use as ``async with``."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 1) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 1, max_idle: float = 600.0
+    ) -> None:
+        """``min_size=0`` with a short ``max_idle`` (seconds) holds no server connection
+        while idle: a connection unused for between ``max_idle`` and twice that closes."""
         self.url = url
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
+            max_idle=max_idle,
             open=False,
             kwargs={"autocommit": True, "row_factory": dict_row},
         )

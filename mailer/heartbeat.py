@@ -8,8 +8,8 @@ settle what dead workers of this account left (feeding the limit gate; every bea
 worker's first lease period) and requeue expired leases of accounts nobody runs.
 
 A worker holding rows beats every ``heartbeat_seconds``; an idle one every
-:data:`IDLE_HEARTBEAT_SECONDS` (a quarter of the lease in its first lease period), woken
-at once when it claims rows.
+:data:`IDLE_HEARTBEAT_SECONDS` on average (30 to 90 s, see :func:`spread`; a quarter of
+the lease in its first lease period), woken at once when it claims rows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,13 @@ log = logging.getLogger("mailer.worker")
 IDLE_HEARTBEAT_SECONDS = 60.0
 
 
+def spread(seconds: float, rand: float) -> float:
+    """``seconds`` scaled by 0.5 to 1.5 (``rand`` in [0, 1)), the same on average: idle
+    workers started together then do not beat, and open their query connection, in step.
+    """
+    return seconds * (0.5 + rand)
+
+
 @dataclass
 class Heartbeat:
     """One worker's heartbeat; ``holding()`` says whether it leases rows now."""
@@ -54,6 +62,7 @@ class Heartbeat:
     stop: Callable[[str], None]
     stopping: Callable[[], bool]
     parent_pid: int = 0
+    rand: Callable[[], float] = random.random
     next_reputation_check: float = 0.0
     started: float = field(default_factory=time.monotonic)
     _nudged: asyncio.Event = field(default_factory=asyncio.Event)
@@ -90,9 +99,9 @@ class Heartbeat:
     def interval(self) -> float:
         if self.holding():
             return self.settings.heartbeat_seconds
-        idle = IDLE_HEARTBEAT_SECONDS
+        idle = spread(IDLE_HEARTBEAT_SECONDS, self.rand())
         if self.settling():
-            idle = min(idle, self.settings.lease_seconds / 4)
+            idle = min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4)
         return max(self.settings.heartbeat_seconds, idle)
 
     async def beat(self, ticks: int) -> None:

@@ -7,8 +7,9 @@ It only sequences a row's path: claim (:mod:`mailer.queue`) -> render
 are :mod:`mailer.lease`'s.
 
 Life of a worker: take the account's cluster-wide advisory lock (or exit
-:data:`EXIT_LOCKED`), settle what a dead predecessor left (journal replay, requeue), load
-the limit gate from what the database counts, then loop: claim a batch
+:data:`EXIT_LOCKED`; under ``mailer run`` the orchestrator holds it, see
+``Settings.lock_held_by_parent``), settle what a dead predecessor left (journal replay,
+requeue), load the limit gate from what the database counts, then loop: claim a batch
 (``FOR UPDATE SKIP LOCKED``), and for each row: connect if needed, wait for the gate, note
 the row in the journal, render it, mark it in flight (the mark fails if the lease was
 lost, the address suppressed, the account paused or its limits changed), send, and
@@ -16,9 +17,10 @@ journal the outcome before going on; outcomes reach the database in batches
 (:mod:`mailer.outcomes`), and the next row is marked while the current one is on the wire
 when nothing can hold it back (:mod:`mailer.lookahead`). A crash can re-send at most the
 row in flight. A heartbeat renews leases and re-reads the account so
-an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY wakes an idle worker when rows
-arrive. SIGTERM stops claiming, lets the message in flight finish (up to
-``shutdown_grace_seconds``) and returns the rest of the batch to the queue.
+an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY (relayed by the orchestrator
+as SIGUSR1/SIGUSR2) wakes an idle worker when rows arrive. SIGTERM stops claiming, lets
+the message in flight finish (up to ``shutdown_grace_seconds``) and returns the rest of
+the batch to the queue.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import contextlib
 import enum
 import logging
 import os
+import random
+import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
@@ -41,7 +45,7 @@ from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
-from mailer.heartbeat import Heartbeat
+from mailer.heartbeat import Heartbeat, spread
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.lookahead import Lookahead
@@ -64,6 +68,11 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_LOCKED = 3  # another worker holds this account's lock
 EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
+
+#: The worker's query connection closes after this long unused (between once and twice
+#: it): an idle worker (a heartbeat and a poll a minute) holds no query connection most
+#: of the time, only the session holding its lock. A busy one keeps it.
+QUERY_CONNECTION_IDLE_SECONDS = 5.0
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -137,6 +146,8 @@ class Worker:
 
     async def run(self) -> int:
         """Run until stopped; return the exit code (see module constants)."""
+        if self.settings.lock_held_by_parent:
+            return await self._run_under_parent()
         try:
             listener = await connect_listener(self.url, ["mailer_queue", "mailer_accounts"])
         except psycopg.OperationalError as exc:
@@ -145,14 +156,37 @@ class Worker:
         try:
             if not await self._take_lock(listener):
                 return EXIT_LOCKED
-            async with Database(self.url) as db:
+            return await self._run_with_pool(listener)
+        finally:
+            await listener.close()
+
+    async def _run_under_parent(self) -> int:
+        """``mailer run`` holds the lock and relays NOTIFYs as signals (see
+        :attr:`~mailer.config.Settings.lock_held_by_parent`); it kills this process at once
+        if it loses the lock's session or dies."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, self.wake.set)
+        loop.add_signal_handler(signal.SIGUSR2, self._account_notified)
+        try:
+            return await self._run_with_pool(None)
+        finally:
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):  # a late one must not kill us
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+
+    async def _run_with_pool(self, listener: psycopg.AsyncConnection | None) -> int:
+        try:
+            async with Database(self.url, min_size=0, max_idle=QUERY_CONNECTION_IDLE_SECONDS) as db:
                 return await self._run_locked(db, listener)
         except psycopg.OperationalError as exc:
             log.error("database unavailable: %s", exc)
             return EXIT_DB_UNAVAILABLE
         finally:
             self.journal.close()
-            await listener.close()
+
+    def _account_notified(self) -> None:
+        self.account_changed.set()
+        self.wake.set()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop claiming; finish the message in flight; give the rest back."""
@@ -175,7 +209,7 @@ class Worker:
         )
         return False
 
-    async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection) -> int:
+    async def _run_locked(self, db: Database, listener: psycopg.AsyncConnection | None) -> int:
         self.db = db
         self.queue = QueueManager(db, self.worker_id)
         self.outcomes = OutcomeRecorder(
@@ -222,12 +256,11 @@ class Worker:
         )
         return await self._serve(listener)
 
-    async def _serve(self, listener: psycopg.AsyncConnection) -> int:
+    async def _serve(self, listener: psycopg.AsyncConnection | None) -> int:
         self.heartbeat = self._heartbeat()
-        background = [
-            asyncio.create_task(self._listen(listener)),
-            asyncio.create_task(self.heartbeat.run()),
-        ]
+        background = [asyncio.create_task(self.heartbeat.run())]
+        if listener is not None:
+            background.append(asyncio.create_task(self._listen(listener)))
         try:
             await self._send_loop()
         finally:
@@ -269,8 +302,7 @@ class Worker:
                     if note.channel == "mailer_queue":
                         self.wake.set()
                     elif note.payload == str(self.account_id):
-                        self.account_changed.set()
-                        self.wake.set()
+                        self._account_notified()
         except psycopg.OperationalError as exc:
             log.error("lost the connection holding account %s's lock: %s", self.account_id, exc)
             self.exit_code = EXIT_DB_UNAVAILABLE
@@ -332,7 +364,7 @@ class Worker:
         """Wait for a NOTIFY, the next due row or a poll. A poll that finds nothing due
         costs one cheap query (next_due_at), not a claim."""
         while True:
-            timeout = self.settings.poll_seconds
+            timeout = spread(self.settings.poll_seconds, random.random())
             due = await self.queue.next_due_at(self.account_id, self.session.account.pool)
             if due is not None:
                 timeout = min(timeout, max(due.timestamp() - self.session.now(), 0.01))

@@ -11,8 +11,9 @@ Each worker is still its own OS process, supervised exactly like a spawned one: 
 template forks twice, so the worker is re-parented to the orchestrator, which declares
 itself a child subreaper (``PR_SET_CHILD_SUBREAPER``). The orchestrator therefore reaps it,
 signals it and sees its exit status; the worker then sets ``PR_SET_PDEATHSIG`` so it gets
-SIGTERM when the orchestrator dies. A template that dies is started again on the next
-spawn; workers already forked are not its children and carry on.
+SIGKILL when the orchestrator dies (the orchestrator held its account lock). A template
+that dies is started again on the next spawn; workers already forked are not its
+children and carry on.
 
 Protocol, over a Unix socket pair: the orchestrator writes ``{"account_id": N}`` as one
 JSON line; the template answers ``{"pid": P}`` or ``{"error": "..."}``. Linux only;
@@ -74,6 +75,16 @@ def _prctl(option: int, value: int) -> bool:
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """This process gets ``sig`` when its parent dies (Linux; elsewhere nothing)."""
     _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def worker_preexec() -> None:
+    """In a worker before it runs: SIGKILL when the orchestrator dies (it held the
+    account's lock: no grace period), and ignore the wake-up signals (SIGUSR1, SIGUSR2)
+    until the worker installs its handlers (an ignored disposition survives fork and exec).
+    """
+    die_with_parent(signal.SIGKILL)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def supported() -> bool:
@@ -277,7 +288,7 @@ def become_worker(account_id: int, orchestrator_pid: int, sock: socket.socket) -
         deadline = time.monotonic() + 5
         while os.getppid() != orchestrator_pid and time.monotonic() < deadline:
             time.sleep(0.001)  # the middle process is exiting
-        die_with_parent()
+        worker_preexec()
         if os.getppid() != orchestrator_pid:
             os._exit(0)  # the orchestrator is gone already
         setproctitle.setproctitle(f"{sys.executable} -m mailer worker --account-id {account_id}")
@@ -315,6 +326,8 @@ def main(argv: list[str]) -> None:
     orchestrator_pid = int(argv[1])
     if os.getppid() != orchestrator_pid:
         sys.exit(1)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):  # a forked worker's until it listens
+        signal.signal(sig, signal.SIG_IGN)
     preload()
     serve(sock, orchestrator_pid)
 

@@ -11,14 +11,20 @@ later, or as soon as the lock is seen free), a database outage or a kill by a si
 account with the reason).
 
 Several orchestrators, on several hosts, may point at one database: they split the
-accounts by count (:mod:`orchestrator.placement`), and the worker's advisory lock still
-decides which one sends for an account, a second worker exiting with ``EXIT_LOCKED``.
+accounts by count (:mod:`orchestrator.placement`), and the account's advisory lock still
+decides which one sends for an account: an orchestrator that finds it held starts no
+worker for it (retrying when it is seen free).
 On SIGTERM (``request_stop``) it SIGTERMs every worker at once, gives them
 ``shutdown_grace_seconds`` + 5 s to finish their message in flight, SIGKILLs the
 stragglers and returns 0.
 
-It holds two database connections: one LISTENing, one (a pool of one) for queries. If the
-database goes away it keeps its workers running and reconnects with backoff.
+It holds three database connections: one LISTENing, one holding every worker's account
+lock (:mod:`orchestrator.account_locks`: taken before a worker starts, released after it
+is reaped) and one (a pool of one) for queries. Its workers neither LISTEN nor hold a lock
+session: it relays ``mailer_queue`` NOTIFYs to all of them as SIGUSR1 and an account's
+``mailer_accounts`` NOTIFY to its worker as SIGUSR2. If the database goes away it keeps
+its workers running and reconnects with backoff, unless the lock session was lost: then
+the locks are gone and it SIGKILLs every worker before it takes any lock again.
 
 Workers are forked from a preloaded template (:mod:`orchestrator.forkserver`) unless
 ``MAILER_FORK_SERVER=0`` or a custom ``command`` is given; then each is a fresh
@@ -42,7 +48,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,19 +57,21 @@ import psycopg
 from mailer.config import Settings
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.lease import LeaseKeeper
+from orchestrator.account_locks import AccountLocks
 from orchestrator.companion import (
     Companion,
     bounce_reader_command,
     recurring_scheduler_command,
     webhook_sender_command,
 )
-from orchestrator.forkserver import ForkedProcess, ForkServer, die_with_parent
+from orchestrator.forkserver import ForkedProcess, ForkServer, worker_preexec
 from orchestrator.forkserver import supported as fork_server_supported
 from orchestrator.placement import HostIdentity, HostPlacement
 from orchestrator.policy import (
     ExitKind,
     decide_after_exit,
     describe_exit,
+    locked_retry_delay,
     restart_delay,
 )
 
@@ -163,6 +171,10 @@ class Orchestrator:
         self._stop_requested = asyncio.Event()
         self._exits: list[tuple[WorkerSlot, Process, int]] = []
         self._forget_pids: list[int] = []
+        #: Every worker's account lock, on one session (see orchestrator.account_locks);
+        #: accounts whose worker was reaped, to release.
+        self.locks = AccountLocks(database_url)
+        self._unlock: list[int] = []
         self._next_stale_cleanup = 0.0
         self._db_failures = 0
         patience = settings.shutdown_grace_seconds + self.kill_margin_seconds
@@ -192,6 +204,7 @@ class Orchestrator:
             results = await asyncio.gather(supervise, stopped, return_exceptions=True)
             stops = [asyncio.create_task(c.stop()) for c in self.companions]
             await self._stop_all()
+            await _uncancellable(asyncio.ensure_future(self.locks.close()))  # workers reaped
             await self.placement.leave(self.url)  # many hosts: hand back its accounts
             await _uncancellable(asyncio.gather(*stops, *companions, return_exceptions=True))
             if self.forkserver is not None:
@@ -262,6 +275,7 @@ class Orchestrator:
             try:
                 await self._supervise_connected()
             except psycopg.OperationalError as exc:
+                await self._lock_session_check()
                 self._db_failures += 1
                 delay = restart_delay(self._db_failures, cap=RECONNECT_MAX_SECONDS)
                 running = sum(slot.running for slot in self.slots.values())
@@ -278,7 +292,7 @@ class Orchestrator:
                     await self._sleep(deadline - self.clock())
 
     async def _supervise_connected(self) -> None:
-        listener = await connect_listener(self.url, ["mailer_accounts"])
+        listener = await connect_listener(self.url, ["mailer_accounts", "mailer_queue"])
         try:
             async with Database(self.url) as db:
                 self._database_is_back()
@@ -290,6 +304,7 @@ class Orchestrator:
                             listen.result()  # raises the listener's connection error
                             raise psycopg.OperationalError("the LISTEN connection ended")
                         self._handle_exits()
+                        await self._release_reaped()
                         await self._apply_pending(db)
                         await self._reconcile(db)
                         await self._forget_stale_workers(db)
@@ -310,13 +325,80 @@ class Orchestrator:
                 slot.failures, slot.not_before = 0, 0.0
 
     async def _listen(self, listener: psycopg.AsyncConnection) -> None:
+        """Wake the loop when an account changed; relay NOTIFYs to the workers, which do
+        not LISTEN themselves: SIGUSR1 (new mail) to all, SIGUSR2 to a changed account's."""
         try:
             while True:  # wakes only when a notification arrives (see wait_notifies)
-                for note in await wait_notifies(listener):
-                    log.debug("account %s changed", note.payload)
+                notes = await wait_notifies(listener)
+                if any(note.channel == "mailer_queue" for note in notes):
+                    self._signal_workers(self.slots.values(), signal.SIGUSR1)
+                changed = {n.payload for n in notes if n.channel == "mailer_accounts"}
+                if changed:
+                    log.debug("accounts %s changed", ", ".join(sorted(changed)))
+                    self._signal_workers(
+                        [s for s in self.slots.values() if str(s.account_id) in changed],
+                        signal.SIGUSR2,
+                    )
                     self.wake.set()
         finally:
             self.wake.set()  # the connection is gone: let the loop notice
+
+    @staticmethod
+    def _signal_workers(slots: Iterable[WorkerSlot], sig: int) -> None:
+        for slot in slots:
+            if slot.process is not None and slot.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.process.send_signal(sig)
+
+    # -- the account locks ---------------------------------------------------------------
+
+    async def _take_lock(self, slot: WorkerSlot) -> bool:
+        """Take the account's lock before starting its worker; if another host (or a
+        standalone worker) holds it, retry when it is seen free or later."""
+        if await self.locks.take(slot.account_id):
+            return True
+        slot.waiting_for_lock = True
+        slot.not_before = self.clock() + locked_retry_delay(self.rand())
+        log.info(
+            "account %s not started: another worker holds the account's lock; retrying "
+            "when it is free or in %.0fs",
+            slot.account_id,
+            slot.not_before - self.clock(),
+        )
+        return False
+
+    async def _release_reaped(self) -> None:
+        """Release the locks of reaped workers (unless the account runs again already)."""
+        await self.locks.check()  # raises if the session holding the locks was lost
+        while self._unlock:
+            account_id = self._unlock[0]
+            slot = self.slots.get(account_id)
+            if slot is None or not slot.running:
+                await self.locks.release(account_id)
+            self._unlock.pop(0)
+
+    async def _lock_session_check(self) -> None:
+        """After a database error: if the session holding the locks is gone, so are the
+        locks: SIGKILL every worker before any lock can be taken again."""
+        try:
+            await asyncio.wait_for(self.locks.check(), timeout=5)
+            return
+        except (psycopg.Error, TimeoutError, OSError):
+            pass
+        running = [slot for slot in self.slots.values() if slot.process is not None]
+        if running:
+            log.error(
+                "lost the session holding the account locks: killing %d workers", len(running)
+            )
+        for slot in running:
+            slot.stopping = True  # restarted (no backoff) once the database is back
+            with contextlib.suppress(ProcessLookupError):
+                slot.process.kill()  # type: ignore[union-attr]
+        await asyncio.gather(*(slot.process.wait() for slot in running))  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # let the exit watchers record the exits
+        self._handle_exits()
+        await self.locks.close()
+        self._unlock.clear()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -373,7 +455,8 @@ class Orchestrator:
                 if account_id in held:
                     continue
                 log.info("account %s's lock is free again; taking over", account_id)
-            await self._spawn(slot)
+            if await self._take_lock(slot):
+                await self._spawn(slot)
 
     async def _start_process(self, account_id: int) -> Process:
         if self.forkserver is not None:
@@ -382,7 +465,7 @@ class Orchestrator:
             *self.command(account_id),
             env=self._child_env(),
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # a worker whose orchestrator died stops at once
+            preexec_fn=worker_preexec,  # a worker whose orchestrator died stops at once
         )
 
     async def _spawn(self, slot: WorkerSlot) -> None:
@@ -413,6 +496,7 @@ class Orchestrator:
         env["DATABASE_URL"] = self.url
         env["MAILER_LOG_FORMAT"] = self.settings.log_format
         env["MAILER_LOG_LEVEL"] = self.settings.log_level
+        env["MAILER_LOCK_HELD_BY_PARENT"] = "1"  # the orchestrator holds its workers' locks
         return env
 
     def _track(self, slot: WorkerSlot, coro: Coroutine[Any, Any, None]) -> None:
@@ -482,6 +566,7 @@ class Orchestrator:
         slot.failures = decision.failures
         slot.crash_times = decision.crash_times
         slot.waiting_for_lock = decision.waits_for_lock
+        self._unlock.append(slot.account_id)  # reaped: its lock can go
         account, pid, how = slot.account_id, process.pid, describe_exit(returncode)
         if returncode != 0 and decision.kind is not ExitKind.LOCKED:
             self._forget_pids.append(pid)  # it could not unregister itself

@@ -2098,3 +2098,9 @@ UPDATE email_queue
 SET attempts = attempts - 1, attempt_started_at = NULL
 WHERE id = %(id)s AND locked_by = %(worker_id)s AND status = 'sending'
   AND attempt_started_at IS NOT NULL
+
+-- Connections: the orchestrator holds its workers' account locks on one session.
+
+-- release_account_lock --
+-- The orchestrator reaped the account's worker: let another host (or worker) take it.
+SELECT pg_advisory_unlock(734602, %(account_id)s::int) AS released

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mailer.config import Settings
 from mailer.heartbeat import IDLE_HEARTBEAT_SECONDS, Heartbeat
 
 
-def heartbeat(*, holding: bool, age: float, **settings: float) -> Heartbeat:
+def heartbeat(*, holding: bool, age: float, rand: float = 0.5, **settings: float) -> Heartbeat:
     """A heartbeat whose worker started ``age`` seconds ago (its database parts unused)."""
     return Heartbeat(
         settings=Settings(**settings),  # type: ignore[arg-type]
@@ -21,6 +23,7 @@ def heartbeat(*, holding: bool, age: float, **settings: float) -> Heartbeat:
         stop=lambda reason: None,
         stopping=lambda: False,
         started=time.monotonic() - age,
+        rand=lambda: rand,
     )
 
 
@@ -43,3 +46,11 @@ def test_a_new_idle_worker_beats_every_quarter_lease_to_recover_its_predecessors
     assert (
         heartbeat(holding=False, age=0, lease_seconds=4.0, heartbeat_seconds=2.0).interval() == 2.0
     )
+
+
+def test_idle_beats_are_spread_so_a_fleet_started_together_does_not_beat_in_step():
+    assert heartbeat(holding=False, age=3600, rand=0.0).interval() == 30.0
+    assert heartbeat(holding=False, age=3600, rand=0.999).interval() == pytest.approx(89.94)
+    # the busy and settling paces stay exact
+    assert heartbeat(holding=True, age=3600, rand=0.0).interval() == 2.0
+    assert heartbeat(holding=False, age=0, rand=0.0, lease_seconds=60.0).interval() == 15.0

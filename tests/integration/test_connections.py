@@ -1,0 +1,83 @@
+"""Connections (issue 12): ``mailer run`` holds its workers' account locks on one session of
+its own and relays NOTIFYs to them as signals, so an idle worker holds no server
+connection; the lock still excludes a standalone worker, and a lost lock session takes
+the workers down before the locks can be taken again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.test_orchestrator import child_env, one_worker, orchestrator
+from tests.support.mailer_env import (
+    add_account,
+    insert_emails,
+    statuses,
+    wait_until,
+    worker_process,
+)
+from tests.support.smtp_server import ScriptedSMTPServer
+
+
+def client_backends(sql: psycopg.Connection) -> int:
+    """Server connections to this test's database, not counting the test's own."""
+    row = sql.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchone()
+    return int(row["n"])
+
+
+def lock_holder(sql: psycopg.Connection, account_id: int) -> int | None:
+    row = sql.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 734602 "
+        "AND objid = %s AND objsubid = 2 AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (account_id,),
+    ).fetchone()
+    return row["pid"] if row else None
+
+
+@pytest.mark.slow
+async def test_idle_workers_hold_no_connection_and_the_orchestrator_holds_their_locks(
+    sql, db_url, settings, tmp_path: Path
+):
+    with ScriptedSMTPServer() as smtp:
+        accounts = [
+            add_account(sql, smtp, email=f"a{i}@example.com", pool=f"p{i}") for i in range(3)
+        ]
+        env = child_env(
+            db_url,
+            tmp_path,
+            MAILER_BOUNCE_READER="0",
+            MAILER_WEBHOOK_SENDER="0",
+            MAILER_RECURRING_SCHEDULER="0",
+            MAILER_POLL_SECONDS="60",  # only the relayed NOTIFY can wake an idle worker
+        )
+        with orchestrator(env, tmp_path / "orch.log") as orch:
+            pids = [await one_worker(sql, a, parent=orch.pid, timeout=30) for a in accounts]
+            holders = {lock_holder(sql, a) for a in accounts}
+            assert len(holders) == 1 and None not in holders, "one session holds every lock"
+            # Past the first lease period the workers' query connections close: what is
+            # left is the orchestrator's (LISTEN, locks, queries), not 2 per worker.
+            await wait_until(
+                lambda: client_backends(sql) <= 3, timeout=30, message="idle connections closed"
+            )
+
+            insert_emails(sql, 2, account_id=accounts[0])
+            await wait_until(lambda: statuses(sql) == {"sent": 2}, message="woken by the relay")
+
+            settings = settings.with_overrides(home=tmp_path / "standalone")
+            with worker_process(settings, db_url, accounts[1], tmp_path / "alone.log") as alone:
+                assert await alone.wait_exit() == 3  # the orchestrator holds its lock
+
+            # The lock session is lost: its workers are killed, then run again.
+            sql.execute("SELECT pg_terminate_backend(%s)", (holders.pop(),))
+            for account_id, pid in zip(accounts, pids, strict=True):
+                await one_worker(sql, account_id, parent=orch.pid, not_pid=pid, timeout=15)
+            assert "lost the session holding the account locks" in orch.log
+            insert_emails(sql, 1, account_id=accounts[2], to_address=lambda i: "late@example.org")
+            await wait_until(lambda: statuses(sql) == {"sent": 3}, message="sent after")
+    assert len(smtp.received) == 3
