@@ -140,7 +140,7 @@ async def test_migration_keeps_every_log_and_event_with_its_id(db_at_0012):
         before = sql.execute("SELECT * FROM send_logs ORDER BY id").fetchall()
         events = sql.execute("SELECT * FROM email_events ORDER BY id").fetchall()
         async with Database(db_at_0012) as db:
-            assert (await migrate(db))[-1] == "0020_hosts_and_partitions"
+            assert "0020_hosts_and_partitions" in await migrate(db)
         assert sql.execute("SELECT * FROM send_logs ORDER BY id").fetchall() == before
         assert sql.execute("SELECT * FROM email_events ORDER BY id").fetchall() == events
         assert "send_logs_default" not in where(sql, "send_logs")
