@@ -259,7 +259,11 @@ async def test_the_same_4xx_for_several_recipients_backs_the_account_off(sql, db
         ids = insert_emails(sql, 6)
         seen: list[dict] = []
         async with running_worker(settings, db_url, account):
-            await wait_until(lambda: backing_off(sql, account, seen), message="account backing off")
+            # settled: a row marked ahead (lookahead) is given back with its attempt
+            await wait_until(
+                lambda: backing_off(sql, account, seen) and "sending" not in statuses(sql),
+                message="account backing off, its rows given back",
+            )
             attempts_then = {q: r["attempts"] for q, r in rows_by_id(sql).items()}
             smtp.reset_script()
             await wait_until(lambda: statuses(sql) == {"sent": 6}, message="all sent")
