@@ -42,8 +42,9 @@ class Settings:
     #: Idle workers claim this often on average even without a NOTIFY (each wait is spread
     #: over 0.5 to 1.5 times it, so a fleet started together does not poll in step; rows
     #: that become due wake them on time anyway; this only covers a missed NOTIFY and rows
-    #: requeued by recovery). Each poll is a query: 1,000 idle accounts poll 17 times a
-    #: second.
+    #: requeued by recovery). Each poll is a query. Under ``mailer run`` the orchestrator
+    #: does this check for all its workers in one query every half of it and wakes those
+    #: with rows due; its idle workers then poll only every ~10 minutes.
     poll_seconds: float = 60.0
     #: First retry delay of a transient failure; doubles per attempt, with jitter.
     retry_base_seconds: float = 60.0

@@ -9,7 +9,10 @@ worker's first lease period) and requeue expired leases of accounts nobody runs.
 
 A worker holding rows beats every ``heartbeat_seconds``; an idle one every
 :data:`IDLE_HEARTBEAT_SECONDS` on average (30 to 90 s, see :func:`spread`; a quarter of
-the lease in its first lease period), woken at once when it claims rows.
+the lease in its first lease period), woken at once when it claims rows. Under
+``mailer run`` an idle worker past its first lease period beats only every
+:data:`PARENT_IDLE_SECONDS` on average: its orchestrator proves it alive
+(:mod:`orchestrator.idle_workers`) and relays account changes as they happen.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ log = logging.getLogger("mailer.worker")
 #: so leases are renewed on the busy interval from the start. On a host of 1,000 idle
 #: accounts this interval is most of their CPU: one beat costs a few queries.
 IDLE_HEARTBEAT_SECONDS = 60.0
+#: Heartbeat (and idle poll) of an idle worker whose orchestrator holds its lock, proves
+#: it alive and wakes it when rows become due: a safety net only, so an idle host costs
+#: PostgreSQL nearly nothing. Its orchestrator's death kills it at once (PDEATHSIG).
+PARENT_IDLE_SECONDS = 600.0
 
 
 def spread(seconds: float, rand: float) -> float:
@@ -62,6 +69,8 @@ class Heartbeat:
     stop: Callable[[str], None]
     stopping: Callable[[], bool]
     parent_pid: int = 0
+    #: Run by ``mailer run`` (``Settings.lock_held_by_parent``): idle beats are rare.
+    under_parent: bool = False
     rand: Callable[[], float] = random.random
     next_reputation_check: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -99,10 +108,14 @@ class Heartbeat:
     def interval(self) -> float:
         if self.holding():
             return self.settings.heartbeat_seconds
-        idle = spread(IDLE_HEARTBEAT_SECONDS, self.rand())
+        idle = spread(self.idle_seconds(), self.rand())
         if self.settling():
             idle = min(IDLE_HEARTBEAT_SECONDS, self.settings.lease_seconds / 4)
         return max(self.settings.heartbeat_seconds, idle)
+
+    def idle_seconds(self) -> float:
+        """The idle beat's mean interval (see :data:`PARENT_IDLE_SECONDS`)."""
+        return PARENT_IDLE_SECONDS if self.under_parent else IDLE_HEARTBEAT_SECONDS
 
     async def beat(self, ticks: int) -> None:
         if self.parent_pid and os.getppid() != self.parent_pid:

@@ -45,7 +45,7 @@ from mailer.credentials import CredentialBox, secret_key
 from mailer.db import Database, connect_listener, wait_notifies
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
-from mailer.heartbeat import Heartbeat, spread
+from mailer.heartbeat import PARENT_IDLE_SECONDS, Heartbeat, spread
 from mailer.journal import OutcomeJournal
 from mailer.lease import LeaseKeeper
 from mailer.lookahead import Lookahead
@@ -320,6 +320,7 @@ class Worker:
             stop=self.request_stop,
             stopping=lambda: self.stopping,
             parent_pid=self.parent_pid,
+            under_parent=self.settings.lock_held_by_parent,
         )
 
     async def _refresh_account(self) -> None:
@@ -362,9 +363,14 @@ class Worker:
 
     async def _idle(self) -> None:
         """Wait for a NOTIFY, the next due row or a poll. A poll that finds nothing due
-        costs one cheap query (next_due_at), not a claim."""
+        costs one cheap query (next_due_at), not a claim. Under ``mailer run`` the
+        orchestrator wakes the worker when rows become due (see
+        :mod:`orchestrator.idle_workers`): its own poll is only a rare safety net."""
+        poll = self.settings.poll_seconds
+        if self.settings.lock_held_by_parent:
+            poll = max(poll, PARENT_IDLE_SECONDS)
         while True:
-            timeout = spread(self.settings.poll_seconds, random.random())
+            timeout = spread(poll, random.random())
             due = await self.queue.next_due_at(self.account_id, self.session.account.pool)
             if due is not None:
                 timeout = min(timeout, max(due.timestamp() - self.session.now(), 0.01))

@@ -22,9 +22,11 @@ It holds three database connections: one LISTENing, one holding every worker's a
 lock (:mod:`orchestrator.account_locks`: taken before a worker starts, released after it
 is reaped) and one (a pool of one) for queries. Its workers neither LISTEN nor hold a lock
 session: it relays ``mailer_queue`` NOTIFYs to all of them as SIGUSR1 and an account's
-``mailer_accounts`` NOTIFY to its worker as SIGUSR2. If the database goes away it keeps
-its workers running and reconnects with backoff, unless the lock session was lost: then
-the locks are gone and it SIGKILLs every worker before it takes any lock again.
+``mailer_accounts`` NOTIFY to its worker as SIGUSR2. Idle workers neither beat nor poll:
+it proves them alive and wakes those with rows due (:mod:`orchestrator.idle_workers`).
+If the database goes away it keeps its workers running and reconnects with backoff,
+unless the lock session was lost: then the locks are gone and it SIGKILLs every worker
+before it takes any lock again.
 
 Workers are forked from a preloaded template (:mod:`orchestrator.forkserver`) unless
 ``MAILER_FORK_SERVER=0`` or a custom ``command`` is given; then each is a fresh
@@ -66,6 +68,7 @@ from orchestrator.companion import (
 )
 from orchestrator.forkserver import ForkedProcess, ForkServer, worker_preexec
 from orchestrator.forkserver import supported as fork_server_supported
+from orchestrator.idle_workers import IdleWorkerDuties
 from orchestrator.placement import HostIdentity, HostPlacement
 from orchestrator.policy import (
     ExitKind,
@@ -182,6 +185,9 @@ class Orchestrator:
             Companion(name, argv, self._child_env, patience=patience, clock=clock)
             for name, argv in companions
         ]
+        self.idle = IdleWorkerDuties(
+            self.hostname, settings.poll_seconds / 2, clock, self._signal_accounts
+        )
         self.forkserver: ForkServer | None = None
         if settings.fork_server and command is worker_command and fork_server_supported():
             self.forkserver = ForkServer(self._child_env)
@@ -308,6 +314,7 @@ class Orchestrator:
                         await self._apply_pending(db)
                         await self._reconcile(db)
                         await self._forget_stale_workers(db)
+                        await self.idle.run(db, self._running_pids())
                         self._db_failures = 0
                         await self._sleep(self._next_timeout())
                 finally:
@@ -342,6 +349,18 @@ class Orchestrator:
                     self.wake.set()
         finally:
             self.wake.set()  # the connection is gone: let the loop notice
+
+    def _running_pids(self) -> dict[int, int]:
+        """Account id -> pid of every worker running now."""
+        return {
+            slot.account_id: slot.process.pid
+            for slot in self.slots.values()
+            if slot.process is not None and slot.process.returncode is None
+        }
+
+    def _signal_accounts(self, account_ids: Iterable[int], sig: int) -> None:
+        wanted = set(account_ids)
+        self._signal_workers((s for s in self.slots.values() if s.account_id in wanted), sig)
 
     @staticmethod
     def _signal_workers(slots: Iterable[WorkerSlot], sig: int) -> None:

@@ -2104,3 +2104,32 @@ WHERE id = %(id)s AND locked_by = %(worker_id)s AND status = 'sending'
 -- release_account_lock --
 -- The orchestrator reaped the account's worker: let another host (or worker) take it.
 SELECT pg_advisory_unlock(734602, %(account_id)s::int) AS released
+
+-- Idle workers cost nothing: the orchestrator proves its idle workers alive and wakes
+-- them when rows become due (orchestrator/idle_workers.py).
+
+-- orchestrator_workers_alive --
+-- The orchestrator's running children are alive (it reaps them): one UPDATE for all, so
+-- an idle worker need not beat.
+UPDATE workers SET heartbeat_at = now()
+WHERE hostname = %(hostname)s AND pid = ANY(%(pids)s::int[])
+
+-- orchestrator_due_accounts --
+-- Which of %(account_ids)s have a row they could claim now, of their own or of their pool
+-- (a retry or a requeued row becomes due without a NOTIFY); each probe is one index scan.
+WITH mine AS (
+    SELECT id, pool FROM sender_accounts WHERE id = ANY(%(account_ids)s::bigint[])
+), due_pools AS (
+    SELECT p.pool FROM (SELECT DISTINCT pool FROM mine) AS p
+    WHERE EXISTS (SELECT 1 FROM email_queue AS q
+                  WHERE q.status = 'queued' AND q.account_id IS NULL AND q.pool = p.pool
+                    AND q.due_at <= now()
+                    AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                                    WHERE held.campaign = q.campaign AND held.state <> 'active'))
+)
+SELECT m.id AS account_id FROM mine AS m
+WHERE m.pool IN (SELECT pool FROM due_pools)
+   OR EXISTS (SELECT 1 FROM email_queue AS q
+              WHERE q.status = 'queued' AND q.account_id = m.id AND q.due_at <= now()
+                AND NOT EXISTS (SELECT 1 FROM campaign_settings AS held
+                                WHERE held.campaign = q.campaign AND held.state <> 'active'))

@@ -5,6 +5,7 @@ the workers down before the locks can be taken again."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import psycopg
@@ -40,6 +41,18 @@ def lock_holder(sql: psycopg.Connection, account_id: int) -> int | None:
     return row["pid"] if row else None
 
 
+def workers_only_env(db_url: str, home: Path, **overrides: str) -> dict[str, str]:
+    """``mailer run``'s environment without its companions (only workers connect)."""
+    return child_env(
+        db_url,
+        home,
+        MAILER_BOUNCE_READER="0",
+        MAILER_WEBHOOK_SENDER="0",
+        MAILER_RECURRING_SCHEDULER="0",
+        **overrides,
+    )
+
+
 @pytest.mark.slow
 async def test_idle_workers_hold_no_connection_and_the_orchestrator_holds_their_locks(
     sql, db_url, settings, tmp_path: Path
@@ -48,12 +61,9 @@ async def test_idle_workers_hold_no_connection_and_the_orchestrator_holds_their_
         accounts = [
             add_account(sql, smtp, email=f"a{i}@example.com", pool=f"p{i}") for i in range(3)
         ]
-        env = child_env(
+        env = workers_only_env(
             db_url,
             tmp_path,
-            MAILER_BOUNCE_READER="0",
-            MAILER_WEBHOOK_SENDER="0",
-            MAILER_RECURRING_SCHEDULER="0",
             MAILER_POLL_SECONDS="60",  # only the relayed NOTIFY can wake an idle worker
         )
         with orchestrator(env, tmp_path / "orch.log") as orch:
@@ -81,3 +91,42 @@ async def test_idle_workers_hold_no_connection_and_the_orchestrator_holds_their_
             insert_emails(sql, 1, account_id=accounts[2], to_address=lambda i: "late@example.org")
             await wait_until(lambda: statuses(sql) == {"sent": 3}, message="sent after")
     assert len(smtp.received) == 3
+
+
+@pytest.mark.slow
+async def test_the_orchestrator_proves_idle_workers_alive_and_wakes_them_when_rows_fall_due(
+    sql, db_url, tmp_path: Path
+):
+    with ScriptedSMTPServer() as smtp:
+        account = add_account(sql, smtp)
+        env = workers_only_env(
+            db_url,
+            tmp_path,
+            MAILER_LEASE_SECONDS="2",  # past its first lease period within 3 s
+            MAILER_POLL_SECONDS="2",  # the orchestrator looks every second; workers 10 min
+        )
+        with orchestrator(env, tmp_path / "orch.log") as orch:
+            await one_worker(sql, account, parent=orch.pid, timeout=30)
+            [row] = insert_emails(sql, 1, account_id=account, scheduled_at=_in_an_hour(sql))
+            await asyncio.sleep(4)  # the worker saw the row, settled and went idle
+            # An idle worker beats every ~10 min: only its orchestrator keeps it live.
+            sql.execute("UPDATE workers SET heartbeat_at = now() - interval '1 hour'")
+            await wait_until(
+                lambda: _live_workers(sql) == 1, timeout=15, message="heartbeat refreshed"
+            )
+            # Due now, without a NOTIFY (as a requeue or a retry falls due): the worker's
+            # own poll is minutes away; the orchestrator wakes it.
+            sql.execute("UPDATE email_queue SET scheduled_at = now() WHERE id = %s", (row,))
+            await wait_until(lambda: statuses(sql) == {"sent": 1}, timeout=10, message="woken")
+    assert len(smtp.received) == 1
+
+
+def _in_an_hour(sql: psycopg.Connection) -> object:
+    return sql.execute("SELECT now() + interval '1 hour' AS t").fetchone()["t"]
+
+
+def _live_workers(sql: psycopg.Connection) -> int:
+    row = sql.execute(
+        "SELECT count(*) AS n FROM workers WHERE heartbeat_at > now() - interval '30 seconds'"
+    ).fetchone()
+    return int(row["n"])

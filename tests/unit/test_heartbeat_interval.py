@@ -7,7 +7,7 @@ import time
 import pytest
 
 from mailer.config import Settings
-from mailer.heartbeat import IDLE_HEARTBEAT_SECONDS, Heartbeat
+from mailer.heartbeat import IDLE_HEARTBEAT_SECONDS, PARENT_IDLE_SECONDS, Heartbeat
 
 
 def heartbeat(*, holding: bool, age: float, rand: float = 0.5, **settings: float) -> Heartbeat:
@@ -54,3 +54,15 @@ def test_idle_beats_are_spread_so_a_fleet_started_together_does_not_beat_in_step
     # the busy and settling paces stay exact
     assert heartbeat(holding=True, age=3600, rand=0.0).interval() == 2.0
     assert heartbeat(holding=False, age=0, rand=0.0, lease_seconds=60.0).interval() == 15.0
+
+
+def test_an_idle_worker_under_mailer_run_beats_every_ten_minutes_its_orchestrator_proves_it_alive():
+    idle = heartbeat(holding=False, age=3600)
+    idle.under_parent = True
+    assert idle.interval() == PARENT_IDLE_SECONDS == 600.0
+    settling = heartbeat(holding=False, age=0, lease_seconds=60.0)
+    settling.under_parent = True
+    assert settling.interval() == 15.0  # it still recovers its predecessor's rows
+    busy = heartbeat(holding=True, age=3600)
+    busy.under_parent = True
+    assert busy.interval() == 2.0
