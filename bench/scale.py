@@ -141,7 +141,8 @@ def fleet_rows(m: dict[str, Any], label: str, *, judged: bool) -> list[list[str]
     total_1000 = per_1000(total_gb, n)
     # workers scale with accounts; the orchestrator, template and companions are per host
     cpu_1000 = m["mailer_cpu_pct"] + per_1000(m["worker_cpu_pct"], n) - m["worker_cpu_pct"]
-    conns_1000 = per_1000(m["connections"], n)
+    # idle workers hold none: what a fleet keeps open is per host, so it is not projected
+    conns_1000 = m["connections"]
     startup_1000 = per_1000(m["startup_s"], n)
 
     def judge(ok: bool) -> str:
@@ -191,7 +192,7 @@ def fleet_rows(m: dict[str, Any], label: str, *, judged: bool) -> list[list[str]
         ],
         [
             "  PostgreSQL server connections",
-            f"{m['connections']}" + at_1000(f"{conns_1000:.0f}"),
+            f"{m['connections']}" + (" (per host, not projected)" if proj else ""),
             f"≤ {CONNECTIONS} for 1,000",
             judge(conns_1000 <= CONNECTIONS),
         ],
