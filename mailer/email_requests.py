@@ -184,14 +184,22 @@ def _content(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: s
         if body.get("html") is None and body.get("text") is None:
             errors.add(f"{base}/html", "html or text is required without a template")
     variables = body.get("variables")
-    if variables is not None and not isinstance(variables, dict):
-        errors.add(f"{base}/variables", "must be an object")
-    elif variables is not None and has_nul(variables):
-        errors.add(f"{base}/variables", "contains a NUL character")
-    elif variables is not None:
-        row["variables"] = variables
+    if variables is not None:
+        _json_object(variables, "variables", row, errors, base)
     elif template is not None:
         row["variables"] = {}
+
+
+def _json_object(
+    value: object, field: str, row: dict[str, Any], errors: _Errors, base: str
+) -> None:
+    """``row[field] = value`` if it is a JSON object without a NUL character."""
+    if not isinstance(value, dict):
+        errors.add(f"{base}/{field}", "must be an object")
+    elif has_nul(value):
+        errors.add(f"{base}/{field}", "contains a NUL character")
+    else:
+        row[field] = value
 
 
 def _headers(headers: object, row: dict[str, Any], errors: _Errors, base: str) -> None:
@@ -234,13 +242,8 @@ def _routing(body: dict[str, Any], row: dict[str, Any], errors: _Errors, base: s
         else:
             row["priority"] = priority
     _schedule(body.get("scheduled_at"), row, errors, base)
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        errors.add(f"{base}/metadata", "must be an object")
-    elif metadata is not None and has_nul(metadata):
-        errors.add(f"{base}/metadata", "contains a NUL character")
-    elif metadata is not None:
-        row["metadata"] = metadata
+    if body.get("metadata") is not None:
+        _json_object(body["metadata"], "metadata", row, errors, base)
     for flag in ("track_opens", "track_clicks", "transactional"):
         value = body.get(flag)
         if value is not None and not isinstance(value, bool):
