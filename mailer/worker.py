@@ -618,6 +618,7 @@ class Worker:
         )
         log.info("row %s to %s: %s (%s)", row.id, row.to_address, decision.outcome, exc)
         if isinstance(exc, AccountError):
+            await self.lookahead.drop()  # the row marked ahead gets its attempt back first
             await self._account_failed(exc)
             return Step.STOP
         return Step.DONE
