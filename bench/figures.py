@@ -103,6 +103,7 @@ def add_accounts(
 
 
 def unsettled(conn: psycopg.Connection) -> int:
+    """1 while any row is queued or sending, then 0."""
     return int(one(conn, "unsettled_count")["n"])
 
 

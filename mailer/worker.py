@@ -14,10 +14,10 @@ requeue), load the limit gate from what the database counts, then loop: claim a 
 the row in the journal, render it, mark it in flight (the mark fails if the lease was
 lost, the address suppressed, the account paused or its limits changed), send, and
 journal the outcome before going on; outcomes reach the database in batches
-(:mod:`mailer.outcomes`), and the next row is marked while the current one is on the wire
-when nothing can hold it back (:mod:`mailer.lookahead`). A crash can re-send at most the
-row in flight. A heartbeat renews leases and re-reads the account so
-an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY (relayed by the orchestrator
+(:mod:`mailer.outcomes`), and the next rows are marked while the current one is on the
+wire when nothing can hold them back (:mod:`mailer.lookahead`). A crash can re-send at
+most the row in flight. A heartbeat renews leases and re-reads the account so an
+admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY (relayed by the orchestrator
 as SIGUSR1/SIGUSR2) wakes an idle worker when rows arrive. SIGTERM stops claiming, lets
 the message in flight finish (up to ``shutdown_grace_seconds``) and returns the rest of
 the batch to the queue.
@@ -530,7 +530,7 @@ class Worker:
         next pending row may be marked meanwhile (:mod:`mailer.lookahead`)."""
         if not await self.traffic.pace(row, self.session.gate.limits, self._pause, self._halted):
             if marked:
-                await self.queue.unmark(row.id)
+                await self.queue.unmark([row.id])
             await self.queue.release([row.id])
             return Step.STOP
         if not marked:
@@ -539,7 +539,7 @@ class Worker:
                 return step
         self.in_flight = row.id
         started = self.session.now()
-        self.lookahead.start(pending[0] if pending else None, self._usable)
+        self.lookahead.start(pending, self._usable)
         try:
             sender = await self.senders.get(self.session.account)
             result = await sender.send(message)
@@ -551,6 +551,7 @@ class Worker:
             self.lookahead.cancel()
             raise
         self.in_flight = None
+        self.lookahead.sent_in(self.session.now() - started)
         self.session.gate.record_start(result.mail_from_at)
         self._record(
             row,
