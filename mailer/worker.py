@@ -423,6 +423,7 @@ class Worker:
         try:
             await (await self.senders.get(self.session.account)).ready()
         except DeliveryError as exc:
+            await self.lookahead.drop()  # rows marked ahead get their attempts back first
             error = exc
             if not isinstance(exc, AccountError):
                 error = AccountError(f"cannot connect: {exc}", kind="unavailable", code=exc.code)
