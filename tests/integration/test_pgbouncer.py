@@ -1,0 +1,134 @@
+"""PgBouncer (issue 12): ``mailer run`` with ``MAILER_WORKER_DATABASE_URL`` pointing at a
+real PgBouncer in ``pool_mode = transaction`` (Debian's ``pgbouncer`` 1.18: no prepared
+statements) sends every row exactly once within the limits, while PgBouncer holds no more
+server connections than its pool size for more accounts than that, and the orchestrator
+keeps its own session on ``DATABASE_URL``.
+
+Skipped, naming the package, where the ``pgbouncer`` binary is absent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from tests.integration.test_connections import workers_only_env
+from tests.integration.test_orchestrator import orchestrator
+from tests.support.mailer_env import add_account, hold, insert_emails, statuses, wait_until
+from tests.support.pgbouncer import PGBOUNCER, SKIP_REASON, PoolSampler, pgbouncer
+from tests.support.smtp_server import ScriptedSMTPServer
+from tests.support.tracking_env import closed_port_url
+
+POOL_SIZE = 2  # PgBouncer's server connections for the test database
+ACCOUNTS = 6
+ROWS = 12  # per account
+DAILY_LIMITED = 5  # account 0 may send this many today
+HOURLY_LIMITED = 4  # account 1 this many this hour
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PGBOUNCER is None, reason=SKIP_REASON)
+@pytest.mark.parametrize("fork_server", ["1", "0"], ids=["forked", "spawned"])
+async def test_workers_through_pgbouncer_send_each_row_once_within_limits_on_two_connections(
+    sql, db_url, server_url, tmp_path: Path, fork_server: str
+):
+    """With psycopg's default prepared statements (``MAILER_WORKER_PREPARED_STATEMENTS=on``)
+    the same run fails on PgBouncer 1.18: ``prepared statement "_pg3_0" already exists``."""
+    dbname = conninfo_to_dict(db_url)["dbname"]
+    with (
+        ScriptedSMTPServer() as smtp,
+        pgbouncer(server_url, pool_size=POOL_SIZE) as bouncer,
+    ):
+        limits = [{"daily_limit": DAILY_LIMITED}, {"hourly_limit": HOURLY_LIMITED}]
+        limits += [{}] * (ACCOUNTS - len(limits))
+        accounts = [
+            add_account(sql, smtp, email=f"a{i}@example.com", pool=f"p{i}", **limit)
+            for i, limit in enumerate(limits)
+        ]
+        for i, account in enumerate(accounts):
+            insert_emails(
+                sql, ROWS, account_id=account, to_address=lambda n, i=i: f"r{i}-{n}@x.org"
+            )
+        allowed = [DAILY_LIMITED, HOURLY_LIMITED] + [ROWS] * (ACCOUNTS - 2)
+        env = workers_only_env(
+            db_url,
+            tmp_path,
+            MAILER_WORKER_DATABASE_URL=bouncer.url(dbname),
+            MAILER_FORK_SERVER=fork_server,
+        )
+        sampler = PoolSampler(bouncer, dbname, db_url)
+        with sampler.running(), orchestrator(env, tmp_path / "orch.log") as orch:
+            await wait_until(
+                lambda: statuses(sql).get("sent") == sum(allowed), timeout=60, message="all sent"
+            )
+            # The limited accounts' rows stay queued: nothing more goes out.
+            await hold(lambda: statuses(sql).get("sent") == sum(allowed), 2.0, "no overshoot")
+            assert orch.terminate() == 0
+        assert "Traceback" not in orch.log
+
+    sent = sql.execute(
+        "SELECT account_id, to_address FROM email_queue WHERE status = 'sent'"
+    ).fetchall()
+    by_account = Counter(row["account_id"] for row in sent)
+    assert [by_account[a] for a in accounts] == allowed
+    assert statuses(sql) == {"sent": sum(allowed), "queued": ACCOUNTS * ROWS - sum(allowed)}
+    # What the sink got: each sent row exactly once, from its own account.
+    received = Counter(
+        (m.message["From"].addresses[0].addr_spec, str(m.message["To"])) for m in smtp.received
+    )
+    assert set(received.values()) == {1}
+    senders = {a: f"a{i}@example.com" for i, a in enumerate(accounts)}
+    assert set(received) == {(senders[r["account_id"]], r["to_address"]) for r in sent}
+
+    # PgBouncer multiplexed more worker clients than server connections, never more than
+    # its pool, and PostgreSQL saw the same; the workers' queries never went direct (what
+    # is direct is the orchestrator's lock-and-LISTEN session, its queries and this test).
+    assert sampler.samples > 50
+    assert sampler.most_clients > POOL_SIZE
+    assert 1 <= sampler.most_servers <= POOL_SIZE
+    assert 1 <= sampler.most_backends <= POOL_SIZE
+    assert sampler.most_direct <= 4
+    print(
+        f"pgbouncer: {ACCOUNTS} accounts, {sum(allowed)} sent, at most "
+        f"{sampler.most_clients} clients on {sampler.most_servers} server connections "
+        f"(PostgreSQL saw {sampler.most_backends}); direct backends at most "
+        f"{sampler.most_direct}; {sampler.samples} samples"
+    )
+
+
+def mailer_run_once(db_url: str, home: Path, worker_url: str) -> subprocess.CompletedProcess:
+    """``mailer run`` with ``MAILER_WORKER_DATABASE_URL=worker_url``, expected to refuse."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env |= {
+        "DATABASE_URL": db_url,
+        "MAILER_HOME": str(home),
+        "MAILER_SECRET_KEY": "test-secret-key",
+        "MAILER_WORKER_DATABASE_URL": worker_url,
+        "MAILER_CONNECT_TIMEOUT_SECONDS": "2",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_mailer_run_refuses_an_unreachable_worker_database_url_in_one_line(db_url, tmp_path):
+    done = mailer_run_once(db_url, tmp_path / "home", closed_port_url())
+    assert done.returncode == 75  # as an unreachable DATABASE_URL
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("Error: MAILER_WORKER_DATABASE_URL: cannot connect to the database")
+
+
+def test_mailer_run_refuses_a_worker_database_url_without_the_schema(
+    db_url, empty_db_url, tmp_path
+):
+    done = mailer_run_once(db_url, tmp_path / "home", empty_db_url)
+    assert done.returncode == 75
+    assert done.stderr.strip() == (
+        "Error: MAILER_WORKER_DATABASE_URL: database has no Mailer schema "
+        "(it must reach DATABASE_URL's database)"
+    )
