@@ -70,23 +70,27 @@ server_check_delay = 0
 """
 
 
-def _run_as() -> list[str]:
-    """PgBouncer refuses to run as root: drop to ``postgres`` (else ``nobody``)."""
+def _run_as(user: str | None) -> list[str]:
+    """PgBouncer refuses to run as root: drop to ``user`` (one that can reach the server's
+    socket), else ``postgres``, else ``nobody``."""
     if os.geteuid() != 0:
         return []
-    for user in ("postgres", "nobody"):
+    for candidate in (user, "postgres", "nobody"):
+        if candidate is None:
+            continue
         try:
-            pwd.getpwnam(user)
+            pwd.getpwnam(candidate)
         except KeyError:
             continue
-        return ["-u", user]
+        return ["-u", candidate]
     return []
 
 
 @contextmanager
-def pgbouncer(server_url: str, pool_size: int) -> Iterator[PgBouncer]:
+def pgbouncer(server_url: str, pool_size: int, run_as: str | None = None) -> Iterator[PgBouncer]:
     """Start a PgBouncer whose server connections log in as a role of their own (so
-    PostgreSQL's ``pg_stat_activity`` tells them apart); stop it and drop the role."""
+    PostgreSQL's ``pg_stat_activity`` tells them apart); stop it and drop the role.
+    ``run_as``: the system user it runs as when started by root."""
     assert PGBOUNCER is not None, SKIP_REASON
     role = f"mailer_pgb_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -100,7 +104,7 @@ def pgbouncer(server_url: str, pool_size: int) -> Iterator[PgBouncer]:
     ini.chmod(0o644)
     log = open(directory / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [PGBOUNCER, *_run_as(), str(ini)], stdout=log, stderr=subprocess.STDOUT
+        [PGBOUNCER, *_run_as(run_as), str(ini)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
         running = PgBouncer(port, role, pool_size)
