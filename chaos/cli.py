@@ -17,12 +17,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.env import Server, embedded_postgres
+from bench.env import embedded_postgres, worker_pool
 from chaos.checker import INVARIANTS
 from chaos.run import RunResult, run_schedule, summary
 from chaos.schedule import FAULT_KINDS, make_schedule
@@ -82,21 +80,6 @@ def run_all(args: argparse.Namespace) -> list[RunResult]:
         if args.keep is None:
             shutil.rmtree(workroot, ignore_errors=True)
     return results
-
-
-@contextmanager
-def worker_pool(server: Server, pool_size: int | None) -> Iterator[Callable[[str], str] | None]:
-    """With ``pool_size``: a PgBouncer in front of ``server`` for the workers' queries;
-    yields how to reach a database through it (None without)."""
-    if pool_size is None:
-        yield None
-        return
-    from tests.support.pgbouncer import PGBOUNCER, SKIP_REASON, pgbouncer
-
-    if PGBOUNCER is None:
-        raise SystemExit(SKIP_REASON)
-    with pgbouncer(server.url, pool_size, run_as=server.system_user) as bouncer:
-        yield bouncer.url
 
 
 def print_result(result: RunResult) -> None:
