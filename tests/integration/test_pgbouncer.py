@@ -2,13 +2,15 @@
 real PgBouncer in ``pool_mode = transaction`` (Debian's ``pgbouncer`` 1.18: no prepared
 statements) sends every row exactly once within the limits, while PgBouncer holds no more
 server connections than its pool size for more accounts than that, and the orchestrator
-keeps its own session on ``DATABASE_URL``.
+keeps its own session on ``DATABASE_URL``. A standalone worker keeps ``DATABASE_URL``;
+``mailer run`` refuses a worker URL it cannot use, in one line.
 
 Skipped, naming the package, where the ``pgbouncer`` binary is absent."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -19,7 +21,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.integration.test_connections import workers_only_env
 from tests.integration.test_orchestrator import orchestrator
-from tests.support.mailer_env import add_account, hold, insert_emails, statuses, wait_until
+from tests.support.mailer_env import (
+    add_account,
+    hold,
+    insert_emails,
+    statuses,
+    wait_until,
+    worker_process,
+)
 from tests.support.pgbouncer import PGBOUNCER, SKIP_REASON, PoolSampler, pgbouncer
 from tests.support.smtp_server import ScriptedSMTPServer
 from tests.support.tracking_env import closed_port_url
@@ -99,6 +108,22 @@ async def test_workers_through_pgbouncer_send_each_row_once_within_limits_on_two
         f"(PostgreSQL saw {sampler.most_backends}); direct backends at most "
         f"{sampler.most_direct}; {sampler.samples} samples"
     )
+
+
+@pytest.mark.slow
+async def test_a_standalone_worker_keeps_database_url_and_says_so(sql, db_url, settings, tmp_path):
+    """It holds its own lock and LISTENs: the worker URL (here nothing listens there) is
+    not for it."""
+    settings = settings.with_overrides(worker_database_url=closed_port_url())
+    with ScriptedSMTPServer() as smtp:
+        account = add_account(sql, smtp)
+        insert_emails(sql, 2, account_id=account)
+        with worker_process(settings, db_url, account, tmp_path / "worker.log") as worker:
+            await wait_until(lambda: statuses(sql) == {"sent": 2}, message="sent directly")
+            worker.signal(signal.SIGTERM)
+            assert await worker.wait_exit() == 0
+        assert "it uses DATABASE_URL, not MAILER_WORKER_DATABASE_URL" in worker.stderr()
+    assert len(smtp.received) == 2
 
 
 def mailer_run_once(db_url: str, home: Path, worker_url: str) -> subprocess.CompletedProcess:
