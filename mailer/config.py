@@ -95,10 +95,10 @@ class Settings:
     lock_held_by_parent: bool = False
     #: Workers under ``mailer run`` run their queries on this URL instead of
     #: ``DATABASE_URL``: a PgBouncer in ``pool_mode = transaction`` in front of the same
-    #: database (README "PgBouncer"); empty = ``DATABASE_URL``. A worker's queries need no
-    #: session state between transactions, but the orchestrator's session (account locks,
-    #: LISTEN), its companions, migrations and a standalone ``mailer worker`` (which holds
-    #: its own lock and LISTENs) do: they always use ``DATABASE_URL``.
+    #: database (README "PgBouncer for workers"); empty = ``DATABASE_URL``. Their queries
+    #: need no session state between transactions; the orchestrator's session (account
+    #: locks, LISTEN), its companions, migrations and a standalone ``mailer worker`` (which
+    #: holds its own lock and LISTENs) do: they always use ``DATABASE_URL``.
     worker_database_url: str = ""
     #: Server-side prepared statements on workers' query connections (psycopg prepares a
     #: statement run 5 times): ``auto`` = on over ``DATABASE_URL``, off over

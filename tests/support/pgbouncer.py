@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ def pgbouncer(server_url: str, pool_size: int, run_as: str | None = None) -> Ite
     PostgreSQL's ``pg_stat_activity`` tells them apart); stop it and drop the role.
     ``run_as``: the system user it runs as when started by root."""
     assert PGBOUNCER is not None, SKIP_REASON
-    role = f"mailer_pgb_{os.getpid()}"
+    role = f"mailer_pgb_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP ROLE IF EXISTS "{role}"')
         conn.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
