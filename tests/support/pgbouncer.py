@@ -71,12 +71,15 @@ server_check_delay = 0
 """
 
 
-def _run_as(user: str | None) -> list[str]:
-    """PgBouncer refuses to run as root: drop to ``user`` (one that can reach the server's
-    socket), else ``postgres``, else ``nobody``."""
+def _run_as(user: str | None, server_url: str) -> list[str]:
+    """PgBouncer refuses to run as root: drop to ``user``, else the owner of the server's
+    socket directory (the embedded server's is its own user's alone), else ``postgres``,
+    else ``nobody``."""
     if os.geteuid() != 0:
         return []
-    for candidate in (user, "postgres", "nobody"):
+    host = str(conninfo_to_dict(server_url).get("host") or "")
+    owner = pwd.getpwuid(Path(host).stat().st_uid).pw_name if host.startswith("/") else None
+    for candidate in (user, owner, "postgres", "nobody"):
         if candidate is None:
             continue
         try:
@@ -105,7 +108,7 @@ def pgbouncer(server_url: str, pool_size: int, run_as: str | None = None) -> Ite
     ini.chmod(0o644)
     log = open(directory / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [PGBOUNCER, *_run_as(run_as), str(ini)], stdout=log, stderr=subprocess.STDOUT
+        [PGBOUNCER, *_run_as(run_as, server_url), str(ini)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
         running = PgBouncer(port, role, pool_size)
