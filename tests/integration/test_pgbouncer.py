@@ -9,6 +9,7 @@ Skipped, naming the package, where the ``pgbouncer`` binary is absent."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -108,6 +109,43 @@ async def test_workers_through_pgbouncer_send_each_row_once_within_limits_on_two
         f"(PostgreSQL saw {sampler.most_backends}); direct backends at most "
         f"{sampler.most_direct}; {sampler.samples} samples"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PGBOUNCER is None, reason=SKIP_REASON)
+async def test_pgbouncer_dropping_every_worker_connection_loses_no_row_and_blames_no_account(
+    sql, db_url, server_url, tmp_path: Path
+):
+    """``KILL db`` on PgBouncer's console drops every client and server connection of the
+    database mid-run (a PgBouncer restart, as the workers see it); ``RESUME`` lets them
+    reconnect (psycopg_pool retries a failed connection after 1 s, doubling: the rest was
+    sent 16 s after RESUME in one run)."""
+    dbname = conninfo_to_dict(db_url)["dbname"]
+    rows = 30
+    with ScriptedSMTPServer() as smtp, pgbouncer(server_url, pool_size=POOL_SIZE) as bouncer:
+        accounts = [
+            add_account(sql, smtp, email=f"a{i}@example.com", pool=f"p{i}", min_delay_ms=50)
+            for i in range(4)
+        ]
+        for i, account in enumerate(accounts):
+            insert_emails(
+                sql, rows, account_id=account, to_address=lambda n, i=i: f"r{i}-{n}@x.org"
+            )
+        env = workers_only_env(db_url, tmp_path, MAILER_WORKER_DATABASE_URL=bouncer.url(dbname))
+        with orchestrator(env, tmp_path / "orch.log") as orch, bouncer.admin() as admin:
+            await wait_until(lambda: statuses(sql).get("sent", 0) >= 20, message="sending")
+            admin.execute(f'KILL "{dbname}"')
+            await asyncio.sleep(0.5)
+            admin.execute(f'RESUME "{dbname}"')
+            await wait_until(
+                lambda: statuses(sql) == {"sent": 4 * rows}, timeout=60, message="all sent"
+            )
+            assert orch.terminate() == 0
+        assert "Traceback" not in orch.log
+    received = Counter(str(m.message["To"]) for m in smtp.received)
+    assert len(received) == 4 * rows and set(received.values()) == {1}
+    states = sql.execute("SELECT status, last_error FROM sender_accounts").fetchall()
+    assert {row["status"] for row in states} == {"active"}
 
 
 @pytest.mark.slow

@@ -61,6 +61,7 @@ listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
 auth_type = any
+admin_users = mailer
 pool_mode = transaction
 default_pool_size = {pool_size}
 min_pool_size = 0
