@@ -186,12 +186,14 @@ def mailer_throughput(
             )
             peak_rss: dict[int, int] = {}
             mailer_cpu: dict[int, float] = {}
+            connections = [0]  # the most PostgreSQL connections to the database at once
 
             def done() -> bool:
                 for p in run.workers():
                     with contextlib.suppress(psutil.Error):
                         peak_rss[p.pid] = max(peak_rss.get(p.pid, 0), p.memory_info().rss)
                 mailer_cpu.update(cpu_of(run.all_processes()))
+                connections[0] = max(connections[0], int(one(conn, "connections")["n"]))
                 return unsettled(conn) == 0
 
             wait_for(done, timeout, f"{n} rows sent", interval=0.1)
@@ -213,6 +215,7 @@ def mailer_throughput(
         "mailer_cpu_s": cpu_delta(mailer_before, mailer_cpu),
         "postgres_cpu_s": cpu_delta(pg_cpu, pg_after),
         "sink_cpu_s": cpu_delta(sink_cpu, cpu_of([sink.process])),
+        "peak_connections": connections[0],
         "_pg_procs": len(pg),
     }
 
@@ -266,6 +269,12 @@ def fig_throughput(
                 "CPU s per 1000 msgs: mailer / postgres / sink (ceiling's sink)",
                 f"{mailer['mailer_cpu_s'] * per_k:.2f} / {mailer['postgres_cpu_s'] * per_k:.2f}"
                 f" / {mailer['sink_cpu_s'] * per_k:.2f} ({ceil['sink_cpu_s'] * per_k:.2f})",
+                "",
+                "-",
+            ],
+            [
+                "PostgreSQL connections to the database, at most (sampled every 0.1 s)",
+                str(mailer["peak_connections"]),
                 "",
                 "-",
             ],

@@ -26,10 +26,27 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
+#: psycopg's default: a statement run this many times on a connection is prepared.
+PREPARE_THRESHOLD = 5
+
 
 def resolve_database_url(settings: Settings) -> str:
     """``DATABASE_URL`` when set, else the embedded server's URL."""
     return settings.database_url or embedded_database_url(settings.home)
+
+
+def worker_query_connection(settings: Settings, database_url: str) -> tuple[str, int | None]:
+    """The URL a worker runs its queries on and its ``prepare_threshold``: under ``mailer
+    run``, ``MAILER_WORKER_DATABASE_URL`` when set (a PgBouncer in transaction mode: its
+    queries keep no session state between transactions); a standalone worker, which holds
+    its own lock and LISTENs on ``database_url``, uses ``database_url`` for everything."""
+    url = database_url
+    if settings.lock_held_by_parent and settings.worker_database_url:
+        url = settings.worker_database_url
+    prepare = settings.worker_prepared_statements
+    if prepare == "auto":
+        prepare = "on" if url == database_url else "off"
+    return url, PREPARE_THRESHOLD if prepare == "on" else None
 
 
 class DatabaseUnavailable(MailerError):
@@ -58,10 +75,17 @@ class Database:
     """An async connection pool plus named-query helpers. Use as ``async with``."""
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 1, max_idle: float = 600.0
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 1,
+        max_idle: float = 600.0,
+        prepare_threshold: int | None = PREPARE_THRESHOLD,
     ) -> None:
         """``min_size=0`` with a short ``max_idle`` (seconds) holds no server connection
-        while idle: a connection unused for between ``max_idle`` and twice that closes."""
+        while idle: a connection unused for between ``max_idle`` and twice that closes.
+        ``prepare_threshold`` None: never prepare statements (PgBouncer before 1.21)."""
         self.url = url
         self.pool = AsyncConnectionPool(
             url,
@@ -69,7 +93,11 @@ class Database:
             max_size=max_size,
             max_idle=max_idle,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "prepare_threshold": prepare_threshold,
+            },
         )
 
     async def __aenter__(self) -> Database:

@@ -42,7 +42,7 @@ import psycopg
 from mailer.account_session import AccountSession
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
-from mailer.db import Database, connect_listener, wait_notifies
+from mailer.db import Database, connect_listener, wait_notifies, worker_query_connection
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
 from mailer.heartbeat import PARENT_IDLE_SECONDS, Heartbeat, spread
@@ -108,7 +108,9 @@ class Worker:
         """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)
         and the feedback headers (List-Id, Feedback-ID)."""
         self.settings = settings
-        self.url = database_url
+        self.url = database_url  # a standalone worker's lock and LISTEN session
+        #: Its queries: ``MAILER_WORKER_DATABASE_URL`` under ``mailer run`` (PgBouncer).
+        self.query_url, self.prepare_threshold = worker_query_connection(settings, database_url)
         self.account_id = account_id
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sender_factory = sender_factory
@@ -148,6 +150,11 @@ class Worker:
         """Run until stopped; return the exit code (see module constants)."""
         if self.settings.lock_held_by_parent:
             return await self._run_under_parent()
+        if self.settings.worker_database_url:
+            log.info(
+                "a standalone worker holds its own lock and LISTENs: it uses DATABASE_URL, "
+                "not MAILER_WORKER_DATABASE_URL (that is for workers under `mailer run`)"
+            )
         try:
             listener = await connect_listener(self.url, ["mailer_queue", "mailer_accounts"])
         except psycopg.OperationalError as exc:
@@ -176,7 +183,12 @@ class Worker:
 
     async def _run_with_pool(self, listener: psycopg.AsyncConnection | None) -> int:
         try:
-            async with Database(self.url, min_size=0, max_idle=QUERY_CONNECTION_IDLE_SECONDS) as db:
+            async with Database(
+                self.query_url,
+                min_size=0,
+                max_idle=QUERY_CONNECTION_IDLE_SECONDS,
+                prepare_threshold=self.prepare_threshold,
+            ) as db:
                 return await self._run_locked(db, listener)
         except psycopg.OperationalError as exc:
             log.error("database unavailable: %s", exc)
