@@ -1,5 +1,5 @@
 """Connections (issue 12): ``mailer run`` holds its workers' account locks on one session of
-its own and relays NOTIFYs to them as signals, so an idle
+its own (taking many in one statement) and relays NOTIFYs to them as signals, so an idle
 worker holds no server connection and nothing wakes it; the lock still excludes a
 standalone worker, and a lost lock session takes the workers down before the locks can
 be taken again."""
@@ -144,6 +144,28 @@ def _live_workers(sql: psycopg.Connection) -> int:
         "SELECT count(*) AS n FROM workers WHERE heartbeat_at > now() - interval '30 seconds'"
     ).fetchone()
     return int(row["n"])
+
+
+async def test_the_lock_session_takes_many_locks_in_one_statement_and_each_once(sql, db_url):
+    from orchestrator.account_locks import AccountLocks
+
+    with ScriptedSMTPServer() as smtp:
+        a, b, c = (add_account(sql, smtp, email=f"l{i}@example.com") for i in range(3))
+    elsewhere = psycopg.connect(db_url, autocommit=True)
+    try:
+        elsewhere.execute("SELECT pg_advisory_lock(734602, %s)", (b,))
+        locks = AccountLocks(db_url)
+        try:
+            assert await locks.take([a, b, c]) == {a, c}, "b is held by another session"
+            assert await locks.take([a, c]) == {a, c}, "held already: not taken twice"
+            session = lock_holder(sql, a)
+            assert lock_holder(sql, c) == session and lock_holder(sql, b) != session
+            await locks.release(a)  # taken once, so one release frees it
+            assert lock_holder(sql, a) is None
+        finally:
+            await locks.close()
+    finally:
+        elsewhere.close()
 
 
 @pytest.mark.slow
