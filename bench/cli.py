@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.env import Sink, drop_database, machine_facts, postgres_server
+from bench.env import (
+    BENCH_DATABASE,
+    Sink,
+    drop_database,
+    machine_facts,
+    postgres_server,
+    worker_pool,
+)
 from bench.figures import FIGURES as BASE_FIGURES
 from bench.scale import fig_scale
 from bench.takeover import fig_takeover
@@ -71,6 +79,9 @@ QUICK = {
     "takeover_accounts": 10,
 }
 ALIASES = {"retention": "deep", "claim-depth": "deep"}
+#: ``--only scale`` is issue 12's whole table: the idle fleet, the take-over after a host
+#: dies and the throughput ratio (``--only scale-fleet`` runs the fleet alone).
+GROUPS = {"scale": ["scale", "takeover", "throughput"], "scale-fleet": ["scale"]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,10 +100,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME",
-        choices=[*FIGURES, *ALIASES],
+        choices=[*FIGURES, *ALIASES, *GROUPS],
         help="run only this figure (repeatable): "
         + ", ".join(FIGURES)
-        + " (deep, alias claim-depth, includes retention)",
+        + " (deep, alias claim-depth, includes retention; scale also runs takeover and"
+        " throughput, scale-fleet the idle fleet alone)",
+    )
+    parser.add_argument(
+        "--pgbouncer",
+        type=int,
+        metavar="POOL_SIZE",
+        help="the workers of every `mailer run` query through a private PgBouncer "
+        "(Debian's pgbouncer) in transaction mode with this default_pool_size",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write figures as JSON")
     parser.add_argument(
@@ -122,7 +141,13 @@ def print_table(facts: dict[str, Any], results: dict[str, Any], elapsed: float) 
         f"Mailer benchmark — {facts['cpu']}, {facts['cores']} cores, "
         f"{facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}, "
         f"{facts['postgres']} ({'embedded' if facts['postgres_embedded'] else 'DATABASE_URL'}"
-        f", max_connections {facts['max_connections']}); {elapsed:.0f} s"
+        f", max_connections {facts['max_connections']}"
+        + (
+            f"; workers through PgBouncer, pool {facts['pgbouncer_pool_size']}"
+            if "pgbouncer_pool_size" in facts
+            else ""
+        )
+        + f"); {elapsed:.0f} s"
     )
     for i, row in enumerate(rows):
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
@@ -136,11 +161,14 @@ def main(argv: list[str] | None = None) -> None:
     for key in sizes:
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
-    names = [ALIASES.get(n, n) for n in args.only] or list(FIGURES)
+    names = [m for n in args.only for m in GROUPS.get(n, [ALIASES.get(n, n)])] or list(FIGURES)
     started = time.monotonic()
     results: dict[str, Any] = {}
-    with postgres_server() as server:
+    with postgres_server() as server, worker_pool(server, args.pgbouncer) as worker_url:
         facts = machine_facts(server)
+        if worker_url is not None:  # every MailerRun's environment starts from ours
+            os.environ["MAILER_WORKER_DATABASE_URL"] = worker_url(BENCH_DATABASE)
+            facts["pgbouncer_pool_size"] = args.pgbouncer
         print(f"benchmark on {facts['postgres']}, figures: {', '.join(names)}", flush=True)
         try:
             with Sink() as sink:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -102,6 +102,21 @@ def postgres_server() -> Iterator[Server]:
         return
     with embedded_postgres(max_connections=2100) as server:
         yield server
+
+
+@contextlib.contextmanager
+def worker_pool(server: Server, pool_size: int | None) -> Iterator[Callable[[str], str] | None]:
+    """With ``pool_size``: a PgBouncer in front of ``server`` for the workers' queries;
+    yields how to reach a database through it (None without)."""
+    if pool_size is None:
+        yield None
+        return
+    from tests.support.pgbouncer import PGBOUNCER, SKIP_REASON, pgbouncer
+
+    if PGBOUNCER is None:
+        raise SystemExit(SKIP_REASON)
+    with pgbouncer(server.url, pool_size, run_as=server.system_user) as bouncer:
+        yield bouncer.url
 
 
 def pg_ctl(server: Server, *args: str, timeout: float = 60) -> None:

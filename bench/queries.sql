@@ -44,7 +44,12 @@ RETURNING id
 SELECT sent_at, status FROM email_queue WHERE id = %(id)s
 
 -- unsettled_count --
-SELECT count(*) AS n FROM email_queue WHERE status IN ('queued', 'sending')
+-- Whether any row is still to send (1) or not (0), polled many times a second while
+-- Mailer sends: three probes of partial indexes, not a scan of the table (a count(*)
+-- of a 30,000-row queue ten times a second was PostgreSQL CPU charged to Mailer).
+SELECT (EXISTS (SELECT 1 FROM email_queue WHERE status = 'queued' AND account_id IS NULL)
+        OR EXISTS (SELECT 1 FROM email_queue WHERE status = 'queued' AND account_id IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM email_queue WHERE status = 'sending'))::int AS n
 
 -- settled_summary --
 SELECT count(*) FILTER (WHERE status = 'sent') AS sent,

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.env import embedded_postgres
+from bench.env import embedded_postgres, worker_pool
 from chaos.checker import INVARIANTS
 from chaos.run import RunResult, run_schedule, summary
 from chaos.schedule import FAULT_KINDS, make_schedule
@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--settle-seconds", type=float, default=120.0, help="longest wait for the queue to settle"
     )
+    parser.add_argument(
+        "--pgbouncer",
+        type=int,
+        metavar="POOL_SIZE",
+        help="workers query through a private PgBouncer (Debian's pgbouncer) in transaction "
+        "mode with this default_pool_size (MAILER_WORKER_DATABASE_URL)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="keep logs and SMTP records under DIR"
@@ -58,11 +65,14 @@ def run_all(args: argparse.Namespace) -> list[RunResult]:
     workroot = args.keep or Path(tempfile.mkdtemp(prefix="mailer-chaos-"))
     results = []
     try:
-        with embedded_postgres(max_connections=200) as server:
+        with (
+            embedded_postgres(max_connections=200) as server,
+            worker_pool(server, args.pgbouncer) as worker_url,
+        ):
             for seed in seeds:
                 schedule = make_schedule(seed, args.duration, args.outage_seconds)
                 result = run_schedule(
-                    schedule, server, workroot / f"seed-{seed}", args.settle_seconds
+                    schedule, server, workroot / f"seed-{seed}", args.settle_seconds, worker_url
                 )
                 print_result(result)
                 results.append(result)

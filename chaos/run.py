@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from bench.env import Server, connect, fresh_database
 from chaos.checker import GRACE, Report, check, check_terminal
@@ -42,13 +43,22 @@ class RunResult:
 
 
 def run_schedule(
-    schedule: Schedule, server: Server, workdir: Path, settle_seconds: float = 60.0
+    schedule: Schedule,
+    server: Server,
+    workdir: Path,
+    settle_seconds: float = 60.0,
+    worker_url: Callable[[str], str] | None = None,
 ) -> RunResult:
     """Run ``schedule`` on ``server`` (an embedded PostgreSQL it may stop), keeping the
-    servers' records and the engine's log under ``workdir``."""
+    servers' records and the engine's log under ``workdir``. ``worker_url`` maps the
+    database's name to the URL workers query it through (``MAILER_WORKER_DATABASE_URL``,
+    a PgBouncer); None: ``DATABASE_URL``."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     system = System(server, fresh_database(server), workdir)
+    if worker_url is not None:
+        dbname = conninfo_to_dict(system.url)["dbname"]
+        system.env["MAILER_WORKER_DATABASE_URL"] = worker_url(str(dbname))
     injector = Injector(system, schedule.seed)
     try:
         initial = system.populate(schedule)

@@ -60,7 +60,8 @@ class AccountSession:
         account = await self.accounts.find(self.account_id)
         if account is None:
             return "account deleted"
-        self.account = account
+        if account != self.account:  # the same record keeps its identity (lookahead)
+            self.account = account
         if self.gate.apply(account.limits):
             log.info("account %s limits now %s", account.id, account.limits)
         return None if account.status == "active" else f"account is {account.status}"

@@ -159,7 +159,7 @@ def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
     from mailer.senders.smtp import warn_if_not_fully_qualified
     from mailer.worker import Worker, event_loop_factory
 
-    url = ctx.url  # the database first: a wrong one is the only line said
+    url = ctx.worker_url()  # the database first: a wrong one is the only line said
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     settings = ctx.settings.with_overrides(batch_size=batch_size)
     worker = Worker(settings, url, account_id)
@@ -213,6 +213,7 @@ def run(ctx: Context) -> None:
     from orchestrator.supervisor import Orchestrator, default_companions
 
     url = ctx.url  # the database first: a wrong one is the only line said
+    ctx.check_worker_url()
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     service = Orchestrator(ctx.settings, url, companions=default_companions(ctx.settings))
     sys.exit(run_until_signalled(service, ctx.settings))

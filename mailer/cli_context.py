@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import click
 
-from mailer.config import Settings
+from mailer.config import Settings, env_name
 from mailer.db import Database, DatabaseUnavailable, applied_migrations, resolve_database_url
 from mailer.sql_queries import migration_scripts
 
@@ -98,6 +98,32 @@ class Context:
             f"migrations, {pending[0]} first): {MIGRATE_HINT}",
             err=True,
         )
+
+    def worker_url(self) -> str:
+        """``mailer worker``'s database URL. Under ``mailer run`` with
+        ``MAILER_WORKER_DATABASE_URL`` (its queries go through PgBouncer) the probe goes
+        there too and ``DATABASE_URL`` (which the orchestrator checked) is not touched, so
+        starting workers opens no direct connections; otherwise :attr:`url`."""
+        if not (self.settings.lock_held_by_parent and self.settings.worker_database_url):
+            return self.url
+        self.check_worker_url()
+        return resolve_database_url(self.settings)
+
+    def check_worker_url(self) -> None:
+        """``mailer run`` with ``MAILER_WORKER_DATABASE_URL`` (PgBouncer): one probe through
+        it, so a wrong one ends the command with one line instead of failing every worker."""
+        url = self.settings.worker_database_url
+        if not url:
+            return
+        name = env_name("worker_database_url")
+        try:
+            applied = applied_migrations(url, self.settings.connect_timeout_seconds)
+        except DatabaseUnavailable as exc:
+            raise DatabaseUnusable(f"{name}: {exc}") from None
+        if applied is None:
+            raise DatabaseUnusable(
+                f"{name}: database has no Mailer schema (it must reach DATABASE_URL's database)"
+            )
 
     def run_db(self, fn: Callable[[Database], Awaitable[T]], *, schema: bool = True) -> T:
         """Run ``fn(db)`` on a fresh pool, in a fresh event loop; ``schema=False`` skips the

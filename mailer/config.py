@@ -93,6 +93,19 @@ class Settings:
     #: the account changed), so the worker opens no session of its own while idle. Set by
     #: ``mailer run`` for its workers; never set it for a standalone ``mailer worker``.
     lock_held_by_parent: bool = False
+    #: Workers under ``mailer run`` run their queries on this URL instead of
+    #: ``DATABASE_URL``: a PgBouncer in ``pool_mode = transaction`` in front of the same
+    #: database (README "PgBouncer for workers"); empty = ``DATABASE_URL``. Their queries
+    #: need no session state between transactions; the orchestrator's session (account
+    #: locks, LISTEN), its companions, migrations and a standalone ``mailer worker`` (which
+    #: holds its own lock and LISTENs) do: they always use ``DATABASE_URL``.
+    worker_database_url: str = ""
+    #: Server-side prepared statements on workers' query connections (psycopg prepares a
+    #: statement run 5 times): ``auto`` = on over ``DATABASE_URL``, off over
+    #: ``MAILER_WORKER_DATABASE_URL`` (PgBouncer before 1.21 cannot carry them in
+    #: transaction mode); ``on`` (PgBouncer >= 1.21 with ``max_prepared_statements`` > 0)
+    #: or ``off`` forces it.
+    worker_prepared_statements: str = "auto"
     #: Orchestrator: this host's name among the orchestrators sharing the database
     #: (``worker_hosts.host_id``); empty = the machine's hostname. Give each orchestrator
     #: of one machine its own.
@@ -265,6 +278,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if settings.unknown_outcome not in ("retry", "fail"):
         raise ValueError(f"{env_name('unknown_outcome')} must be 'retry' or 'fail'")
+    if settings.worker_prepared_statements not in ("auto", "on", "off"):
+        raise ValueError(f"{env_name('worker_prepared_statements')} must be 'auto', 'on' or 'off'")
     if settings.log_format not in ("text", "json"):
         raise ValueError(f"{env_name('log_format')} must be 'text' or 'json'")
     return settings

@@ -27,10 +27,27 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
+#: psycopg's default: a statement run this many times on a connection is prepared.
+PREPARE_THRESHOLD = 5
+
 
 def resolve_database_url(settings: Settings) -> str:
     """``DATABASE_URL`` when set, else the embedded server's URL."""
     return settings.database_url or embedded_database_url(settings.home)
+
+
+def worker_query_connection(settings: Settings, database_url: str) -> tuple[str, int | None]:
+    """The URL a worker runs its queries on and its ``prepare_threshold``: under ``mailer
+    run``, ``MAILER_WORKER_DATABASE_URL`` when set (a PgBouncer in transaction mode: its
+    queries keep no session state between transactions); a standalone worker, which holds
+    its own lock and LISTENs on ``database_url``, uses ``database_url`` for everything."""
+    url = database_url
+    if settings.lock_held_by_parent and settings.worker_database_url:
+        url = settings.worker_database_url
+    prepare = settings.worker_prepared_statements
+    if prepare == "auto":
+        prepare = "on" if url == database_url else "off"
+    return url, PREPARE_THRESHOLD if prepare == "on" else None
 
 
 class DatabaseUnavailable(MailerError):
@@ -67,16 +84,20 @@ class Database:
         max_size: int = 1,
         max_idle: float = 600.0,
         on_demand_idle: float | None = None,
+        prepare_threshold: int | None = PREPARE_THRESHOLD,
     ) -> None:
         """A pool of ``min_size`` to ``max_size`` connections, each closed after
         ``max_idle`` seconds unused while more than ``min_size`` are open. With
         ``on_demand_idle`` (seconds) instead one connection and no pool
         (:mod:`mailer.on_demand`): opened by the first query, closed once unused that
-        long; while none is open nothing wakes up."""
+        long; while none is open nothing wakes up. ``prepare_threshold`` None: never
+        prepare statements (PgBouncer before 1.21)."""
         self.url = url
         self.pool: AsyncConnectionPool | OnDemandConnection
         if on_demand_idle is not None:
-            self.pool = OnDemandConnection(url, idle_seconds=on_demand_idle)
+            self.pool = OnDemandConnection(
+                url, idle_seconds=on_demand_idle, prepare_threshold=prepare_threshold
+            )
             return
         self.pool = AsyncConnectionPool(
             url,
@@ -84,7 +105,11 @@ class Database:
             max_size=max_size,
             max_idle=max_idle,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "prepare_threshold": prepare_threshold,
+            },
         )
 
     async def __aenter__(self) -> Database:

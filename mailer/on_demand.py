@@ -32,9 +32,18 @@ RETRY_MAX_SECONDS = 2.0
 class OnDemandConnection:
     """The part of ``AsyncConnectionPool`` that :class:`mailer.db.Database` uses."""
 
-    def __init__(self, url: str, *, idle_seconds: float, connect_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        idle_seconds: float,
+        connect_timeout: float = 30.0,
+        prepare_threshold: int | None = 5,
+    ) -> None:
+        """``prepare_threshold``: psycopg's (None: never prepare, for PgBouncer)."""
         self.url = url
         self.idle_seconds = idle_seconds
+        self.prepare_threshold = prepare_threshold
         self.connect_timeout = connect_timeout
         self.conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._turn = asyncio.Lock()
@@ -76,7 +85,10 @@ class OnDemandConnection:
         while True:
             try:
                 self.conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, row_factory=dict_row
+                    self.url,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    prepare_threshold=self.prepare_threshold,
                 )
                 return self.conn
             except psycopg.OperationalError:

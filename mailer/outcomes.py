@@ -6,7 +6,7 @@ cache outlives the process), so the buffer need not reach PostgreSQL with every 
 is written (one statement) right before a row's in-flight mark once it holds
 ``result_batch_size`` outcomes or its oldest is ``result_flush_seconds`` old, and when
 the worker is about to wait or stop; most sends run only the small mark statement
-(``mark_in_flight``). When a write fails the buffer
+(``mark_in_flight``, of one row or of several marked ahead). When a write fails the buffer
 is kept, retried through an outage of up to ``db_outage_seconds``, and, past that, left
 in the journal for the next worker of the account (or the host's orchestrator) to replay.
 """
@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import psycopg
 
@@ -24,6 +26,8 @@ from mailer.limits import Limits
 from mailer.queue import AttemptResult, Mark, QueueManager
 
 log = logging.getLogger("mailer.outcomes")
+
+T = TypeVar("T")
 
 #: Longest pause between two tries to write outcomes while the database is away.
 WRITE_RETRY_MAX_SECONDS = 2.0
@@ -69,7 +73,16 @@ class OutcomeRecorder:
         """Mark ``in_flight_id`` in flight under ``limits`` (see
         :class:`~mailer.queue.Mark`), writing the buffered outcomes first when they are
         :meth:`due`."""
-        return await self._write(self.due(), in_flight_id, limits)
+        if await self.mark_many([in_flight_id], limits):
+            return Mark(True)
+        return await self._retrying(
+            lambda: self.queue.why_unmarked(self.account_id, in_flight_id, limits)
+        )
+
+    async def mark_many(self, row_ids: Sequence[int], limits: Limits) -> tuple[int, ...]:
+        """Mark ``row_ids`` in flight in one statement (the buffered outcomes first when
+        :meth:`due`); returns those marked."""
+        return await self._write(self.due(), row_ids, limits)
 
     async def write(self) -> None:
         """Write every buffered outcome now."""
@@ -77,37 +90,35 @@ class OutcomeRecorder:
             await self._write(True)
 
     async def _write(
-        self, with_outcomes: bool, in_flight_id: int | None = None, limits: Limits | None = None
-    ) -> Mark:
-        """The buffer (``with_outcomes``), then the mark (with ``in_flight_id``). Outcomes
-        that could not be written stay pending (and journaled)."""
+        self, with_outcomes: bool, row_ids: Sequence[int] = (), limits: Limits | None = None
+    ) -> tuple[int, ...]:
+        """The buffer (``with_outcomes``), then the marks (of ``row_ids``). Outcomes that
+        could not be written stay pending (and journaled)."""
         batch, self.pending = (self.pending, []) if with_outcomes else ([], self.pending)
         seq = self.journal.seq
         try:
-            mark = await self._write_with_retry(batch, in_flight_id, limits)
+            marked = await self._retrying(
+                lambda: self.queue.record_results(self.account_id, batch, row_ids, limits)
+            )
         except BaseException:
             self.pending = batch + self.pending
             raise
         if batch:
             self.journal.written(seq)
-        return mark
+        return marked
 
-    async def _write_with_retry(
-        self, batch: list[AttemptResult], in_flight_id: int | None, limits: Limits | None
-    ) -> Mark:
-        """``record_results`` (outcomes, then the mark; writing outcomes twice is harmless),
-        retried through a database outage (or a failover's read-only
+    async def _retrying(self, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` (writing outcomes twice is harmless; a mark that did not commit
+        marked nothing), retried through a database outage (or a failover's read-only
         moment) of up to ``outage_seconds``."""
         deadline = time.monotonic() + self.outage_seconds
         delay = 0.25
         while True:
             try:
-                return await self.queue.record_results(self.account_id, batch, in_flight_id, limits)
+                return await write()
             except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning(
-                    "writing %d results failed (%s); retrying in %ss", len(batch), exc, delay
-                )
+                log.warning("writing to the database failed (%s); retrying in %ss", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX_SECONDS)

@@ -1,13 +1,15 @@
 """The queue manager: claiming ``email_queue`` rows and recording their outcomes.
 
-A batch of 100 rows costs one claim, one small in-flight mark per row (the only
-statement every send runs) and a few outcome writes of many rows each.
+A batch of 100 rows costs one claim, small in-flight marks (one per row when sends are
+slow, one per several rows marked ahead when they are fast: see :mod:`mailer.lookahead`)
+and a few outcome writes of many rows each.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -102,31 +104,30 @@ class QueueManager:
         self,
         account_id: int,
         results: list[AttemptResult],
-        in_flight_id: int | None = None,
+        in_flight_ids: Sequence[int] = (),
         limits: Limits | None = None,
-    ) -> Mark:
-        """Write a batch of outcomes (one statement) and then, when ``in_flight_id`` is
-        given, mark that row in flight under ``limits``: see :meth:`mark`."""
+    ) -> tuple[int, ...]:
+        """Write a batch of outcomes (one statement) and then, when ``in_flight_ids`` are
+        given, mark those rows in flight under ``limits``: see :meth:`mark`."""
         if results:
             await write_results(self.db, self.worker_id, account_id, results)
-        if in_flight_id is None or limits is None:
-            return Mark(False)
-        return await self.mark(account_id, in_flight_id, limits)
+        if not in_flight_ids or limits is None:
+            return ()
+        return await self.mark(account_id, in_flight_ids, limits)
 
-    async def mark(self, account_id: int, row_id: int, limits: Limits) -> Mark:
-        """Mark ``row_id`` in flight (one attempt used) before it is sent, provided this
-        worker still leases it, its address is not suppressed and the account is still
-        active with exactly ``limits``; see :class:`Mark`."""
-        params = {
-            "in_flight_id": row_id,
-            "worker_id": self.worker_id,
-            "account_id": account_id,
-            "daily_limit": limits.daily_limit,
-            "hourly_limit": limits.hourly_limit,
-            "min_delay_ms": limits.min_delay_ms,
-        }
-        if await self.db.fetch_one("mark_in_flight", params) is not None:
-            return Mark(True)
+    async def mark(
+        self, account_id: int, row_ids: Sequence[int], limits: Limits
+    ) -> tuple[int, ...]:
+        """Mark ``row_ids`` in flight (one attempt used each) before they are sent, in one
+        statement; returns the ids marked: those this worker still leases, whose address
+        is not suppressed, and only while the account is still active with exactly
+        ``limits``. A row not marked must not be sent (:meth:`why_unmarked` says why)."""
+        params = self._mark_params(account_id, limits) | {"in_flight_ids": list(row_ids)}
+        return tuple(r["id"] for r in await self.db.fetch_all("mark_in_flight", params))
+
+    async def why_unmarked(self, account_id: int, row_id: int, limits: Limits) -> Mark:
+        """Why :meth:`mark` did not mark ``row_id`` (see :class:`Mark`)."""
+        params = self._mark_params(account_id, limits) | {"in_flight_id": row_id}
         why = await self.db.fetch_one("unmarked_reason", params)
         assert why is not None
         return Mark(
@@ -135,6 +136,15 @@ class QueueManager:
             bool(why["account_changed"]),
             bool(why["campaign_held"]),
         )
+
+    def _mark_params(self, account_id: int, limits: Limits) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "account_id": account_id,
+            "daily_limit": limits.daily_limit,
+            "hourly_limit": limits.hourly_limit,
+            "min_delay_ms": limits.min_delay_ms,
+        }
 
     async def release(self, ids: list[int]) -> int:
         """Return leased rows that were never tried to the queue, untouched."""
@@ -149,11 +159,13 @@ class QueueManager:
             "release_campaign_held_row", {"id": row_id, "worker_id": self.worker_id}
         )
 
-    async def unmark(self, row_id: int) -> bool:
-        """Take back the in-flight mark of a leased row that will not be sent now (its
-        attempt is given back; it stays leased); see :mod:`mailer.lookahead`."""
-        return bool(
-            await self.db.execute("unmark_in_flight", {"id": row_id, "worker_id": self.worker_id})
+    async def unmark(self, row_ids: Sequence[int]) -> int:
+        """Take back the in-flight marks of leased rows that will not be sent now (each
+        one's attempt is given back; they stay leased); see :mod:`mailer.lookahead`."""
+        if not row_ids:
+            return 0
+        return await self.db.execute(
+            "unmark_in_flight", {"ids": list(row_ids), "worker_id": self.worker_id}
         )
 
     async def release_all(self, keep: list[int] | None = None) -> int:

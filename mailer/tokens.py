@@ -31,6 +31,9 @@ from mailer.errors import MailerError
 MAX_TOKEN_LENGTH = 4096
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22,}$")
 _RAW, _DEFLATED = b"j", b"z"
+#: Shorter payloads (opens, most unsubscribes) are sealed as they are: deflate rarely
+#: shortens them and costs more than the rest of the sealing.
+_WORTH_DEFLATING = 64
 _KINDS = {
     "open": b"mailer/open/1",
     "click": b"mailer/click/1",
@@ -102,9 +105,12 @@ class TokenCodec:
 
     def _seal(self, kind: str, fields: list[Any]) -> str:
         raw = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
-        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
-        packed = deflater.compress(raw) + deflater.flush()
-        plain = _DEFLATED + packed if len(packed) < len(raw) else _RAW + raw
+        plain = _RAW + raw
+        if len(raw) >= _WORTH_DEFLATING:
+            deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+            packed = deflater.compress(raw) + deflater.flush()
+            if len(packed) < len(raw):
+                plain = _DEFLATED + packed
         sealed = self._siv.encrypt(plain, [_KINDS[kind]])
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 

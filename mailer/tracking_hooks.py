@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from mailer.config import Settings
 from mailer.models import QueuedEmail, SenderAccount
@@ -117,6 +116,6 @@ class TrackingHooks:
         """``<https one-click URL>, <mailto:...>``: URIs only ASCII and without spaces, so
         the header is folded between them and never encoded."""
         url = self.unsubscribe_url(row)
-        token = url.rpartition("/")[2]
-        mailto = f"mailto:{self.mailto or account.email}?subject={quote('unsubscribe ' + token)}"
+        token = url.rpartition("/")[2]  # base64url: nothing in it needs quoting
+        mailto = f"mailto:{self.mailto or account.email}?subject=unsubscribe%20{token}"
         return f"<{url}>, <{mailto}>"

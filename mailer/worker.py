@@ -14,10 +14,10 @@ requeue), load the limit gate from what the database counts, then loop: claim a 
 the row in the journal, render it, mark it in flight (the mark fails if the lease was
 lost, the address suppressed, the account paused or its limits changed), send, and
 journal the outcome before going on; outcomes reach the database in batches
-(:mod:`mailer.outcomes`), and the next row is marked while the current one is on the wire
-when nothing can hold it back (:mod:`mailer.lookahead`). A crash can re-send at most the
-row in flight. A heartbeat renews leases and re-reads the account so
-an admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY (relayed by the orchestrator
+(:mod:`mailer.outcomes`), and the next rows are marked while the current one is on the
+wire when nothing can hold them back (:mod:`mailer.lookahead`). A crash can re-send at
+most the row in flight. A heartbeat renews leases and re-reads the account so an
+admin's ``UPDATE`` applies within seconds; LISTEN/NOTIFY (relayed by the orchestrator
 as SIGUSR1/SIGUSR2) wakes an idle worker when rows arrive. SIGTERM stops claiming, lets
 the message in flight finish (up to ``shutdown_grace_seconds``) and returns the rest of
 the batch to the queue.
@@ -42,7 +42,7 @@ import psycopg
 from mailer.account_session import AccountSession
 from mailer.config import Settings
 from mailer.credentials import CredentialBox, secret_key
-from mailer.db import Database, connect_listener, wait_notifies
+from mailer.db import Database, connect_listener, wait_notifies, worker_query_connection
 from mailer.errors import AccountError, DeliveryError, InvalidMessageError
 from mailer.feedback_headers import add_feedback_headers
 from mailer.heartbeat import PARENT_IDLE_SECONDS, Heartbeat, spread
@@ -108,7 +108,9 @@ class Worker:
         """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)
         and the feedback headers (List-Id, Feedback-ID)."""
         self.settings = settings
-        self.url = database_url
+        self.url = database_url  # a standalone worker's lock and LISTEN session
+        #: Its queries: ``MAILER_WORKER_DATABASE_URL`` under ``mailer run`` (PgBouncer).
+        self.query_url, self.prepare_threshold = worker_query_connection(settings, database_url)
         self.account_id = account_id
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sender_factory = sender_factory
@@ -148,6 +150,11 @@ class Worker:
         """Run until stopped; return the exit code (see module constants)."""
         if self.settings.lock_held_by_parent:
             return await self._run_under_parent()
+        if self.settings.worker_database_url:
+            log.info(
+                "a standalone worker holds its own lock and LISTENs: it uses DATABASE_URL, "
+                "not MAILER_WORKER_DATABASE_URL (that is for workers under `mailer run`)"
+            )
         try:
             listener = await connect_listener(self.url, ["mailer_queue", "mailer_accounts"])
         except psycopg.OperationalError as exc:
@@ -176,7 +183,11 @@ class Worker:
 
     async def _run_with_pool(self, listener: psycopg.AsyncConnection | None) -> int:
         try:
-            async with Database(self.url, on_demand_idle=QUERY_CONNECTION_IDLE_SECONDS) as db:
+            async with Database(
+                self.query_url,
+                on_demand_idle=QUERY_CONNECTION_IDLE_SECONDS,
+                prepare_threshold=self.prepare_threshold,
+            ) as db:
                 return await self._run_locked(db, listener)
         except psycopg.OperationalError as exc:
             log.error("database unavailable: %s", exc)
@@ -423,6 +434,7 @@ class Worker:
         try:
             await (await self.senders.get(self.session.account)).ready()
         except DeliveryError as exc:
+            await self.lookahead.drop()  # rows marked ahead get their attempts back first
             error = exc
             if not isinstance(exc, AccountError):
                 error = AccountError(f"cannot connect: {exc}", kind="unavailable", code=exc.code)
@@ -530,7 +542,7 @@ class Worker:
         next pending row may be marked meanwhile (:mod:`mailer.lookahead`)."""
         if not await self.traffic.pace(row, self.session.gate.limits, self._pause, self._halted):
             if marked:
-                await self.queue.unmark(row.id)
+                await self.queue.unmark([row.id])
             await self.queue.release([row.id])
             return Step.STOP
         if not marked:
@@ -539,7 +551,7 @@ class Worker:
                 return step
         self.in_flight = row.id
         started = self.session.now()
-        self.lookahead.start(pending[0] if pending else None, self._usable)
+        self.lookahead.start(pending, self._usable)
         try:
             sender = await self.senders.get(self.session.account)
             result = await sender.send(message)
@@ -551,6 +563,7 @@ class Worker:
             self.lookahead.cancel()
             raise
         self.in_flight = None
+        self.lookahead.sent_in(self.session.now() - started)
         self.session.gate.record_start(result.mail_from_at)
         self._record(
             row,

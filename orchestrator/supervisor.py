@@ -532,9 +532,12 @@ class Orchestrator:
 
     def _child_env(self) -> dict[str, str]:
         """The orchestrator's environment, plus the resolved database URL (so workers never
-        start an embedded server of their own) and its logging settings."""
+        start an embedded server of their own), the workers' query URL (PgBouncer) and its
+        logging settings."""
         env = dict(os.environ)
         env["DATABASE_URL"] = self.url
+        env["MAILER_WORKER_DATABASE_URL"] = self.settings.worker_database_url
+        env["MAILER_WORKER_PREPARED_STATEMENTS"] = self.settings.worker_prepared_statements
         env["MAILER_LOG_FORMAT"] = self.settings.log_format
         env["MAILER_LOG_LEVEL"] = self.settings.log_level
         env["MAILER_LOCK_HELD_BY_PARENT"] = "1"  # the orchestrator holds its workers' locks

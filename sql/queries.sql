@@ -252,15 +252,18 @@ WITH r AS (
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) AS logged
 
 -- release_rows --
--- Give leased rows that were never tried back untouched.
+-- Give leased rows that were never tried back untouched (a row marked in flight ahead of
+-- its turn, never sent, gets its attempt back).
 UPDATE email_queue
-SET status = 'queued',
+SET status = 'queued', attempts = attempts - (attempt_started_at IS NOT NULL)::int,
     attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
 
 -- release_worker_rows_except --
+-- A stopping worker gives back every row it leases but those in %(keep)s (a send cut off
+-- mid-flight may have gone out); rows it marked ahead and never sent get their attempt back.
 UPDATE email_queue
-SET status = 'queued',
+SET status = 'queued', attempts = attempts - (attempt_started_at IS NOT NULL)::int,
     attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
 RETURNING id
@@ -2039,17 +2042,20 @@ SELECT parent, partitions, rows_dropped, busy FROM drop_partitions_before(%(cuto
 -- Throughput (issue 12): the worker's hot path.
 
 -- mark_in_flight --
--- Mark the row about to be sent (%(in_flight_id)s) as in flight, using up one of its
--- attempts: the statement every send runs, so it does nothing else. It changes the row
--- only if this worker still leases it, its address is not suppressed (nor erased), its
--- campaign is not paused or cancelled, and the account is active with exactly the limits the worker applies (%(daily_limit)s, %(hourly_limit)s,
+-- Mark the rows about to be sent (%(in_flight_ids)s: the next one, and those marked ahead
+-- of their turn, see mailer/lookahead.py) as in flight, each using up one of its
+-- attempts: the statement every send (or every few sends) runs, so it does nothing else.
+-- It changes a row only if this worker still leases it, its address is not suppressed
+-- (nor erased), its campaign is not paused or cancelled, and the account is active with
+-- exactly the limits the worker applies (%(daily_limit)s, %(hourly_limit)s,
 -- %(min_delay_ms)s): a limit an admin changed is binding from its commit. Every guard sits
 -- in the UPDATE's own WHERE, so it holds on the row version the UPDATE actually changes
--- (a concurrent recovery that commits first makes it fail). The worker sends the row only
+-- (a concurrent recovery that commits first makes it fail). The worker sends a row only
 -- if it comes back; otherwise unmarked_reason says why not.
 UPDATE email_queue AS q
 SET attempts = q.attempts + 1, attempt_started_at = now()
-WHERE q.id = %(in_flight_id)s AND q.locked_by = %(worker_id)s AND q.status = 'sending'
+WHERE q.id = ANY(%(in_flight_ids)s::bigint[]) AND q.locked_by = %(worker_id)s
+  AND q.status = 'sending'
   AND NOT EXISTS (
       SELECT 1 FROM suppressions AS s
       WHERE lower(s.email) = lower(btrim(q.to_address))
@@ -2091,12 +2097,12 @@ SELECT COALESCE(
                WHERE q.id = %(in_flight_id)s) AS campaign_held
 
 -- unmark_in_flight --
--- A row the worker marked in flight ahead of its turn (while the previous message was on
--- the wire, see mailer/lookahead.py) that it will not send on that mark: its attempt is
--- given back and it stays leased to the worker.
+-- Rows (%(ids)s) the worker marked in flight ahead of their turn (while an earlier message
+-- was on the wire, see mailer/lookahead.py) that it will not send on that mark: each
+-- one's attempt is given back and it stays leased to the worker.
 UPDATE email_queue
 SET attempts = attempts - 1, attempt_started_at = NULL
-WHERE id = %(id)s AND locked_by = %(worker_id)s AND status = 'sending'
+WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker_id)s AND status = 'sending'
   AND attempt_started_at IS NOT NULL
 
 -- Connections: the orchestrator holds its workers' account locks on one session.

@@ -66,12 +66,12 @@ async def test_mark_fails_when_a_recovery_commits_while_it_waits(sql, db_url, se
                 "locked_account_id = NULL, locked_until = NULL WHERE id = %s",
                 (qid,),
             )
-            marking = asyncio.create_task(queue.record_results(account, [], row.id, LIMITS))
+            marking = asyncio.create_task(queue.record_results(account, [], [row.id], LIMITS))
             await asyncio.sleep(0.3)  # the mark now waits for the row lock
             assert not marking.done()
             recovery.commit()
-        mark = await marking
-    assert not mark.marked
+        marked = await marking
+    assert marked == ()
     [after] = rows_by_id(sql).values()
     assert (after["status"], after["attempts"], after["attempt_started_at"]) == ("queued", 0, None)
 
@@ -87,10 +87,11 @@ async def test_mark_fails_when_the_limits_changed_since_the_worker_read_them(sql
             account_id=account, pool="default", domain="example.com", limit=1, lease_seconds=60
         )
         sql.execute("UPDATE sender_accounts SET daily_limit = 618 WHERE id = %s", (account,))
-        stale = await queue.record_results(account, [], row.id, LIMITS)
-        assert (stale.marked, stale.account_changed) == (False, True)
+        assert await queue.record_results(account, [], [row.id], LIMITS) == ()
+        why = await queue.why_unmarked(account, row.id, LIMITS)
+        assert (why.marked, why.account_changed) == (False, True)
         applied = Limits(daily_limit=618, hourly_limit=None, min_delay_ms=0)
-        assert (await queue.record_results(account, [], row.id, applied)).marked
+        assert await queue.record_results(account, [], [row.id], applied) == (row.id,)
 
 
 async def test_a_row_left_in_flight_counts_against_the_daily_limit_at_restart(
