@@ -330,7 +330,9 @@ def become_worker(account_id: int, orchestrator_pid: int, sock: socket.socket) -
     code = 1
     try:
         os.close(sock.detach())  # not sock.close(): the template's reader keeps it open
-        wait_for_exit(os.getppid(), 5)  # the middle process, still forking the others
+        parent = os.getppid()
+        if parent != orchestrator_pid:  # the middle process, still forking the others
+            wait_for_exit(parent, 5)
         deadline = time.monotonic() + 5
         while os.getppid() != orchestrator_pid and time.monotonic() < deadline:
             time.sleep(0.001)  # the middle process's exit is being completed
