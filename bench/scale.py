@@ -27,10 +27,18 @@ from bench.env import MailerRun, Server, Sink, connect, fresh_database, one, q
 from bench.figures import add_accounts, cpu_delta, verdict, wait_for
 from bench.figures import cpu_of as cpu_ticks
 from mailer.config import Settings
+from mailer.heartbeat import IDLE_HEARTBEAT_SECONDS
+from mailer.worker import QUERY_CONNECTION_IDLE_SECONDS
 
 #: A worker's first lease period keeps its idle heartbeat short (see mailer.heartbeat):
-#: idle is measured after it.
-SETTLE_S = Settings().lease_seconds * 1.5 + 5
+#: idle is measured after it, after the last short beat (timed within the period, it
+#: comes up to a short interval later) and after that beat's connection closed.
+SETTLE_S = (
+    Settings().lease_seconds * 1.5
+    + min(IDLE_HEARTBEAT_SECONDS, Settings().lease_seconds / 4)
+    + QUERY_CONNECTION_IDLE_SECONDS
+    + 5
+)
 TARGET_ACCOUNTS = 1_000
 PSS_PER_WORKER_MB = 15.0
 TOTAL_PSS_GB = 15.0
@@ -60,6 +68,19 @@ def cpu_of(procs: list[psutil.Process]) -> dict[int, float]:
 def _schedstat_ns(path: str) -> int:
     with open(path) as f:
         return int(f.read().split()[0])
+
+
+def postgres_cpu(server: Server) -> float:
+    """CPU seconds used so far by the server's live processes and by the backends that
+    exited (its postmaster's children times: a worker's backend exits 5 s after the
+    worker's last query, taking what it used out of a count of live processes)."""
+    procs = server.backends()
+    total = sum(cpu_of(procs).values())
+    if procs:
+        with contextlib.suppress(psutil.Error):
+            reaped = procs[0].cpu_times()
+            total += reaped.children_user + reaped.children_system
+    return total
 
 
 def wakeups(procs: list[psutil.Process]) -> dict[int, int]:
@@ -111,7 +132,7 @@ def measure_fleet(
     url = fresh_database(server)
     with connect(url) as conn:
         add_accounts(conn, sink, accounts, pool="idle")
-        pg_start = cpu_of(server.backends())
+        pg_start = postgres_cpu(server)
         with MailerRun(url, MAILER_EHLO_HOSTNAME="bench.example", **env) as run:
             t0 = time.monotonic()
             wait_for(
@@ -123,15 +144,15 @@ def measure_fleet(
             startup = time.monotonic() - t0
             startup_cpu = {
                 "mailer": cpu_delta({}, cpu_of(run.all_processes())),
-                "postgres": cpu_delta(pg_start, cpu_of(server.backends())),
+                "postgres": postgres_cpu(server) - pg_start,
             }
             time.sleep(SETTLE_S)  # past start-up work and the workers' first lease period
             idle_workers = list(worker_processes(conn).values())
             woken_before = wakeups(idle_workers)
-            before, pg_before = cpu_of(run.all_processes()), cpu_of(server.backends())
+            before, pg_before = cpu_of(run.all_processes()), postgres_cpu(server)
             t1 = time.monotonic()
             time.sleep(idle_seconds)
-            after, pg_after = cpu_of(run.all_processes()), cpu_of(server.backends())
+            after, pg_after = cpu_of(run.all_processes()), postgres_cpu(server)
             window = time.monotonic() - t1
             woken_after = wakeups(idle_workers)
             woken = [n - woken_before[pid] for pid, n in woken_after.items() if pid in woken_before]
@@ -156,7 +177,7 @@ def measure_fleet(
         "idle_window_s": window,
         "mailer_cpu_pct": cpu_delta(before, after) / window * 100,
         "worker_cpu_pct": worker_cpu / window * 100,
-        "postgres_cpu_pct": cpu_delta(pg_before, pg_after) / window * 100,
+        "postgres_cpu_pct": (pg_after - pg_before) / window * 100,
         # wake-ups of an idle worker per minute: mean, and the most of any one worker
         "worker_wakeups_per_min": {
             "mean": statistics.fmean(woken) * 60 / window if woken else float("nan"),
