@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from mailer.config import Settings
 from mailer.embedded import embedded_database_url, one_line
 from mailer.errors import MailerError
+from mailer.on_demand import OnDemandConnection
 from mailer.sql_queries import query
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def applied_migrations(url: str, timeout: float) -> set[int] | None:
 
 
 class Database:
-    """An async connection pool plus named-query helpers. Use as ``async with``."""
+    """An async connection pool (or one connection on demand) plus named-query helpers.
+    Use as ``async with``."""
 
     def __init__(
         self,
@@ -81,12 +83,22 @@ class Database:
         min_size: int = 1,
         max_size: int = 1,
         max_idle: float = 600.0,
+        on_demand_idle: float | None = None,
         prepare_threshold: int | None = PREPARE_THRESHOLD,
     ) -> None:
-        """``min_size=0`` with a short ``max_idle`` (seconds) holds no server connection
-        while idle: a connection unused for between ``max_idle`` and twice that closes.
-        ``prepare_threshold`` None: never prepare statements (PgBouncer before 1.21)."""
+        """A pool of ``min_size`` to ``max_size`` connections, each closed after
+        ``max_idle`` seconds unused while more than ``min_size`` are open. With
+        ``on_demand_idle`` (seconds) instead one connection and no pool
+        (:mod:`mailer.on_demand`): opened by the first query, closed once unused that
+        long; while none is open nothing wakes up. ``prepare_threshold`` None: never
+        prepare statements (PgBouncer before 1.21)."""
         self.url = url
+        self.pool: AsyncConnectionPool | OnDemandConnection
+        if on_demand_idle is not None:
+            self.pool = OnDemandConnection(
+                url, idle_seconds=on_demand_idle, prepare_threshold=prepare_threshold
+            )
+            return
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,

@@ -172,9 +172,29 @@ def _locked(path: Path) -> Iterator[bool]:
 
 
 def _journal_files(home: Path, account_id: int | None) -> list[Path]:
-    base = journal_dir(home, account_id)
-    pattern = "*.jsonl" if account_id is not None else "*/*.jsonl"
-    return sorted(base.glob(pattern)) if base.exists() else []
+    """The journals of one account, or of all, sorted (``os.scandir``: every worker looks
+    at start, and ``Path.glob`` cost it a millisecond or two of CPU)."""
+    if account_id is not None:
+        return _jsonl_files(journal_dir(home, account_id))
+    return [path for d in _subdirectories(journal_dir(home)) for path in _jsonl_files(d)]
+
+
+def _jsonl_files(directory: Path) -> list[Path]:
+    try:
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.name.endswith(".jsonl") and e.is_file()]
+    except FileNotFoundError:
+        return []
+    return [directory / name for name in sorted(names)]
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    try:
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.is_dir()]
+    except FileNotFoundError:
+        return []
+    return [directory / name for name in sorted(names)]
 
 
 def live_worker_ids(home: Path, account_ids: list[int] | None = None) -> list[str]:

@@ -69,9 +69,9 @@ EXIT_CRASH = 1
 EXIT_LOCKED = 3  # another worker holds this account's lock
 EXIT_DB_UNAVAILABLE = 75  # EX_TEMPFAIL: the database went away; not the account's fault
 
-#: The worker's query connection closes after this long unused (between once and twice
-#: it): an idle worker (a heartbeat and a poll a minute) holds no query connection most
-#: of the time, only the session holding its lock. A busy one keeps it.
+#: The worker's query connection closes after this long unused: an idle worker holds no
+#: connection most of the time (and, with none open, schedules nothing: see
+#: :mod:`mailer.on_demand`). A busy one keeps it.
 QUERY_CONNECTION_IDLE_SECONDS = 5.0
 
 
@@ -185,8 +185,7 @@ class Worker:
         try:
             async with Database(
                 self.query_url,
-                min_size=0,
-                max_idle=QUERY_CONNECTION_IDLE_SECONDS,
+                on_demand_idle=QUERY_CONNECTION_IDLE_SECONDS,
                 prepare_threshold=self.prepare_threshold,
             ) as db:
                 return await self._run_locked(db, listener)

@@ -30,18 +30,15 @@ class AccountLocks:
         self.conn: psycopg.AsyncConnection | None = None
         self.held: set[int] = set()
 
-    async def take(self, account_id: int) -> bool:
-        """Whether this session now holds ``account_id``'s lock (False: someone else does).
-        Raises OperationalError when the session is lost."""
-        if account_id in self.held:
-            return True
-        conn = await self._connection()
-        cur = await conn.execute(query("try_account_lock"), {"account_id": account_id})
-        row = await cur.fetchone()
-        if row and row["locked"]:
-            self.held.add(account_id)
-            return True
-        return False
+    async def take(self, account_ids: list[int]) -> set[int]:
+        """Those of ``account_ids`` whose lock this session now holds (the others: someone
+        else does), in one statement. Raises OperationalError when the session is lost."""
+        wanted = [a for a in account_ids if a not in self.held]
+        if wanted:
+            conn = await self._connection()
+            cur = await conn.execute(query("try_account_locks"), {"account_ids": wanted})
+            self.held.update(row["account_id"] for row in await cur.fetchall() if row["locked"])
+        return {a for a in account_ids if a in self.held}
 
     async def release(self, account_id: int) -> None:
         """Release ``account_id``'s lock (its worker has been reaped)."""

@@ -8,15 +8,18 @@ forks a worker per request. No event loop, thread or database connection exists 
 template before a fork.
 
 Each worker is still its own OS process, supervised exactly like a spawned one: the
-template forks twice, so the worker is re-parented to the orchestrator, which declares
-itself a child subreaper (``PR_SET_CHILD_SUBREAPER``). The orchestrator therefore reaps it,
+template forks twice (a short-lived middle process forks the workers of one request and
+exits), so the workers are re-parented to the orchestrator, which declares itself a
+child subreaper (``PR_SET_CHILD_SUBREAPER``). The orchestrator therefore reaps it,
 signals it and sees its exit status; the worker then sets ``PR_SET_PDEATHSIG`` so it gets
 SIGKILL when the orchestrator dies (the orchestrator held its account lock). A template
 that dies is started again on the next spawn; workers already forked are not its
 children and carry on.
 
-Protocol, over a Unix socket pair: the orchestrator writes ``{"account_id": N}`` as one
-JSON line; the template answers ``{"pid": P}`` or ``{"error": "..."}``. Linux only;
+Protocol, over a Unix socket pair: the orchestrator writes ``{"account_ids": [N, ...]}``
+as one JSON line (the accounts it starts at once: a fleet starts in a few requests, not
+one round trip per worker); the template answers ``{"pids": [P, ...]}``, one pid per
+account in order, plus ``"error"`` when it forked fewer (or none). Linux only;
 ``MAILER_FORK_SERVER=0`` (or another OS) spawns fresh interpreters instead.
 """
 
@@ -25,18 +28,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import setproctitle
+
+if TYPE_CHECKING:
+    from mailer.config import Settings
 
 log = logging.getLogger("mailer.orchestrator")
 
@@ -52,10 +60,15 @@ PRELOAD = (
     "psycopg_pool",
     "aiosmtplib",
 )
+#: Imported too when installed (a worker runs on uvloop when it is: 6 ms of CPU each to
+#: import it after the fork).
+PRELOAD_OPTIONAL = ("uvloop",)
 #: How long the template may take to import everything (a loaded host is slow).
 PRELOAD_TIMEOUT_SECONDS = 120.0
-#: How long a fork request may take before the template is deemed stuck.
+#: How long a fork request may take before the template is deemed stuck, plus
+#: SPAWN_SECONDS_PER_WORKER for each worker it asks for.
 SPAWN_TIMEOUT_SECONDS = 10.0
+SPAWN_SECONDS_PER_WORKER = 0.1
 
 
 class ForkServerError(OSError):
@@ -147,21 +160,25 @@ class ForkServer:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
 
-    async def spawn(self, account_id: int) -> ForkedProcess:
-        """Fork a worker for ``account_id``; ForkServerError when the template failed."""
+    async def spawn(self, account_ids: list[int]) -> dict[int, ForkedProcess | ForkServerError]:
+        """Fork a worker for each of ``account_ids`` in one request: account id -> its
+        process, or the ForkServerError that kept it from starting."""
         async with self._lock:
             try:
                 if self._writer is None:
                     await self._start()
-                reply = await asyncio.wait_for(self._ask(account_id), SPAWN_TIMEOUT_SECONDS)
+                timeout = SPAWN_TIMEOUT_SECONDS + SPAWN_SECONDS_PER_WORKER * len(account_ids)
+                reply = await asyncio.wait_for(self._ask(account_ids), timeout)
             except (OSError, EOFError, TimeoutError, ValueError) as exc:
                 await self.close()
-                raise ForkServerError(
-                    f"the fork server failed: {exc or type(exc).__name__}"
-                ) from exc
-            if "pid" not in reply:
-                raise ForkServerError(reply.get("error", "the fork server gave no pid"))
-            return ForkedProcess(int(reply["pid"]))
+                error = ForkServerError(f"the fork server failed: {exc or type(exc).__name__}")
+                return dict.fromkeys(account_ids, error)
+            pids = [int(pid) for pid in reply.get("pids", [])]
+            failed = ForkServerError(reply.get("error", "the fork server gave no pid"))
+            started: dict[int, ForkedProcess | ForkServerError] = dict.fromkeys(account_ids, failed)
+            for account_id, pid in zip(account_ids, pids, strict=False):
+                started[account_id] = ForkedProcess(pid)
+            return started
 
     async def start(self) -> None:
         """Start the template now (it takes a few seconds to preload), not on first use."""
@@ -172,9 +189,9 @@ class ForkServer:
                 await self.close()
                 log.error("cannot start the fork server (%s); retrying on the first spawn", exc)
 
-    async def _ask(self, account_id: int) -> dict[str, Any]:
+    async def _ask(self, account_ids: list[int]) -> dict[str, Any]:
         assert self._writer is not None and self._reader is not None
-        self._writer.write(json.dumps({"account_id": account_id}).encode() + b"\n")
+        self._writer.write(json.dumps({"account_ids": account_ids}).encode() + b"\n")
         await self._writer.drain()
         line = await self._reader.readline()
         if not line:
@@ -235,11 +252,30 @@ def preload() -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in PRELOAD_OPTIONAL:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     from mailer.sql_queries import queries
 
     queries()  # the named statements, parsed once (cached)
+    warm_up_crypto()
+    with contextlib.suppress(ValueError):  # each worker will say what is wrong
+        worker_settings()
     gc.collect()
     gc.freeze()
+
+
+def warm_up_crypto() -> None:
+    """Derive the worker's keys once with a throw-away secret: OpenSSL initializes on its
+    first use (3 ms of CPU), which every worker paid again after its fork."""
+    from mailer.credentials import CredentialBox
+    from mailer.tokens import TokenCodec
+    from mailer.verp import VerpCodec
+
+    secret = "template warm-up, not a key"
+    CredentialBox(secret)
+    TokenCodec(secret)
+    VerpCodec(secret)
 
 
 def serve(sock: socket.socket, orchestrator_pid: int) -> None:
@@ -247,47 +283,59 @@ def serve(sock: socket.socket, orchestrator_pid: int) -> None:
     sock.sendall(b'{"ready": true}\n')
     with sock, sock.makefile("rb") as requests:
         for line in requests:
+            reply: dict[str, Any] = {"pids": []}
             try:
-                account_id = int(json.loads(line)["account_id"])
-                reply: dict[str, Any] = {"pid": fork_worker(account_id, orchestrator_pid, sock)}
-            except (OSError, ValueError, KeyError) as exc:
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
+                account_ids = [int(a) for a in json.loads(line)["account_ids"]]
+                reply["pids"] = fork_workers(account_ids, orchestrator_pid, sock)
+                if len(reply["pids"]) < len(account_ids):
+                    reply["error"] = "the worker could not be forked"
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                reply["error"] = f"{type(exc).__name__}: {exc}"
             sock.sendall(json.dumps(reply).encode() + b"\n")
 
 
-def fork_worker(account_id: int, orchestrator_pid: int, sock: socket.socket) -> int:
-    """Fork twice (the worker is re-parented to the orchestrator); return its pid."""
+def fork_workers(account_ids: list[int], orchestrator_pid: int, sock: socket.socket) -> list[int]:
+    """Fork twice: one middle process forks a worker per account, says their pids and
+    exits, so they are all re-parented to the orchestrator at once. Their pids, in
+    order; fewer when a fork failed."""
     read_end, write_end = os.pipe()
-    middle = os.fork()
+    try:
+        middle = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if middle == 0:  # the short-lived middle process
-        code = 1
+        pids: list[str] = []
         try:
             os.close(read_end)
-            worker = os.fork()
-            if worker == 0:
-                os.close(write_end)
-                become_worker(account_id, orchestrator_pid, sock)
-            os.write(write_end, str(worker).encode())
-            code = 0
-        finally:
-            os._exit(code)
+            for account_id in account_ids:
+                worker = os.fork()
+                if worker == 0:
+                    os.close(write_end)
+                    become_worker(account_id, orchestrator_pid, sock)
+                pids.append(str(worker))
+        finally:  # the pids so far say which accounts started (a fork can fail)
+            os.write(write_end, (" ".join(pids) + "\n").encode())
+            os._exit(0)
     os.close(write_end)
     with open(read_end, "rb") as pipe:
-        answer = pipe.read()
+        answer = pipe.readline()  # not to EOF: no need to wait until each worker ran
     os.waitpid(middle, 0)
-    if not answer:
-        raise ForkServerError("the worker could not be forked")
-    return int(answer)
+    return [int(pid) for pid in answer.split()]
 
 
 def become_worker(account_id: int, orchestrator_pid: int, sock: socket.socket) -> None:
     """In the forked worker: wait to be the orchestrator's child, die with it, run."""
     code = 1
     try:
-        sock.close()
+        os.close(sock.detach())  # not sock.close(): the template's reader keeps it open
+        parent = os.getppid()
+        if parent != orchestrator_pid:  # the middle process, still forking the others
+            wait_for_exit(parent, 5)
         deadline = time.monotonic() + 5
         while os.getppid() != orchestrator_pid and time.monotonic() < deadline:
-            time.sleep(0.001)  # the middle process is exiting
+            time.sleep(0.001)  # the middle process's exit is being completed
         worker_preexec()
         if os.getppid() != orchestrator_pid:
             os._exit(0)  # the orchestrator is gone already
@@ -307,15 +355,38 @@ def become_worker(account_id: int, orchestrator_pid: int, sock: socket.socket) -
         os._exit(code)
 
 
-def run_worker(account_id: int) -> int:
-    """What ``mailer worker --account-id N`` runs, in a forked worker."""
-    from mailer.cli import run_until_signalled
+def wait_for_exit(pid: int, timeout: float) -> None:
+    """Sleep until process ``pid`` has exited (its pidfd becomes readable once it has,
+    after its children were re-parented), at most ``timeout`` seconds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+
+
+@functools.cache
+def worker_settings() -> Settings:
+    """The workers' settings, with logging set up: done once in the template (it runs
+    with its workers' environment, see ``Orchestrator._child_env``), not after every
+    fork. Invalid settings raise ValueError (in each worker, which then exits)."""
     from mailer.config import load_settings
     from mailer.logs import setup_logging
-    from mailer.worker import Worker, event_loop_factory
 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def run_worker(account_id: int) -> int:
+    """What ``mailer worker --account-id N`` runs, in a forked worker."""
+    from mailer.cli import run_until_signalled
+    from mailer.worker import Worker, event_loop_factory
+
+    settings = worker_settings()
     worker = Worker(settings, settings.database_url, account_id)
     return run_until_signalled(worker, settings, loop_factory=event_loop_factory())
 

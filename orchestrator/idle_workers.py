@@ -34,9 +34,13 @@ class IdleWorkerDuties:
     next_alive: float = 0.0
     next_due: float = 0.0
 
-    async def run(self, db: Database, running: Mapping[int, int]) -> None:
-        """``running``: account id -> pid of every running worker."""
+    async def run(self, db: Database, running_now: Callable[[], Mapping[int, int]]) -> None:
+        """``running_now()``: account id -> pid of every running worker (asked only when
+        a duty is due: a tick of the orchestrator's loop costs nothing per worker)."""
         now = self.clock()
+        if now < self.next_alive and now < self.next_due:
+            return
+        running = running_now()
         if not running:
             return
         if now >= self.next_alive:

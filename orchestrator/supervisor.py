@@ -86,6 +86,9 @@ KILL_MARGIN_SECONDS = 5.0
 RECONNECT_MAX_SECONDS = 5.0
 #: How often the orchestrator forgets ``workers`` rows whose heartbeat stopped long ago.
 STALE_WORKERS_EVERY_SECONDS = 60.0
+#: Workers started together: their locks in one statement, their forks in one request
+#: to the template (a fleet of 1,000 starts in 20 round trips, not 2,000).
+SPAWN_BATCH = 50
 
 WorkerCommand = Callable[[int], Sequence[str]]
 Process = asyncio.subprocess.Process | ForkedProcess
@@ -314,7 +317,7 @@ class Orchestrator:
                         await self._apply_pending(db)
                         await self._reconcile(db)
                         await self._forget_stale_workers(db)
-                        await self.idle.run(db, self._running_pids())
+                        await self.idle.run(db, self._running_pids)
                         self._db_failures = 0
                         await self._sleep(self._next_timeout())
                 finally:
@@ -371,11 +374,9 @@ class Orchestrator:
 
     # -- the account locks ---------------------------------------------------------------
 
-    async def _take_lock(self, slot: WorkerSlot) -> bool:
-        """Take the account's lock before starting its worker; if another host (or a
-        standalone worker) holds it, retry when it is seen free or later."""
-        if await self.locks.take(slot.account_id):
-            return True
+    def _locked_elsewhere(self, slot: WorkerSlot) -> None:
+        """Another host (or a standalone worker) holds the account's lock: retry when it
+        is seen free or later."""
         slot.waiting_for_lock = True
         slot.not_before = self.clock() + locked_retry_delay(self.rand())
         log.info(
@@ -384,7 +385,6 @@ class Orchestrator:
             slot.account_id,
             slot.not_before - self.clock(),
         )
-        return False
 
     async def _release_reaped(self) -> None:
         """Release the locks of reaped workers (unless the account runs again already)."""
@@ -455,6 +455,7 @@ class Orchestrator:
                     slot.failures, slot.not_before, slot.waiting_for_lock = 0, 0.0, False
         now = self.clock()
         held: set[int] | None = None
+        startable: list[WorkerSlot] = []
         for account_id, status in statuses.items():
             if status != "active":
                 continue
@@ -474,23 +475,44 @@ class Orchestrator:
                 if account_id in held:
                     continue
                 log.info("account %s's lock is free again; taking over", account_id)
-            if await self._take_lock(slot):
-                await self._spawn(slot)
+            startable.append(slot)
+        for start in range(0, len(startable), SPAWN_BATCH):
+            await self._start_batch(startable[start : start + SPAWN_BATCH])
 
-    async def _start_process(self, account_id: int) -> Process:
+    async def _start_batch(self, slots: list[WorkerSlot]) -> None:
+        """Take the accounts' locks (one statement) and start the workers of those taken
+        (one request to the fork server)."""
+        taken = await self.locks.take([slot.account_id for slot in slots])
+        ready = [slot for slot in slots if slot.account_id in taken]
+        for slot in slots:
+            if slot.account_id not in taken:
+                self._locked_elsewhere(slot)
+        started = await self._start_processes([slot.account_id for slot in ready])
+        for slot in ready:
+            self._spawned(slot, started[slot.account_id])
+
+    async def _start_processes(self, account_ids: list[int]) -> dict[int, Process | OSError]:
+        """Account id -> its new worker process, or why it could not start."""
+        if not account_ids:
+            return {}
         if self.forkserver is not None:
-            return await self.forkserver.spawn(account_id)
-        return await asyncio.create_subprocess_exec(
-            *self.command(account_id),
-            env=self._child_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=worker_preexec,  # a worker whose orchestrator died stops at once
-        )
+            return dict(await self.forkserver.spawn(account_ids))
+        started: dict[int, Process | OSError] = {}
+        for account_id in account_ids:
+            try:
+                started[account_id] = await asyncio.create_subprocess_exec(
+                    *self.command(account_id),
+                    env=self._child_env(),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    preexec_fn=worker_preexec,  # a worker whose orchestrator died stops at once
+                )
+            except OSError as exc:
+                started[account_id] = exc
+        return started
 
-    async def _spawn(self, slot: WorkerSlot) -> None:
-        try:
-            process = await self._start_process(slot.account_id)
-        except OSError as exc:
+    def _spawned(self, slot: WorkerSlot, process: Process | OSError) -> None:
+        if isinstance(process, OSError):
+            exc = process
             slot.failures += 1
             delay = restart_delay(slot.failures)
             slot.not_before = self.clock() + delay

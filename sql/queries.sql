@@ -2107,6 +2107,13 @@ WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker_id)s AND status = 'se
 
 -- Connections: the orchestrator holds its workers' account locks on one session.
 
+-- try_account_locks --
+-- try_account_lock for many accounts in one statement (an orchestrator starting its
+-- workers): whether this session now holds each one's lock. Call it only for accounts
+-- the session does not hold yet (a session lock taken twice must be released twice).
+SELECT id AS account_id, pg_try_advisory_lock(734602, id) AS locked
+FROM unnest(%(account_ids)s::int[]) AS id
+
 -- release_account_lock --
 -- The orchestrator reaped the account's worker: let another host (or worker) take it.
 SELECT pg_advisory_unlock(734602, %(account_id)s::int) AS released

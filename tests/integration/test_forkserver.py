@@ -56,6 +56,10 @@ async def test_forked_workers_send_restart_within_two_seconds_and_die_with_the_o
             os.kill(pid_a, signal.SIGKILL)
             pid_a = await one_worker(sql, a, parent=orch.pid, not_pid=pid_a)
             assert time.monotonic() - killed < 2.5, "a killed worker is back within 2 s"
+            killed = time.monotonic()  # forked alone too: its middle process may be gone
+            os.kill(pid_b, signal.SIGKILL)  # before it looks (it must not wait then)
+            pid_b = await one_worker(sql, b, parent=orch.pid, not_pid=pid_b)
+            assert time.monotonic() - killed < 2.5, "a killed worker is back within 2 s"
             assert "was killed (exit code -9 (SIGKILL))" in orch.log
 
             # A dead template is started again; the workers it forked carry on.
