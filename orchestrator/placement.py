@@ -11,9 +11,10 @@ never starts their workers.
 
 The heartbeat also beats from a task of its own (every ``host_dead_seconds / 5``), so a
 pass that takes long (starting hundreds of workers) never makes the host look dead. A
-host claims nothing on its first pass, only registers: orchestrators started together
-see each other before they claim, instead of one taking everything and handing half
-back a pass later.
+host's first pass registers it, waits :data:`ANNOUNCE_SECONDS` and only then claims:
+orchestrators started together see each other before they claim, instead of one taking
+everything and handing half back a pass later (one started later gets its share
+handed back).
 
 A host that stops cleanly leaves (:meth:`HostPlacement.leave`): its placements go at once.
 A host killed outright keeps its rows until its heartbeat is ``host_dead_seconds`` old;
@@ -45,6 +46,9 @@ FORGET_DEAD_HOSTS_EVERY_SECONDS = 600.0
 
 #: A stopping host gives up handing its accounts back after this long (database away).
 LEAVE_TIMEOUT_SECONDS = 5.0
+
+#: A starting host registers, waits this long for hosts started with it, then claims.
+ANNOUNCE_SECONDS = 0.5
 
 #: The status :meth:`HostPlacement.restrict` gives active accounts another host runs.
 PLACED_ELSEWHERE = "placed on another host"
@@ -88,10 +92,12 @@ class HostPlacement:
         """``statuses`` (account id -> status) with the active accounts this host is not
         to run as :data:`PLACED_ELSEWHERE`; ``running``: accounts whose worker still runs."""
         active = {a for a, status in statuses.items() if status == "active"}
-        first = self.last is None
+        if self.last is None:
+            await self._step(db, active, running)  # registers this host
+            await asyncio.sleep(ANNOUNCE_SECONDS)
         decision = await self._step(db, active, running)
         self._keep_beating(db)
-        mine = decision.keep | (frozenset() if first else await self._claim(db, decision.claim))
+        mine = decision.keep | await self._claim(db, decision.claim)
         return {
             a: PLACED_ELSEWHERE if status == "active" and a not in mine else status
             for a, status in statuses.items()
