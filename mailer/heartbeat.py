@@ -5,7 +5,8 @@ journal on its interval, renew the leases of claimed rows, touch the ``workers``
 judge the account's reputation on its cadence and re-read the account (an admin's
 UPDATE; NOTIFY usually brings it sooner). Every fifth beat: resync the database clock,
 settle what dead workers of this account left (feeding the limit gate; every beat in the
-worker's first lease period) and requeue expired leases of accounts nobody runs.
+worker's first lease period, when its start found rows of theirs still in flight) and
+requeue expired leases of accounts nobody runs.
 
 A worker holding rows beats every ``heartbeat_seconds``; an idle one every
 :data:`IDLE_HEARTBEAT_SECONDS` on average (30 to 90 s, see :func:`spread`; a quarter of
@@ -74,6 +75,9 @@ class Heartbeat:
     rand: Callable[[], float] = random.random
     next_reputation_check: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    #: False when the worker's start left nothing of a predecessor to settle (see
+    #: :meth:`settling`): its first lease period needs no short beats.
+    predecessor_rows: bool = True
     _nudged: asyncio.Event = field(default_factory=asyncio.Event)
     _idle_wait: bool = False
 
@@ -102,8 +106,14 @@ class Heartbeat:
     def settling(self) -> bool:
         """Whether rows a dead predecessor left in flight may still be leased: until a
         lease has run out since this worker started (none can be added after: it holds
-        the account's lock), the idle heartbeat stays short and recovers them."""
-        return time.monotonic() < self.started + self.settings.lease_seconds * 1.5
+        the account's lock), the idle heartbeat stays short and recovers them. Under
+        ``mailer run`` a worker whose start found none left (``predecessor_rows`` False)
+        has nothing to wait for (its orchestrator recovers other accounts' expired
+        leases): in a fleet's long start its beats would each open a connection for
+        nothing. A standalone worker keeps them: it is what recovers its pool's."""
+        return (
+            self.predecessor_rows or not self.under_parent
+        ) and time.monotonic() < self.started + self.settings.lease_seconds * 1.5
 
     def interval(self) -> float:
         if self.holding():

@@ -126,6 +126,15 @@ class LeaseKeeper:
             )
         return recovered
 
+    async def others_hold_rows(self, account_id: int) -> bool:
+        """Whether another worker id still leases rows of the account (after
+        :meth:`recover_account_rows`: rows a dead predecessor has in flight)."""
+        row = await self.db.fetch_one(
+            "account_rows_leased_by_others",
+            {"account_id": account_id, "worker_id": self.worker_id},
+        )
+        return bool(row and row["leased"])
+
     async def recover_expired_leases(self) -> Recovery:
         """Requeue rows whose lease ran out and whose account nobody runs; first replay
         this host's dead workers' journals of accounts with such rows in flight (an

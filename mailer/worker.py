@@ -140,6 +140,7 @@ class Worker:
         self.bounced: set[str] = set()
         self.checked_email = ""
         self.leased = False  # holding claimed rows (the heartbeat renews their lease)
+        self.predecessor_rows = True  # rows a dead worker of the account has in flight
         self.parent_pid = os.getppid()
         self.session: AccountSession
         self.heartbeat: Heartbeat
@@ -247,6 +248,7 @@ class Worker:
         self.traffic = Traffic(db, self.account_id)  # adaptive rates, server-wide storms
         await self.traffic.load()
         await self.leases.recover_account_rows(self.account_id)
+        self.predecessor_rows = await self.leases.others_hold_rows(self.account_id)
         await self.session.load_gate(self.worker_id)
         await db.execute(
             "register_worker",
@@ -332,6 +334,7 @@ class Worker:
             stopping=lambda: self.stopping,
             parent_pid=self.parent_pid,
             under_parent=self.settings.lock_held_by_parent,
+            predecessor_rows=self.predecessor_rows,
         )
 
     async def _refresh_account(self) -> None:

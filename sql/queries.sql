@@ -268,6 +268,15 @@ SET status = 'queued', attempts = attempts - (attempt_started_at IS NOT NULL)::i
 WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
 RETURNING id
 
+-- account_rows_leased_by_others --
+-- Whether rows of the account are still leased by another worker id once the account's
+-- new worker has recovered what it could at start (rows a dead predecessor had in flight
+-- wait for their leases to run out). None: the new worker has nothing left to settle.
+SELECT EXISTS (
+    SELECT 1 FROM email_queue
+    WHERE status = 'sending' AND locked_account_id = %(account_id)s
+      AND locked_by <> %(worker_id)s) AS leased
+
 -- recover_account_rows --
 -- Run by a worker holding its account's lock (at start, then with its heartbeat): rows
 -- still leased to the account by another worker id belong to a dead worker, or to one that

@@ -66,3 +66,14 @@ def test_an_idle_worker_under_mailer_run_beats_every_ten_minutes_its_orchestrato
     busy = heartbeat(holding=True, age=3600)
     busy.under_parent = True
     assert busy.interval() == 2.0
+
+
+def test_a_new_worker_whose_start_left_nothing_to_settle_beats_at_the_idle_pace_at_once():
+    clean = heartbeat(holding=False, age=0, lease_seconds=60.0)
+    clean.predecessor_rows = False
+    assert clean.settling()  # standalone: it recovers its pool's expired leases
+    clean.under_parent = True
+    assert not clean.settling() and clean.interval() == PARENT_IDLE_SECONDS
+    busy = heartbeat(holding=True, age=0)
+    busy.predecessor_rows = False
+    assert busy.interval() == 2.0
