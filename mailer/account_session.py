@@ -22,6 +22,8 @@ log = logging.getLogger("mailer.worker")
 
 #: Rows a worker holds while waiting for a slot; beyond this it gives them back.
 HOLD_SECONDS = 10.0
+#: A clock reading refused for its slow round trip raises the bar by this factor.
+CLOCK_TRIP_AGING = 1.5
 
 
 class AccountSession:
@@ -33,6 +35,7 @@ class AccountSession:
         self.settings = settings
         self.accounts = AccountManager(db)
         self.clock_offset = 0.0
+        self._clock_trip: float | None = None  # round trip of the reading in use
         self.account: SenderAccount
         self.gate: LimitGate
 
@@ -69,7 +72,9 @@ class AccountSession:
     async def sync_clock(self, samples: int = 1) -> None:
         """Measure the database clock against this host's: its ``now()`` is taken to be
         the midpoint of the round trip that read it, and of ``samples`` round trips the
-        shortest counts (the error is at most half of it). Two workers of one account
+        shortest counts (the error is at most half of it); a later reading replaces it
+        only when its trip is no longer than that of the reading in use (whose bar rises
+        by :data:`CLOCK_TRIP_AGING` with each reading refused). Two workers of one account
         (a restart, a take-over by another host) stamp sends and space them by this."""
         best: tuple[float, float] | None = None
         for _ in range(samples):
@@ -80,7 +85,13 @@ class AccountSession:
             if best is None or after - before < best[0]:
                 best = (after - before, row["now"].timestamp() - (before + after) / 2)
         assert best is not None
-        self.clock_offset = best[1]
+        trip, offset = best
+        if self._clock_trip is not None and trip > self._clock_trip:
+            # A slower trip is a worse reading: keep the offset (a jump would move the
+            # stamps of consecutive sends), but accept a typical trip again before long.
+            self._clock_trip *= CLOCK_TRIP_AGING
+            return
+        self._clock_trip, self.clock_offset = trip, offset
 
     def now(self) -> float:
         """Seconds since the epoch on the database's clock."""
