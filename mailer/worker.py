@@ -544,9 +544,7 @@ class Worker:
         """Pace, mark (unless ``marked`` ahead), send ``row`` and record its outcome; the
         next pending row may be marked meanwhile (:mod:`mailer.lookahead`)."""
         if not await self.traffic.pace(row, self.session.gate.limits, self._pause, self._halted):
-            if marked:
-                await self.queue.unmark([row.id])
-            await self.queue.release([row.id])
+            await self.queue.release([row.id])  # a mark made ahead gets its attempt back
             return Step.STOP
         if not marked:
             step = await self._mark(row)
