@@ -18,6 +18,7 @@ message. :mod:`mailer.senders.smtp_replies` says what each reply means.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -344,8 +345,9 @@ class SmtpSender:
             if account.smtp_username:
                 await client.login(account.smtp_username, password)
         except Exception as exc:
-            if client.is_connected:
-                client.close()
+            transport = client.transport
+            client.close()
+            await _abort(transport)
             if hint := starttls_unsupported(exc, account):
                 raise AccountError(hint, kind="config") from exc
             error = classify(exc, "", stage="greeting")
@@ -387,14 +389,28 @@ class SmtpSender:
             raise AccountError(str(exc), kind="auth") from None
 
     async def close(self) -> None:
+        """QUIT and drop the connection; its socket is closed when this returns. Under TLS
+        the socket is not left waiting for the server's close_notify (smtplib does not wait
+        either): a worker stopping right after would leave it open behind its event loop."""
         client, self._client = self._client, None
         if client is None:
             return
+        transport = client.transport
         try:
             if client.is_connected:
                 await client.quit(timeout=5)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
             client.close()
+            await _abort(transport)
+
+
+async def _abort(transport: asyncio.BaseTransport | None) -> None:
+    """Close the socket under a closed connection now, TLS or not."""
+    if transport is not None:
+        transport.abort()
+        await asyncio.sleep(0)  # the loop closes an aborted socket on its next turn
 
 
 def _advertised_size(client: aiosmtplib.SMTP) -> int:

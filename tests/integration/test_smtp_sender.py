@@ -369,3 +369,19 @@ async def test_starttls_against_a_plain_server_says_which_setting_to_change(sett
     assert caught.value.kind == "config"  # suspends the account instead of backing off forever
     assert "does not offer STARTTLS" in str(caught.value)
     assert "`mailer accounts edit 1 --smtp-security none`" in str(caught.value)
+
+
+async def test_closing_a_tls_connection_closes_its_socket_before_returning(settings, tmp_path):
+    """After QUIT the socket under TLS is closed at once, as smtplib does, instead of when
+    the server's close_notify arrives: a worker that stops right after would otherwise
+    leave the socket open behind its event loop."""
+    ca_file, server_context = make_ca_and_server_cert(tmp_path)
+    with ScriptedSMTPServer(tls_context=server_context) as smtp:
+        account = account_for(smtp, smtp_security="starttls", smtp_tls_ca_file=str(ca_file))
+        sender = SmtpSender(account, settings, CredentialBox("k"))
+        await sender.ready()
+        client = sender._client
+        assert client is not None and client.get_transport_info("sslcontext") is not None
+        raw_socket = client.get_transport_info("socket")
+        await sender.close()
+        assert raw_socket.fileno() == -1
