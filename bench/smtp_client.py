@@ -1,7 +1,8 @@
 """One ceiling client process: ``python -m bench.smtp_client HOST PORT COUNT OFFSET``.
 
-It pre-builds COUNT messages (with Mailer's own renderer, so they are the same bytes
-Mailer would send), prints ``ready``, waits for a line on stdin, then sends them all over
+It pre-builds COUNT messages (with a worker's own renderer and settings: tracked links,
+open pixel, List-Unsubscribe, feedback headers, VERP; so they are the bytes Mailer sends
+for the same rows), prints ``ready``, waits for a line on stdin, then sends them all over
 one reused aiosmtplib connection and prints ``{"start": t0, "end": t1, "sent": n}``.
 """
 
@@ -15,7 +16,9 @@ import time
 import aiosmtplib
 
 from bench.content import bench_account, bench_row
-from mailer.render import Renderer
+from mailer.config import load_settings
+from mailer.credentials import secret_key
+from mailer.worker import message_renderer
 
 
 async def send_all(host: str, port: int, messages: list[tuple[str, str, bytes]]) -> int:
@@ -32,7 +35,8 @@ async def send_all(host: str, port: int, messages: list[tuple[str, str, bytes]])
 def main() -> None:
     host, port, count, offset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     account = bench_account(f"ceiling{offset}@bench.example")
-    renderer = Renderer(max_message_bytes=10 * 1024 * 1024)
+    settings = load_settings()
+    renderer = message_renderer(settings, secret_key(settings))
     messages = []
     for i in range(offset, offset + count):
         msg = renderer.render(bench_row(i, f"<{i}.ceiling@bench.example>"), account)

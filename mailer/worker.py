@@ -93,6 +93,25 @@ class Step(enum.Enum):
     STOP = "stop"  # the account cannot go on; give the rest of the batch back
 
 
+def message_renderer(
+    settings: Settings, secret: str, post_render: Iterable[PostRender] | None = None
+) -> Renderer:
+    """The renderer of a worker: ``post_render`` None means the tracking hooks (links,
+    pixel, List-Unsubscribe) and the feedback headers (List-Id, Feedback-ID); the envelope
+    sender is VERP-encoded."""
+    tracking = TrackingHooks(settings, TokenCodec(secret))
+    return Renderer(
+        max_message_bytes=settings.max_message_bytes,
+        variables=[tracking.variables],
+        post_render=(
+            [tracking.post_render, add_feedback_headers] if post_render is None else post_render
+        ),
+        reject_special_use_domains=settings.reject_special_use_domains,
+        smtputf8=True,  # senders use SMTPUTF8 where offered, else fail the row clearly
+        envelope_from=VerpCodec(secret).envelope_from,
+    )
+
+
 class Worker:
     """Sends for one account. ``await run()`` returns the process exit code."""
 
@@ -115,17 +134,7 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sender_factory = sender_factory
         secret = secret_key(settings)
-        tracking = TrackingHooks(settings, TokenCodec(secret))
-        self.renderer = Renderer(
-            max_message_bytes=settings.max_message_bytes,
-            variables=[tracking.variables],
-            post_render=(
-                [tracking.post_render, add_feedback_headers] if post_render is None else post_render
-            ),
-            reject_special_use_domains=settings.reject_special_use_domains,
-            smtputf8=True,  # senders use SMTPUTF8 where offered, else fail the row clearly
-            envelope_from=VerpCodec(secret).envelope_from,
-        )
+        self.renderer = message_renderer(settings, secret, post_render)
         self.box = CredentialBox(secret)
         self.journal = OutcomeJournal(
             settings.home, account_id, self.worker_id, settings.journal_fsync_seconds
