@@ -20,7 +20,7 @@ from mailer.credentials import CredentialBox, SecretKeyError
 from mailer.errors import AccountError, DeliveryError
 from mailer.gmail import classify, client_for_account
 from mailer.models import SenderAccount
-from mailer.senders.smtp import starttls_unsupported
+from mailer.senders.smtp import drop_connection, starttls_unsupported
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         return f"{response.code} {response.message}"
 
     async def quit_() -> str:
+        transport = client.transport
         response = await client.quit()
+        await drop_connection(client, transport)
         return f"{response.code} {response.message}"
 
     try:
@@ -106,8 +108,7 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         if ok:
             await report.run("QUIT", quit_)
     finally:
-        if client.is_connected:
-            client.close()
+        await drop_connection(client, client.transport)
     return report
 
 

@@ -43,7 +43,7 @@ from mailer.render import RenderedMessage
 from mailer.senders import SendResult
 from mailer.senders.smtp_replies import classify_response
 
-__all__ = ["SmtpSender", "classify", "classify_response", "ehlo_hostname"]
+__all__ = ["SmtpSender", "classify", "classify_response", "drop_connection", "ehlo_hostname"]
 
 log = logging.getLogger("mailer.smtp")
 
@@ -345,9 +345,7 @@ class SmtpSender:
             if account.smtp_username:
                 await client.login(account.smtp_username, password)
         except Exception as exc:
-            transport = client.transport
-            client.close()
-            await _abort(transport)
+            await drop_connection(client, client.transport)
             if hint := starttls_unsupported(exc, account):
                 raise AccountError(hint, kind="config") from exc
             error = classify(exc, "", stage="greeting")
@@ -402,12 +400,15 @@ class SmtpSender:
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass
         finally:
-            client.close()
-            await _abort(transport)
+            await drop_connection(client, transport)
 
 
-async def _abort(transport: asyncio.BaseTransport | None) -> None:
-    """Close the socket under a closed connection now, TLS or not."""
+async def drop_connection(client: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None) -> None:
+    """Close ``client`` and the socket under it now, TLS or not (asyncio would keep a
+    TLS connection's socket open until the server's close_notify, past the end of a
+    worker or command that stops right after). ``transport``: the client's, read before
+    a QUIT, which forgets it."""
+    client.close()
     if transport is not None:
         transport.abort()
         await asyncio.sleep(0)  # the loop closes an aborted socket on its next turn
