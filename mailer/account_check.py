@@ -1,9 +1,10 @@
 """``mailer accounts check``: does an account work, tested without sending anything.
 
-SMTP: connect (TLS from the start for ``tls``), STARTTLS (``starttls``), AUTH (when the
-account has a username), QUIT. Gmail: build the client, get an access token,
-``users.getProfile``, and compare the mailbox with the account's address. Each step
-reports what it found in words; the first failure ends the check.
+SMTP: the TLS settings the worker uses (the account's CA file, or no verification),
+connect (TLS from the start for ``tls``) with the worker's EHLO name, STARTTLS
+(``starttls``), AUTH (when the account has a username), QUIT. Gmail: build the client,
+get an access token, ``users.getProfile``, and compare the mailbox with the account's
+address. Each step reports what it found in words; the first failure ends the check.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from mailer.credentials import CredentialBox, SecretKeyError
 from mailer.errors import AccountError, DeliveryError
 from mailer.gmail import classify, client_for_account
 from mailer.models import SenderAccount
-from mailer.senders.smtp import drop_connection, starttls_unsupported
+from mailer.senders.smtp import (
+    drop_connection,
+    ehlo_hostname,
+    starttls_unsupported,
+    tls_context,
+)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,24 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
     report = Report()
     security = account.smtp_security
     port = account.smtp_port or {"tls": 465, "starttls": 587}.get(security, 25)
+    context: list[ssl.SSLContext] = []
+
+    async def tls_settings() -> str:
+        context.append(tls_context(account))
+        if not account.smtp_tls_verify:
+            return "certificate verification OFF (--tls-no-verify)"
+        return f"verifying the server against {account.smtp_tls_ca_file or 'the system CAs'}"
+
+    if security != "none" and not await report.run("TLS settings", tls_settings):
+        return report
     client = aiosmtplib.SMTP(
         hostname=account.smtp_host or "",
         port=port,
         use_tls=security == "tls",
         start_tls=False,
         timeout=settings.smtp_timeout_seconds,
-        tls_context=ssl.create_default_context() if security != "none" else None,
+        local_hostname=ehlo_hostname(account, settings),
+        tls_context=context[0] if context else None,
     )
 
     async def connect() -> str:

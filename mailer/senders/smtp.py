@@ -201,6 +201,31 @@ def _ascii_address(address: str) -> tuple[str, bool]:
     return f"{local}@{domain}", not local.isascii()
 
 
+def tls_context(account: SenderAccount) -> ssl.SSLContext:
+    """The TLS context for ``account``'s server: the system's trusted CAs, or the
+    account's ``smtp_tls_ca_file``; no verification (logged as a warning) when
+    ``smtp_tls_verify`` is off. AccountError (``config``) when the CA file cannot be read."""
+    try:
+        context = ssl.create_default_context(cafile=account.smtp_tls_ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise AccountError(
+            f"cannot load the account's TLS CA file {account.smtp_tls_ca_file!r}: {exc} "
+            "(fix it with `mailer accounts edit ID --tls-ca-file PEM`)",
+            kind="config",
+        ) from None
+    if not account.smtp_tls_verify:
+        log.warning(
+            "account %s: TLS certificate verification is OFF (--tls-no-verify): anyone "
+            "on the path to %s can read and change this mail and its password; use "
+            "--tls-ca-file instead",
+            account.id,
+            account.smtp_host,
+        )
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class SmtpSender:
     """Sends through one account's SMTP server (see module docstring)."""
 
@@ -330,7 +355,7 @@ class SmtpSender:
             start_tls=security == "starttls",
             timeout=self.settings.smtp_timeout_seconds,
             local_hostname=self.ehlo_name,
-            tls_context=self._tls_context() if security != "none" else None,
+            tls_context=tls_context(account) if security != "none" else None,
         )
         password = self._password()
         try:
@@ -355,28 +380,6 @@ class SmtpSender:
                 f"cannot connect: {error}", kind="unavailable", code=error.code
             ) from exc
         return client
-
-    def _tls_context(self) -> ssl.SSLContext:
-        account = self.account
-        try:
-            context = ssl.create_default_context(cafile=account.smtp_tls_ca_file or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise AccountError(
-                f"cannot load the account's TLS CA file {account.smtp_tls_ca_file!r}: {exc} "
-                "(fix it with `mailer accounts edit ID --tls-ca-file PEM`)",
-                kind="config",
-            ) from None
-        if not account.smtp_tls_verify:
-            log.warning(
-                "account %s: TLS certificate verification is OFF (--tls-no-verify): anyone "
-                "on the path to %s can read and change this mail and its password; use "
-                "--tls-ca-file instead",
-                account.id,
-                account.smtp_host,
-            )
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
     def _password(self) -> str:
         if not self.account.smtp_username:

@@ -11,6 +11,7 @@ import pytest
 from mailer.credentials import CredentialBox
 from tests.support.gmail_api import Answer, GmailStandIn
 from tests.support.smtp_server import ScriptedSMTPServer
+from tests.support.tls import make_ca_and_server_cert
 
 BOX = CredentialBox("test-secret-key")
 
@@ -98,3 +99,22 @@ def test_check_an_smtp_account(mailer) -> None:
                "--smtp-port", str(plain.port))  # fmt: skip
         out = mailer("accounts", "check", "4", code=1)
     assert "FAILED  STARTTLS: " in out and "`mailer accounts edit 4 --smtp-security none`" in out
+
+
+def test_check_uses_the_accounts_tls_ca_file_as_the_worker_does(mailer, tmp_path: Path) -> None:
+    """A relay with a private CA: the check trusts the account's CA file (as the worker
+    does), fails without it, and names an unreadable one instead of a traceback."""
+    ca_file, server_context = make_ca_and_server_cert(tmp_path)
+    with ScriptedSMTPServer(tls_context=server_context) as smtp:
+        base = ("--smtp-host", smtp.host, "--smtp-port", str(smtp.port))
+        mailer("accounts", "add", "--email", "a@example.com", *base, "--tls-ca-file", str(ca_file))
+        mailer("accounts", "add", "--email", "b@example.com", *base)
+        trusted = mailer("accounts", "check", "1")
+        untrusted = mailer("accounts", "check", "2", code=1)
+    assert f"ok  TLS settings: verifying the server against {ca_file}" in trusted
+    assert "ok  STARTTLS: 220" in trusted and "ok  QUIT: 221" in trusted
+    assert "FAILED  STARTTLS: " in untrusted and "CERTIFICATE_VERIFY_FAILED" in untrusted
+    ca_file.unlink()
+    gone = mailer("accounts", "check", "1", code=1)
+    assert "FAILED  TLS settings: cannot load the account's TLS CA file" in gone
+    assert "Traceback" not in gone and "connect" not in gone.split("TLS settings")[1]
