@@ -69,6 +69,7 @@ reserve_pool_size = 0
 max_client_conn = 200
 server_reset_query =
 server_check_delay = 0
+server_login_retry = 1
 """
 
 
