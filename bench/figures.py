@@ -156,6 +156,7 @@ def ceiling(sink: Sink, k: int, n: int) -> dict[str, Any]:
         "seconds": elapsed,
         "msgs_per_s": sent / elapsed,
         "message_bytes": results[0]["bytes"],
+        "client_cpu_s": sum(r["cpu"] for r in results),
         "sink_cpu_s": cpu_delta(sink_cpu, cpu_of([sink.process])),
     }
 
@@ -229,6 +230,10 @@ def fig_throughput(
     ratio = mailer["msgs_per_s"] / ceil["msgs_per_s"]
     steady_ratio = (mailer["steady_msgs_per_s"] or 0) / ceil["msgs_per_s"]
     per_k = 1000 / messages
+    ceiling_cores = (ceil["client_cpu_s"] + ceil["sink_cpu_s"]) / ceil["seconds"]
+    mailer_cores = (
+        mailer["mailer_cpu_s"] + mailer["postgres_cpu_s"] + mailer["sink_cpu_s"]
+    ) / mailer["seconds"]
     return {
         "accounts": accounts,
         "messages": messages,
@@ -269,6 +274,18 @@ def fig_throughput(
                 "CPU s per 1000 msgs: mailer / postgres / sink (ceiling's sink)",
                 f"{mailer['mailer_cpu_s'] * per_k:.2f} / {mailer['postgres_cpu_s'] * per_k:.2f}"
                 f" / {mailer['sink_cpu_s'] * per_k:.2f} ({ceil['sink_cpu_s'] * per_k:.2f})",
+                "",
+                "-",
+            ],
+            [
+                "CPU s per 1000 msgs, ceiling: clients (sending only) / sink",
+                f"{ceil['client_cpu_s'] * per_k:.2f} / {ceil['sink_cpu_s'] * per_k:.2f}",
+                "",
+                "-",
+            ],
+            [
+                "cores busy with the processes above: ceiling / mailer run",
+                f"{ceiling_cores:.2f} / {mailer_cores:.2f} of {psutil.cpu_count()}",
                 "",
                 "-",
             ],
