@@ -1,8 +1,9 @@
 """``mailer accounts check``: does an account work, tested without sending anything.
 
 SMTP: the TLS settings the worker uses (the account's CA file, or no verification),
-connect (TLS from the start for ``tls``) with the worker's EHLO name, STARTTLS
-(``starttls``), AUTH (when the account has a username), QUIT. Gmail: build the client,
+connect (TLS from the start for ``tls``), EHLO with the worker's name (HELO if the
+server has no ESMTP), STARTTLS (``starttls``), AUTH (when the account has a username),
+QUIT. Gmail: build the client,
 get an access token, ``users.getProfile``, and compare the mailbox with the account's
 address. Each step reports what it found in words; the first failure ends the check.
 """
@@ -24,6 +25,7 @@ from mailer.models import SenderAccount
 from mailer.senders.smtp import (
     drop_connection,
     ehlo_hostname,
+    is_fully_qualified,
     starttls_unsupported,
     tls_context,
 )
@@ -79,13 +81,14 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
 
     if security != "none" and not await report.run("TLS settings", tls_settings):
         return report
+    name = ehlo_hostname(account, settings)
     client = aiosmtplib.SMTP(
         hostname=account.smtp_host or "",
         port=port,
         use_tls=security == "tls",
         start_tls=False,
         timeout=settings.smtp_timeout_seconds,
-        local_hostname=ehlo_hostname(account, settings),
+        local_hostname=name,
         tls_context=context[0] if context else None,
     )
 
@@ -94,6 +97,18 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
             raise OSError("the account has no smtp_host")
         response = await client.connect()
         return f"{account.smtp_host}:{port} answered {response.code} {response.message}"
+
+    async def ehlo() -> str:
+        try:
+            response = await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            response = await client.helo()  # a server without ESMTP, as the worker does
+        said = f"{name}: {response.code} {response.message.splitlines()[0]}"
+        if not is_fully_qualified(name):
+            said += " (not a fully qualified name: strict servers refuse it)"
+        return said
 
     async def starttls() -> str:
         try:
@@ -117,7 +132,7 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         return f"{response.code} {response.message}"
 
     try:
-        ok = await report.run("connect", connect)
+        ok = await report.run("connect", connect) and await report.run("EHLO", ehlo)
         if ok and security == "starttls":
             ok = await report.run("STARTTLS", starttls)
         if ok and account.smtp_username:

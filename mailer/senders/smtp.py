@@ -43,7 +43,14 @@ from mailer.render import RenderedMessage
 from mailer.senders import SendResult
 from mailer.senders.smtp_replies import classify_response
 
-__all__ = ["SmtpSender", "classify", "classify_response", "drop_connection", "ehlo_hostname"]
+__all__ = [
+    "SmtpSender",
+    "classify",
+    "classify_response",
+    "drop_connection",
+    "ehlo_hostname",
+    "tls_context",
+]
 
 log = logging.getLogger("mailer.smtp")
 
@@ -210,7 +217,7 @@ def tls_context(account: SenderAccount) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise AccountError(
             f"cannot load the account's TLS CA file {account.smtp_tls_ca_file!r}: {exc} "
-            "(fix it with `mailer accounts edit ID --tls-ca-file PEM`)",
+            f"(fix it with `mailer accounts edit {account.id} --tls-ca-file PEM`)",
             kind="config",
         ) from None
     if not account.smtp_tls_verify:

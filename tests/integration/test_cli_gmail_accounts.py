@@ -101,20 +101,40 @@ def test_check_an_smtp_account(mailer) -> None:
     assert "FAILED  STARTTLS: " in out and "`mailer accounts edit 4 --smtp-security none`" in out
 
 
-def test_check_uses_the_accounts_tls_ca_file_as_the_worker_does(mailer, tmp_path: Path) -> None:
+def test_check_uses_the_accounts_tls_settings_and_ehlo_name_as_the_worker_does(
+    mailer, tmp_path: Path
+) -> None:
     """A relay with a private CA: the check trusts the account's CA file (as the worker
-    does), fails without it, and names an unreadable one instead of a traceback."""
+    does), fails without it, passes with verification off, says EHLO with the account's
+    name, and names an unreadable CA file instead of a traceback."""
     ca_file, server_context = make_ca_and_server_cert(tmp_path)
     with ScriptedSMTPServer(tls_context=server_context) as smtp:
         base = ("--smtp-host", smtp.host, "--smtp-port", str(smtp.port))
-        mailer("accounts", "add", "--email", "a@example.com", *base, "--tls-ca-file", str(ca_file))
+        mailer("accounts", "add", "--email", "a@example.com", *base, "--tls-ca-file", str(ca_file),
+               "--ehlo-hostname", "mailer1.shop.example")  # fmt: skip
         mailer("accounts", "add", "--email", "b@example.com", *base)
+        mailer("accounts", "add", "--email", "c@example.com", *base, "--tls-no-verify")
         trusted = mailer("accounts", "check", "1")
         untrusted = mailer("accounts", "check", "2", code=1)
+        unverified = mailer("accounts", "check", "3")
     assert f"ok  TLS settings: verifying the server against {ca_file}" in trusted
+    assert "ok  EHLO: mailer1.shop.example: 250 " in trusted
     assert "ok  STARTTLS: 220" in trusted and "ok  QUIT: 221" in trusted
     assert "FAILED  STARTTLS: " in untrusted and "CERTIFICATE_VERIFY_FAILED" in untrusted
+    assert "ok  TLS settings: certificate verification OFF" in unverified
+    assert "ok  STARTTLS: 220" in unverified
     ca_file.unlink()
     gone = mailer("accounts", "check", "1", code=1)
     assert "FAILED  TLS settings: cannot load the account's TLS CA file" in gone
-    assert "Traceback" not in gone and "connect" not in gone.split("TLS settings")[1]
+    assert "`mailer accounts edit 1 --tls-ca-file PEM`" in gone
+    assert "Traceback" not in gone and "  connect: " not in gone
+
+
+def test_check_says_when_the_ehlo_name_is_not_fully_qualified(mailer) -> None:
+    with ScriptedSMTPServer() as smtp:
+        mailer("accounts", "add", "--email", "a@example.com", "--smtp-host", smtp.host,
+               "--smtp-port", str(smtp.port), "--smtp-security", "none",
+               "--ehlo-hostname", "localhost")  # fmt: skip
+        out = mailer("accounts", "check", "1")
+    assert "ok  EHLO: localhost: 250 " in out and "not a fully qualified name" in out
+    assert "TLS settings" not in out and out.endswith("works\n")

@@ -120,7 +120,7 @@ async def test_pgbouncer_dropping_every_worker_connection_loses_no_row_and_blame
     """``KILL db`` on PgBouncer's console drops every client and server connection of the
     database mid-run (a PgBouncer restart, as the workers see it); ``RESUME`` lets them
     reconnect. Their queries wait in PgBouncer until it logs in to PostgreSQL again:
-    with its default ``server_login_retry`` (15 s) the rest went out 17 s after RESUME,
+    with its default ``server_login_retry`` (15 s) the rest went out 16 s after RESUME,
     with the 1 s the README sets about 2 s after it."""
     dbname = conninfo_to_dict(db_url)["dbname"]
     rows = 30
