@@ -35,6 +35,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
@@ -112,6 +113,23 @@ def message_renderer(
     )
 
 
+@dataclass(frozen=True)
+class WorkerTools:
+    """What a worker builds from its settings and secret alone: the same for every
+    account."""
+
+    renderer: Renderer
+    box: CredentialBox
+
+
+def worker_tools(
+    settings: Settings, post_render: Iterable[PostRender] | None = None
+) -> WorkerTools:
+    """A worker's renderer (see :func:`message_renderer`) and credential box."""
+    secret = secret_key(settings)
+    return WorkerTools(message_renderer(settings, secret, post_render), CredentialBox(secret))
+
+
 class Worker:
     """Sends for one account. ``await run()`` returns the process exit code."""
 
@@ -123,9 +141,12 @@ class Worker:
         *,
         sender_factory: SenderFactory = make_sender,
         post_render: Iterable[PostRender] | None = None,
+        tools: WorkerTools | None = None,
     ) -> None:
         """``post_render`` None means the tracking hooks (links, pixel, List-Unsubscribe)
-        and the feedback headers (List-Id, Feedback-ID)."""
+        and the feedback headers (List-Id, Feedback-ID). ``tools``: the renderer and
+        credential box, when built already for ``settings`` (the fork server's template
+        builds them once for all its workers); ``post_render`` is then ignored."""
         self.settings = settings
         self.url = database_url  # a standalone worker's lock and LISTEN session
         #: Its queries: ``MAILER_WORKER_DATABASE_URL`` under ``mailer run`` (PgBouncer).
@@ -133,9 +154,8 @@ class Worker:
         self.account_id = account_id
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sender_factory = sender_factory
-        secret = secret_key(settings)
-        self.renderer = message_renderer(settings, secret, post_render)
-        self.box = CredentialBox(secret)
+        tools = tools or worker_tools(settings, post_render)
+        self.renderer, self.box = tools.renderer, tools.box
         self.journal = OutcomeJournal(
             settings.home, account_id, self.worker_id, settings.journal_fsync_seconds
         )

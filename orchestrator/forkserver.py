@@ -45,6 +45,7 @@ import setproctitle
 
 if TYPE_CHECKING:
     from mailer.config import Settings
+    from mailer.worker import WorkerTools
 
 log = logging.getLogger("mailer.orchestrator")
 
@@ -259,8 +260,8 @@ def preload() -> None:
 
     queries()  # the named statements, parsed once (cached)
     warm_up_crypto()
-    with contextlib.suppress(ValueError):  # each worker will say what is wrong
-        worker_settings()
+    with contextlib.suppress(ValueError, OSError):  # each worker will say what is wrong
+        prebuilt_tools()
     gc.collect()
     gc.freeze()
 
@@ -381,13 +382,23 @@ def worker_settings() -> Settings:
     return settings
 
 
+@functools.cache
+def prebuilt_tools() -> WorkerTools:
+    """The workers' renderer and credential box, built once in the template: every
+    worker would build the same ones after its fork, touching fresh and shared pages
+    (CPU that grows with the number of processes sharing them)."""
+    from mailer.worker import worker_tools
+
+    return worker_tools(worker_settings())
+
+
 def run_worker(account_id: int) -> int:
     """What ``mailer worker --account-id N`` runs, in a forked worker."""
     from mailer.cli import run_until_signalled
     from mailer.worker import Worker, event_loop_factory
 
     settings = worker_settings()
-    worker = Worker(settings, settings.database_url, account_id)
+    worker = Worker(settings, settings.database_url, account_id, tools=prebuilt_tools())
     return run_until_signalled(worker, settings, loop_factory=event_loop_factory())
 
 
