@@ -3,9 +3,9 @@
 SMTP: the TLS settings the worker uses (the account's CA file, or no verification),
 connect (TLS from the start for ``tls``), EHLO with the worker's name (HELO if the
 server has no ESMTP), STARTTLS (``starttls``), AUTH (when the account has a username),
-QUIT. Gmail: build the client,
-get an access token, ``users.getProfile``, and compare the mailbox with the account's
-address. Each step reports what it found in words; the first failure ends the check.
+QUIT. Gmail: build the client, get an access token, ``users.getProfile``, and compare
+the mailbox with the account's address. Each step reports what it found in words; the
+first failure ends the check.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mailer.models import SenderAccount
 from mailer.senders.smtp import (
     drop_connection,
     ehlo_hostname,
+    greet,
     is_fully_qualified,
     starttls_unsupported,
     tls_context,
@@ -71,10 +72,11 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
     report = Report()
     security = account.smtp_security
     port = account.smtp_port or {"tls": 465, "starttls": 587}.get(security, 25)
-    context: list[ssl.SSLContext] = []
+    context: ssl.SSLContext | None = None
 
     async def tls_settings() -> str:
-        context.append(tls_context(account))
+        nonlocal context
+        context = tls_context(account)
         if not account.smtp_tls_verify:
             return "certificate verification OFF (--tls-no-verify)"
         return f"verifying the server against {account.smtp_tls_ca_file or 'the system CAs'}"
@@ -89,7 +91,7 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         start_tls=False,
         timeout=settings.smtp_timeout_seconds,
         local_hostname=name,
-        tls_context=context[0] if context else None,
+        tls_context=context,
     )
 
     async def connect() -> str:
@@ -99,12 +101,7 @@ async def check_smtp(account: SenderAccount, settings: Settings, box: Credential
         return f"{account.smtp_host}:{port} answered {response.code} {response.message}"
 
     async def ehlo() -> str:
-        try:
-            response = await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            if not client.is_connected:
-                raise
-            response = await client.helo()  # a server without ESMTP, as the worker does
+        response = await greet(client)
         said = f"{name}: {response.code} {response.message.splitlines()[0]}"
         if not is_fully_qualified(name):
             said += " (not a fully qualified name: strict servers refuse it)"

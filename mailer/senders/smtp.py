@@ -49,6 +49,7 @@ __all__ = [
     "classify_response",
     "drop_connection",
     "ehlo_hostname",
+    "greet",
     "tls_context",
 ]
 
@@ -206,6 +207,16 @@ def _ascii_address(address: str) -> tuple[str, bool]:
         except UnicodeError:
             return address, True
     return f"{local}@{domain}", not local.isascii()
+
+
+async def greet(client: aiosmtplib.SMTP) -> aiosmtplib.SMTPResponse:
+    """EHLO, or HELO when a connected server refuses EHLO (a server without ESMTP)."""
+    try:
+        return await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        return await client.helo()
 
 
 def tls_context(account: SenderAccount) -> ssl.SSLContext:
@@ -368,12 +379,7 @@ class SmtpSender:
         try:
             await client.connect()
             if client.is_ehlo_or_helo_needed:
-                try:
-                    await client.ehlo()
-                except aiosmtplib.SMTPHeloError:
-                    if not client.is_connected:
-                        raise
-                    await client.helo()  # a server without ESMTP
+                await greet(client)
             if account.smtp_username:
                 await client.login(account.smtp_username, password)
         except Exception as exc:
