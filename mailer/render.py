@@ -223,8 +223,15 @@ def clean_header(value: str) -> str:
 
 
 def custom_headers(headers: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The row's extra headers, validated by :func:`checked_header`."""
-    return [checked_header(name, value) for name, value in (headers or {}).items()]
+    """The row's extra headers, validated by :func:`checked_header`; InvalidMessageError
+    for a field named twice in different case (``Reply-To`` and ``reply-to``), which
+    would go out as two fields where RFC 5322 allows one."""
+    checked = [checked_header(name, value) for name, value in (headers or {}).items()]
+    seen: dict[str, str] = {}
+    for name, _ in checked:
+        if (first := seen.setdefault(name.lower(), name)) != name:
+            raise InvalidMessageError(f"header {name!r} is given twice (also as {first!r})")
+    return checked
 
 
 def checked_header(name: str, value: object) -> tuple[str, str]:

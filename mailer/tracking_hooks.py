@@ -90,13 +90,16 @@ class TrackingHooks:
     def post_render(self, draft: Draft, row: QueuedEmail, account: SenderAccount) -> None:
         """Rewrite links, add the pixel and the List-Unsubscribe headers, as the row's
         :func:`tracking_policy` says. A row that sets its own ``List-Unsubscribe`` header
-        keeps it (and gets no ``List-Unsubscribe-Post`` from Mailer)."""
+        keeps it and gets no ``List-Unsubscribe-Post`` from Mailer (only the row knows
+        whether its URL takes RFC 8058 one-click POSTs); a row's own
+        ``List-Unsubscribe-Post`` is never doubled."""
         policy = tracking_policy(row)
         if draft.html is not None and (policy.opens or policy.clicks):
             draft.html = self.track_html(draft.html, row, policy)
         if policy.unsubscribe and "List-Unsubscribe" not in draft:
             draft.add_header("List-Unsubscribe", self.list_unsubscribe(row, account))
-            draft.add_header("List-Unsubscribe-Post", ONE_CLICK)
+            if "List-Unsubscribe-Post" not in draft:
+                draft.add_header("List-Unsubscribe-Post", ONE_CLICK)
 
     def track_html(self, html: str, row: QueuedEmail, policy: TrackingPolicy) -> str:
         """``html`` with its links made click links (``policy.clicks``) and the open pixel

@@ -64,6 +64,7 @@ def test_custom_headers_pass_through():
         ({"headers": {"X-Tag": "a\x00b"}}, "CR/LF"),
         ({"message_id": "<7.abc@shop.example>\r\nBcc: evil@example.org"}, "CR/LF"),
         ({"headers": {"From": "ceo@bank.example"}}, "set by Mailer"),
+        ({"headers": {"Reply-To": "a@x.example", "reply-to": "b@x.example"}}, "given twice"),
         ({"variables": {}, "html_body": "{{ unclosed"}, "template error in html_body"),
         ({"variables": {}, "subject": "Hi {{ name }}"}, "template error in subject"),
         ({"variables": {}, "html_body": "{{ ''.__class__.__mro__ }}"}, "template error"),

@@ -132,6 +132,12 @@ def test_a_row_with_its_own_list_unsubscribe_keeps_it():
     assert "List-Unsubscribe-Post" not in msg
 
 
+def test_a_rows_own_list_unsubscribe_post_is_not_doubled():
+    _, msg = render(headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    assert msg.get_all("List-Unsubscribe-Post") == ["List-Unsubscribe=One-Click"]
+    assert msg["List-Unsubscribe"].startswith("<https://t.shop.example/unsubscribe/")
+
+
 def test_text_only_mail_gets_headers_but_no_html():
     _, msg = render(html_body=None, text_body="Hello https://shop.example/")
     assert msg.get_content_type() == "text/plain"
