@@ -30,6 +30,7 @@ from mailer.tokens import TokenCodec
 from tracking import engagement, health, unsubscribe, webhooks
 from tracking.events import EventWriter
 from tracking.metrics import make_registry
+from tracking.request_limits import BoundedRequest
 from tracking.sns import CertificateCache, SnsVerifier, https_get
 from tracking.state import Services
 from tracking.store import Store
@@ -45,6 +46,7 @@ MAX_CONTENT_LENGTH = 512 * 1024
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application; ``test_config`` overrides configuration."""
     app = Flask(__name__, static_folder=None)
+    app.request_class = BoundedRequest
     app.config.update(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, MAX_FORM_MEMORY_SIZE=64 * 1024)
     app.config.update(test_config or {})
     settings = app.config.get("SETTINGS") or load_settings()

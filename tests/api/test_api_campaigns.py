@@ -190,7 +190,7 @@ def test_csv_upload_over_the_size_cap_is_413(db_url, settings, sql, key):
         chunked = client.post(
             "/api/v1/campaigns/spring/recipients",
             input_stream=io.BytesIO(body),  # no length: as a server passes a chunked body
-            headers=auth(key, **CSV),
+            headers=auth(key, **CSV, **{"Transfer-Encoding": "chunked"}),
             environ_overrides={"wsgi.input_terminated": True},
         )
     assert declared.status_code == chunked.status_code == 413

@@ -3,6 +3,7 @@ and bad input refused with the worker's own messages, never a 500."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -141,6 +142,29 @@ def test_malformed_bodies(client, key, data, content_type, status, slug):
     assert response.status_code == status
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["type"] == f"/api/v1/problems/{slug}"
+
+
+def test_a_body_without_a_length_over_the_cap_is_413_not_cut_short(client, sql, key):
+    """A chunked body (no Content-Length; the server terminates the stream) that runs past
+    the 2 MiB cap: a valid email, then padding, then garbage past the cap. Werkzeug alone
+    read it up to the cap and queued the email."""
+    body = json.dumps(email()).encode() + b" " * (3 * 1024 * 1024) + b"GARBAGE"
+    response = client.post(
+        "/api/v1/emails",
+        input_stream=io.BytesIO(body),
+        headers=auth(key, **{"Content-Type": "application/json", "Transfer-Encoding": "chunked"}),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["type"] == "/api/v1/problems/payload-too-large"
+    assert sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"] == 0
+    small = client.post(
+        "/api/v1/emails",
+        input_stream=io.BytesIO(json.dumps(email()).encode()),
+        headers=auth(key, **{"Content-Type": "application/json", "Transfer-Encoding": "chunked"}),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert small.status_code == 202
 
 
 def test_batch_strict_queues_nothing_when_one_item_is_bad(client, sql, key):
