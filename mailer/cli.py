@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from mailer.cli_accounts import accounts
+from mailer.cli_accounts import account_errors, accounts
 from mailer.cli_admin import admin
 from mailer.cli_api_keys import api_keys
 from mailer.cli_bounces import bounces
@@ -160,11 +160,21 @@ def worker(ctx: Context, account_id: int, batch_size: int | None) -> None:
     from mailer.worker import Worker, event_loop_factory
 
     url = ctx.worker_url()  # the database first: a wrong one is the only line said
+    if not ctx.settings.lock_held_by_parent:  # (the orchestrator's: an account gone is clean)
+        _require_account(ctx, account_id)
     warn_if_not_fully_qualified(default_ehlo_hostname(ctx.settings))
     settings = ctx.settings.with_overrides(batch_size=batch_size)
     worker = Worker(settings, url, account_id)
     code = run_until_signalled(worker, settings, loop_factory=event_loop_factory())
     sys.exit(code)
+
+
+def _require_account(ctx: Context, account_id: int) -> None:
+    """A one-line error (exit 1) when no account has ``account_id``."""
+    from mailer.accounts import AccountManager
+
+    with account_errors():
+        ctx.run_db(lambda db: AccountManager(db).get(account_id))
 
 
 def default_ehlo_hostname(settings: Settings) -> str:

@@ -466,14 +466,7 @@ def accounts_set_limits(
     """Change limits; the running worker applies them within 5 seconds."""
     from mailer.accounts import AccountManager
 
-    for name, value in (
-        ("daily", daily_limit),
-        ("hourly", hourly_limit),
-        ("min-delay", min_delay_ms),
-    ):
-        if value is not None and value < 0:
-            raise click.BadParameter(f"--{name} must be >= 0")
-    with account_errors():
+    with account_errors():  # a negative limit: the manager's one line, as for `accounts add`
         a = ctx.run_db(
             lambda db: AccountManager(db).set_limits(
                 account_id,

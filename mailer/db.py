@@ -66,10 +66,22 @@ def applied_migrations(url: str, timeout: float) -> set[int] | None:
             if not present or not present["present"]:
                 return None
             return {row["version"] for row in conn.execute(query("applied_migrations"))}
-    except psycopg.ProgrammingError as exc:  # libpq could not parse it
-        raise DatabaseUnavailable(f"not a PostgreSQL URL: {one_line(exc)}") from None
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {one_line(exc)}") from None
+        raise DatabaseUnavailable(_why_unusable(exc)) from None
+
+
+def _why_unusable(exc: psycopg.Error) -> str:
+    """One line for a database that failed ``applied_migrations``: a URL libpq cannot parse
+    (a ProgrammingError the server never saw), a role that may not read Mailer's tables,
+    or the connection's own error."""
+    if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
+        return f"not a PostgreSQL URL: {one_line(exc)}"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"the database role may not use Mailer's tables: {one_line(exc)} (connect as "
+            "the role that ran `mailer db migrate`, or grant this one its privileges)"
+        )
+    return f"cannot connect to the database: {one_line(exc)}"
 
 
 class Database:

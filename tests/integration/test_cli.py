@@ -95,7 +95,8 @@ def test_unknown_account_and_bad_limits_are_clear_errors(mailer):
     assert "no sender account with id 9" in mailer("accounts", "pause", "9", code=1)
     assert "ACCOUNT_ID or --account-id" in mailer("accounts", "resume", code=2)
     mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
-    assert "must be >= 0" in mailer("accounts", "set-limits", "1", "--daily-limit", "-1", code=2)
+    said = mailer("accounts", "set-limits", "1", "--daily-limit", "-1", code=1)
+    assert said.strip() == "Error: --daily-limit must be 0 or more, not -1"
 
 
 def test_status_counts_and_limits(mailer, sql):

@@ -6,6 +6,7 @@ seconds with a non-zero exit and one clear line on stderr."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from psycopg.conninfo import make_conninfo
 
 from mailer.cli import main
 from tests.conftest import database_url
@@ -196,7 +199,12 @@ def test_every_command_on_an_unmigrated_database(run_cli, tmp_path, empty_db_url
         (["accounts", "add", "--email", "a@x.example"], "--smtp-host is required"),
         (["accounts", "pause", "99"], "no sender account with id 99"),
         (["accounts", "remove", "99"], "no sender account with id 99"),
-        (["accounts", "set-limits", "1", "--daily-limit", "-3"], "must be >= 0"),
+        (["accounts", "set-limits", "1", "--daily-limit", "-3"], "--daily-limit must be 0 or more"),
+        (
+            ["accounts", "set-limits", "1", "--min-delay-ms", "-3"],
+            "--min-delay-ms must be 0 or more",
+        ),
+        (["worker", "--account-id", "99"], "no sender account with id 99"),
         (["accounts", "edit", "1"], "nothing to change"),
         (["accounts", "check"], "give the account"),
         (["db", "prune", "--older-than", "soon"], "--older-than"),
@@ -232,3 +240,26 @@ def test_a_busy_port_is_named_with_its_holder(run_cli, db_url, busy_port, args):
     result = run_cli(db_url, args)
     assert f"port {busy_port} on 127.0.0.1 is already in use" in result.stderr
     assert "python" in result.stderr.lower()  # the holder: this test's own process
+
+
+@pytest.fixture
+def unprivileged_url(db_url: str) -> Iterator[str]:
+    """``db_url`` as a role that may connect but not read Mailer's tables."""
+    role = f"mailer_noaccess_{os.getpid()}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        yield make_conninfo(db_url, options=f"-c role={role}")
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_role_without_privileges_is_named_as_such(run_cli, unprivileged_url):
+    for args in (["accounts", "list"], ["db", "migrate"]):
+        result = run_cli(unprivileged_url, args)
+        assert "the database role may not use Mailer's tables: permission denied" in (
+            result.stderr
+        ), args
+        assert "PostgreSQL URL" not in result.stderr
