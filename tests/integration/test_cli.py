@@ -91,6 +91,29 @@ def test_pause_resume_and_set_limits(mailer, sql):
     assert row["hourly_limit"] is None
 
 
+def test_an_admins_sql_resume_clears_the_reason_and_backoff_as_resume_does(mailer, sql):
+    mailer("accounts", "add", "--email", "a@shop.example", "--smtp-host", "h")
+    mailer("accounts", "pause", "1")
+    sql.execute("UPDATE sender_accounts SET status = 'active' WHERE id = 1")
+    assert "paused by operator" not in mailer("status")
+    sql.execute(
+        "UPDATE sender_accounts SET status = 'suspended', last_error = 'AUTH refused', "
+        "backoff_count = 3, backoff_until = now() + interval '1 hour' WHERE id = 1"
+    )
+    sql.execute("UPDATE sender_accounts SET status = 'active' WHERE id = 1")
+    row = sql.execute(
+        "SELECT last_error, backoff_until, backoff_count FROM sender_accounts"
+    ).fetchone()
+    assert row == {"last_error": None, "backoff_until": None, "backoff_count": 0}
+    sql.execute("UPDATE sender_accounts SET status = 'paused' WHERE id = 1")
+    sql.execute("UPDATE sender_accounts SET status = 'active', last_error = 'kept' WHERE id = 1")
+    assert sql.execute("SELECT last_error FROM sender_accounts").fetchone()["last_error"] == "kept"
+    sql.execute("UPDATE sender_accounts SET last_error = 'still active' WHERE id = 1")
+    sql.execute("UPDATE sender_accounts SET status = 'active' WHERE id = 1")  # no transition
+    row = sql.execute("SELECT last_error FROM sender_accounts").fetchone()
+    assert row["last_error"] == "still active"
+
+
 def test_unknown_account_and_bad_limits_are_clear_errors(mailer):
     assert "no sender account with id 9" in mailer("accounts", "pause", "9", code=1)
     assert "ACCOUNT_ID or --account-id" in mailer("accounts", "resume", code=2)
