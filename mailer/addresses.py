@@ -104,6 +104,17 @@ def parse_syntax(address: str) -> ValidatedEmail:
     )
 
 
+def validated_domain(domain: str, *, what: str = "domain") -> str:
+    """``domain`` as a mail domain takes it (what may follow the @ of an address;
+    internationalized names allowed), in lower-case ASCII without a final dot; or
+    InvalidMessageError naming ``what`` and the problem."""
+    text = domain.strip().rstrip(".")
+    try:
+        return parse_syntax(f"postmaster@{text}").ascii_domain.lower()
+    except EmailNotValidError as exc:
+        raise InvalidMessageError(f"invalid {what} {domain!r}: {exc}") from None
+
+
 def is_special_use(ascii_domain: str) -> bool:
     """Whether ``ascii_domain`` is, or is under, an IANA special-use name."""
     domain = ascii_domain.lower().rstrip(".")

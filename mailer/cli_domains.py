@@ -33,6 +33,17 @@ def _save(ctx: Context, key: DkimKey) -> None:
     click.echo(f"{key.record_name}. IN TXT {_quoted(key.txt_record)}")
 
 
+def _domain(text: str) -> str:
+    """The DOMAIN argument as a mail domain (lower-case ASCII), or a usage error."""
+    from mailer.addresses import validated_domain
+    from mailer.errors import InvalidMessageError
+
+    try:
+        return validated_domain(text, what="DOMAIN")
+    except InvalidMessageError as exc:
+        raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
+
+
 def _quoted(text: str) -> str:
     """A TXT value as DNS zone files write it: strings of at most 255 characters."""
     return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
@@ -45,6 +56,7 @@ def _quoted(text: str) -> str:
 @pass_ctx
 def dkim_add(ctx: Context, domain: str, selector: str, key_file: Any) -> None:
     """Store DOMAIN's signing key (RSA or Ed25519 PEM), encrypted; replaces the old one."""
+    domain = _domain(domain)
     try:
         key = DkimKey.from_pem(domain, selector, key_file.read())
     except DkimKeyError as exc:
@@ -60,7 +72,7 @@ def dkim_add(ctx: Context, domain: str, selector: str, key_file: Any) -> None:
 @pass_ctx
 def dkim_generate(ctx: Context, domain: str, selector: str, algorithm: str, bits: int) -> None:
     """Make and store a new key for DOMAIN; print the DNS TXT record to publish."""
-    _save(ctx, DkimKey.generate(domain, selector, algorithm, bits))
+    _save(ctx, DkimKey.generate(_domain(domain), selector, algorithm, bits))
 
 
 @dkim.command("list")
@@ -84,14 +96,18 @@ def dns_check(ctx: Context, domain: str) -> None:
     from mailer.accounts import AccountManager
     from mailer.dns_check import check_domain, dns_lookup
 
-    domain = domain.lower().rstrip(".")
+    domain = _domain(domain)
+    try:
+        lookup = dns_lookup(ctx.settings.dns_nameserver)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def load(db: Any) -> tuple[list[Any], DkimKey | None]:
         accounts = [a for a in await AccountManager(db).list() if a.domain.lower() == domain]
         return accounts, await _store(ctx, db).for_domain(domain)
 
     accounts, key = ctx.run_db(load)
-    findings = check_domain(domain, dns_lookup(ctx.settings.dns_nameserver), accounts, key)
+    findings = check_domain(domain, lookup, accounts, key)
     for f in findings:
         click.echo(f"{f.kind:<6} {f.status.upper():<8} {f.name}")
         click.echo(f"       needs: {f.expected}")

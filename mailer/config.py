@@ -127,8 +127,8 @@ class Settings:
     gmail_api_endpoint: str = ""
     #: Gmail API and token requests: seconds before one is given up.
     gmail_timeout_seconds: float = 30.0
-    #: ``mailer dns-check`` asks this nameserver (``host`` or ``host:port``); empty = the
-    #: system's resolvers.
+    #: ``mailer dns-check`` asks this nameserver (an IP address, ``address:port`` or
+    #: ``[v6]:port``); empty = the system's resolvers.
     dns_nameserver: str = ""
     #: Largest rendered message accepted, in bytes.
     max_message_bytes: int = 10 * 1024 * 1024

@@ -18,9 +18,10 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailer.addresses import validated_domain
 from mailer.credentials import CredentialBox
 from mailer.db import Database
-from mailer.errors import MailerError
+from mailer.errors import InvalidMessageError, MailerError
 
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 SIGNED_HEADERS = (
@@ -166,8 +167,18 @@ class DkimKeyStore:
         )
 
     async def for_domain(self, domain: str) -> DkimKey | None:
-        row = await self.db.fetch_one("get_dkim_key", {"domain": domain.lower().rstrip(".")})
-        if row is None:
+        """``domain``'s key: stored under its ASCII (punycode) name, as `mailer dkim` stores
+        it, or as written (a key stored before names were made ASCII)."""
+        plain = domain.lower().rstrip(".")
+        try:
+            names = dict.fromkeys((validated_domain(domain), plain))
+        except InvalidMessageError:
+            names = {plain: None}
+        for name in names:
+            row = await self.db.fetch_one("get_dkim_key", {"domain": name})
+            if row is not None:
+                break
+        else:
             return None
         pem = self.box.decrypt(row["private_key_encrypted"])
         return DkimKey(row["domain"], row["selector"], row["algorithm"], pem)

@@ -10,6 +10,7 @@ the system's resolvers or ``MAILER_DNS_NAMESERVER``).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -142,14 +143,25 @@ def dkim_tags(text: str) -> dict[str, str]:
 
 
 def split_nameserver(text: str) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6]:port`` as (host, port)."""
+    """``address``, ``address:port`` or ``[v6]:port`` as (address, port); ValueError
+    saying what it must be (dnspython asks nameservers by IP address, not by name)."""
+    host, port = text, "53"
     if text.startswith("["):
         host, _, port = text[1:].partition("]:")
-        return host.rstrip("]"), int(port or 53)
-    if text.count(":") == 1:
+        host, port = host.rstrip("]"), port or "53"
+    elif text.count(":") == 1:
         host, _, port = text.partition(":")
-        return host, int(port)
-    return text, 53
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise ValueError(
+            "MAILER_DNS_NAMESERVER must be an IP address with an optional :port "
+            f"(127.0.0.1:5353, [::1]:53), not {text!r}"
+        )
+    return host, number
 
 
 def dns_lookup(nameserver: str = "", timeout: float | None = None) -> Lookup:

@@ -4,6 +4,7 @@ stand-in nameserver."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import dkim
@@ -114,3 +115,45 @@ def test_dns_check_says_when_dns_does_not_answer(mailer, monkeypatch) -> None:
         out = mailer("dns-check", "nokey.example", code=1)
     assert "SPF    UNKNOWN" in out and "DNS did not answer" in out
     assert "DKIM   MISSING" in out and "mailer dkim generate nokey.example" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dkim", "generate", "not a domain"],
+        ["dkim", "generate", "a@b.example"],
+        ["dns-check", ""],
+        ["dns-check", "not a domain"],
+    ],
+)
+def test_a_domain_that_is_not_one_is_refused_and_nothing_is_stored(mailer, sql, args) -> None:
+    out = mailer(*args, code=2)
+    assert "Invalid value for DOMAIN: invalid DOMAIN" in out
+    assert sql.execute("SELECT count(*) AS n FROM dkim_keys").fetchone()["n"] == 0
+
+
+def test_dkim_domains_are_stored_in_lower_case_ascii_and_found_either_way(
+    mailer, sql, db_url: str
+) -> None:
+    out = mailer("dkim", "generate", "Bücher.Example.")
+    assert "mailer._domainkey.xn--bcher-kva.example. IN TXT" in out
+    row = sql.execute("SELECT domain FROM dkim_keys").fetchone()
+    assert row["domain"] == "xn--bcher-kva.example"
+
+    async def found(written: str) -> str | None:
+        async with Database(db_url) as db:
+            key = await DkimKeyStore(db, BOX).for_domain(written)
+        return key and key.domain
+
+    for written in ("bücher.example", "Bücher.Example.", "xn--bcher-kva.example"):
+        assert asyncio.run(found(written)) == "xn--bcher-kva.example", written
+
+
+@pytest.mark.parametrize("nameserver", ["not-a-host:xx", "not-a-host", "127.0.0.1:0", "[::1]:x"])
+def test_a_malformed_nameserver_setting_is_named(mailer, monkeypatch, nameserver) -> None:
+    monkeypatch.setenv("MAILER_DNS_NAMESERVER", nameserver)
+    out = mailer("dns-check", "shop.example", code=1)
+    assert out.strip() == (
+        "Error: MAILER_DNS_NAMESERVER must be an IP address with an optional :port "
+        f"(127.0.0.1:5353, [::1]:53), not {nameserver!r}"
+    )
