@@ -144,7 +144,7 @@ class CampaignManager:
     def resume(self, name: str) -> Campaign:
         """Make its rows claimable again and wake idle workers."""
         campaign = self._change(name, "active")
-        run(self.conn, "campaign_wake_workers")
+        run(self.conn, "wake_idle_workers")
         return campaign
 
     def cancel(self, name: str) -> tuple[Campaign, int]:

@@ -147,10 +147,13 @@ class QueueManager:
         }
 
     async def release(self, ids: list[int]) -> int:
-        """Return leased rows that were never tried to the queue, untouched."""
+        """Return leased rows that were never tried to the queue, untouched; idle workers
+        (of other accounts of the pool) are woken to take them."""
         if not ids:
             return 0
-        return await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
+        released = await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
+        await self._wake_idle_workers(released)
+        return released
 
     async def release_held(self, row_id: int) -> int:
         """Give back a leased row whose campaign was paused (queued again: resuming the
@@ -169,11 +172,17 @@ class QueueManager:
         )
 
     async def release_all(self, keep: list[int] | None = None) -> int:
-        """Return every row this worker still leases, except the ids in ``keep``."""
+        """Return every row this worker still leases, except the ids in ``keep``; idle
+        workers are woken to take them."""
         rows = await self.db.fetch_all(
             "release_worker_rows_except", {"worker_id": self.worker_id, "keep": keep or []}
         )
+        await self._wake_idle_workers(len(rows))
         return len(rows)
+
+    async def _wake_idle_workers(self, released: int) -> None:
+        if released:
+            await self.db.execute("wake_idle_workers")
 
     async def next_due_at(self, account_id: int, pool: str) -> datetime | None:
         row = await self.db.fetch_one("next_due_at", {"account_id": account_id, "pool": pool})

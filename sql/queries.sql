@@ -1272,8 +1272,10 @@ SET state = EXCLUDED.state, state_changed_at = now(), updated_at = now()
 WHERE campaign_settings.state = ANY(%(from_states)s)
 RETURNING id
 
--- campaign_wake_workers --
--- A resumed campaign's rows are claimable again: wake idle workers (at commit).
+-- wake_idle_workers --
+-- Rows became claimable without an INSERT (a resumed campaign's; rows a worker gave back
+-- when it stopped, backed off or reached a limit): wake idle workers (at commit), which
+-- would otherwise find them at their next poll.
 SELECT pg_notify('mailer_queue', '')
 
 -- campaign_cancel_rows --

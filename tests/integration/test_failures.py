@@ -207,6 +207,37 @@ async def test_bad_credentials_suspend_the_account_and_requeue_its_rows(sql, db_
     assert all((log["outcome"], log["counted"]) == ("account", False) for log in logs), logs
 
 
+async def test_rows_a_suspended_account_gives_back_wake_its_pools_idle_workers(
+    sql, db_url, settings
+):
+    """Account A leases the pool's rows, then fails AUTH and is suspended: the rows it
+    gives back go out through account B's idle worker at once, not at B's next poll."""
+    slow_poll = settings.with_overrides(poll_seconds=120)
+    with (
+        ScriptedSMTPServer(auth=("mailer", "right-password")) as refusing,
+        ScriptedSMTPServer() as accepting,
+    ):
+        refusing.greet(delay=4.0)  # A holds the rows while B starts and goes idle
+        a = add_auth_account(sql, refusing, settings, "wrong-password")
+        insert_emails(sql, 3)
+        async with running_worker(slow_poll, db_url, a):
+            await wait_until(lambda: statuses(sql) == {"sending": 3}, message="A leases them")
+            b = add_account(sql, accepting, email="b@example.com")
+            async with running_worker(slow_poll, db_url, b):
+                registered = "SELECT count(*) AS n FROM workers WHERE account_id = %s"
+                await wait_until(
+                    lambda: sql.execute(registered, (b,)).fetchone()["n"] == 1,
+                    message="B's worker running",
+                )
+                assert statuses(sql) == {"sending": 3}, "B started after A gave the rows back"
+                await wait_until(
+                    lambda: account_row(sql, a)["status"] == "suspended", message="A suspended"
+                )
+                await wait_until(lambda: len(accepting.received) == 3, timeout=10.0)
+    assert statuses(sql) == {"sent": 3}
+    assert {r["sent_by_account_id"] for r in sql.execute("SELECT * FROM email_queue")} == {b}
+
+
 async def test_good_credentials_authenticate_and_send(sql, db_url, settings):
     with ScriptedSMTPServer(auth=("mailer", "right-password")) as smtp:
         account = add_auth_account(sql, smtp, settings, "right-password")
