@@ -73,6 +73,16 @@ def check_campaign(
         return None, unresolved
     tracking = {flag: message.pop(flag, None) for flag in TRACKING}
     rows, item_errors = _recipient_rows(recipients, message, base, reject_special_use)
+    templated = [message | r for r in rows if r is not None and "variables" in r]
+    probe = templated[0] if templated else message
+    if broken := submissions.template_errors(probe, base, compile_only=True):
+        return None, broken  # shared content that cannot compile, whatever the variables
+    for index, row in enumerate(rows):
+        if row is not None and not item_errors[index]:
+            where = f"{base}/recipients/{index}/variables"
+            if failed := submissions.template_errors(message | row, base):
+                item_errors[index] = [FieldError(where, error.detail) for error in failed]
+                rows[index] = None
     return CampaignRequest(name, message, tracking, chosen, rows, item_errors), []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -16,10 +17,20 @@ from psycopg.types.json import Jsonb
 
 from mailer.api_keys import ApiKey
 from mailer.email_requests import FieldError
+from mailer.render import Renderer
 from mailer.sync_db import run, run_one
+from mailer.tracking_hooks import TEMPLATE_VARIABLES
 
 #: The most rows one listing page returns.
 MAX_PAGE = 200
+#: A submission's field of each rendered part.
+_FIELDS = {"subject": "subject", "html_body": "html", "text_body": "text"}
+
+
+@cache
+def _trial_renderer() -> Renderer:
+    """Templates are tried as a worker renders them (:meth:`Renderer.template_errors`)."""
+    return Renderer(max_message_bytes=0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class EmailSubmissions:
     def __init__(self, conn: psycopg.Connection[Any], key: ApiKey | None) -> None:
         self.conn = conn
         self.key = key
+        self._template_parts: dict[int, tuple[str, str | None, str | None]] = {}
 
     def resolve(self, rows: list[dict[str, Any]], bases: list[str]) -> list[list[FieldError]]:
         """Resolve template references and check pools and accounts against the key, in
@@ -54,6 +66,8 @@ class EmailSubmissions:
         refs = sorted({r["template"] for r in rows if "template" in r})
         found = run(self.conn, "api_template_ids", {"refs": refs}) if refs else []
         by_ref = {str(t["id"]): t["id"] for t in found} | {t["name"]: t["id"] for t in found}
+        for t in found:
+            self._template_parts[t["id"]] = (t["subject"], t["html_body"], t["text_body"])
         ids = sorted({r["account_id"] for r in rows if "account_id" in r})
         accounts = run(self.conn, "api_accounts_for_send", {"ids": ids}) if ids else []
         pools = {a["id"]: a["pool"] for a in accounts}
@@ -85,6 +99,24 @@ class EmailSubmissions:
                     )
                 )
         return errors
+
+    def template_errors(
+        self, row: dict[str, Any], base: str, *, compile_only: bool = False
+    ) -> list[FieldError]:
+        """What the worker's rendering of resolved ``row`` would fail it with: inline
+        parts (pointers ``subject``, ``html``, ``text``) or a stored template with the
+        row's variables (pointer ``variables``). ``compile_only``: the variables are not
+        all known yet (a campaign's, before its recipients)."""
+        if row.get("variables") is None and row.get("template_id") is None:
+            return []  # not a template: rendered as written
+        stored = self._template_parts.get(row.get("template_id") or 0)
+        parts = stored or (row.get("subject"), row.get("html_body"), row.get("text_body"))
+        variables = None if compile_only else row.get("variables") or {}
+        problems = _trial_renderer().template_errors(parts, variables, TEMPLATE_VARIABLES)
+        return [
+            FieldError(f"{base}/{'variables' if stored else _FIELDS[part]}", detail)
+            for part, detail in problems.items()
+        ]
 
     def queue(self, rows: list[dict[str, Any]]) -> list[QueuedEmailRef]:
         """INSERT ``rows`` (resolved) in one statement; refs in the same order."""

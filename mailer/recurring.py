@@ -205,7 +205,9 @@ class RecurringSends:
         found, errors = check_definition(body, reject_special_use=self.reject_special_use)
         row = found.get("email")
         if row is not None:
-            errors.extend(EmailSubmissions(self.conn, self.key).resolve([row], ["/email"])[0])
+            submissions = EmailSubmissions(self.conn, self.key)
+            resolved = submissions.resolve([row], ["/email"])[0]
+            errors.extend(resolved or submissions.template_errors(row, "/email"))
         elif found["kind"] == "campaign":
             assert isinstance(body, dict)
             row = self._campaign(body.get("campaign"), errors)

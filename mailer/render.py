@@ -193,6 +193,38 @@ class Renderer:
             None if text is None else self._run(self._text_env, "text_body", text, context),
         )
 
+    def template_errors(
+        self,
+        parts: tuple[str, str | None, str | None],
+        variables: dict[str, Any] | None,
+        stand_ins: Iterable[str] = (),
+    ) -> dict[str, str]:
+        """What rendering a row's (subject, html_body, text_body) with ``variables`` would
+        fail it with, by part: the worker's own messages (a submission is refused with
+        them instead of failing on its row). ``stand_ins``: the names the worker's
+        ``variables`` hooks provide (empty strings here). ``variables`` None: the parts
+        are only compiled (their variables are not known yet)."""
+        context = dict.fromkeys(stand_ins, "") | dict(variables or {})
+        problems = {}
+        for part, env, source in zip(
+            ("subject", "html_body", "text_body"),
+            (self._text_env, self._html_env, self._text_env),
+            parts,
+            strict=True,
+        ):
+            if source is None:
+                continue
+            try:
+                if variables is None:
+                    self._compile(env, source)
+                else:
+                    self._run(env, part, source, context)
+            except jinja2.TemplateError as exc:
+                problems[part] = f"template error in {part}: {exc}"
+            except InvalidMessageError as exc:
+                problems[part] = str(exc)
+        return problems
+
     def _compile_uncached(self, env: SandboxedEnvironment, source: str) -> jinja2.Template:
         return env.from_string(source)
 

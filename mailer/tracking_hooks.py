@@ -25,6 +25,8 @@ from mailer.tokens import ClickToken, OpenToken, TokenCodec, UnsubscribeToken
 from mailer.tracking_links import is_trackable, pixel_html, rewrite_links
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+#: The names :meth:`TrackingHooks.variables` gives every templated row.
+TEMPLATE_VARIABLES = ("unsubscribe_url",)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class TrackingHooks:
     # -- hooks ---------------------------------------------------------------------------
 
     def variables(self, row: QueuedEmail, account: SenderAccount) -> dict[str, str]:
-        """Template variables: ``unsubscribe_url`` (empty for transactional mail)."""
+        """Template variables (:data:`TEMPLATE_VARIABLES`): ``unsubscribe_url`` (empty for
+        transactional mail)."""
         policy = tracking_policy(row)
         return {"unsubscribe_url": self.unsubscribe_url(row) if policy.unsubscribe else ""}
 

@@ -1085,8 +1085,10 @@ ORDER BY e.n
 RETURNING id, status, message_id
 
 -- api_template_ids --
--- Templates named by id or name in a submission.
-SELECT id, name FROM templates WHERE id::text = ANY(%(refs)s) OR name = ANY(%(refs)s)
+-- Templates named by id or name in a submission, with what the submission's variables are
+-- tried on.
+SELECT id, name, subject, html_body, text_body FROM templates
+WHERE id::text = ANY(%(refs)s) OR name = ANY(%(refs)s)
 
 -- api_accounts_for_send --
 SELECT id, pool FROM sender_accounts WHERE id = ANY(%(ids)s)

@@ -72,6 +72,35 @@ def test_create_queues_inline_recipients_with_merged_variables(client, sql, key)
     assert (settings["campaign"], settings["track_clicks"]) == ("spring", False)
 
 
+def test_templates_that_would_fail_rows_are_refused_when_the_campaign_is_made(client, sql, key):
+    broken = {"name": "b", "subject": "{{ x ", "text": "t", "variables": {}}
+    refused = client.post("/api/v1/campaigns", json=broken, headers=auth(key))
+    assert refused.status_code == 422
+    [error] = refused.get_json()["errors"]
+    assert error["pointer"] == "/subject" and "template error in subject" in error["detail"]
+    body = {
+        "name": "v",
+        "subject": "Hi {{ first }}",
+        "text": "t",
+        "recipients": [
+            {"email": "ann@example.org", "variables": {"first": "Ann"}},
+            {"email": "bob@example.org", "variables": {"last": "B"}},
+        ],
+    }
+    strict = client.post("/api/v1/campaigns", json=body, headers=auth(key))
+    assert strict.status_code == 422
+    [error] = strict.get_json()["errors"]
+    assert (
+        error["pointer"] == "/recipients/1/variables" and "'first' is undefined" in error["detail"]
+    )
+    assert _rows(sql, "b") == _rows(sql, "v") == []
+    permissive = client.post(
+        "/api/v1/campaigns", json=body | {"mode": "permissive"}, headers=auth(key)
+    )
+    assert permissive.status_code == 201 and permissive.get_json()["queued"] == 1
+    assert [r["to_address"] for r in _rows(sql, "v")] == ["ann@example.org"]
+
+
 def test_create_is_strict_by_default_and_the_name_is_unique(client, sql, key):
     body = {"name": "x", "subject": "s", "text": "t", "recipients": ["ok@example.org", "bad"]}
     refused = client.post("/api/v1/campaigns", json=body, headers=auth(key))

@@ -308,3 +308,33 @@ def test_nul_and_surrogates_are_found_without_an_escape_too(client, sql, key, da
     )
     assert response.status_code == status, response.get_json()
     assert sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"] == 0
+
+
+def test_templates_that_would_fail_the_row_are_refused_at_the_door(client, sql, key):
+    """The worker's own message, at the field at fault, instead of a 202 and a row that
+    fails later; a body without variables is not a template and goes as written."""
+    sql.execute("INSERT INTO templates (name, subject, text_body) VALUES ('t', 'Hi {{ n }}', 'x')")
+    cases = [
+        (email(subject="{{ x ", variables={"a": 1}), "/subject", "template error in subject"),
+        (email(html="<p>{{ who }}</p>", variables={}), "/html", "'who' is undefined"),
+        (email(template="t", subject=None, html=None), "/variables", "'n' is undefined"),
+    ]
+    for body, pointer, says in cases:
+        response = client.post("/api/v1/emails", json=body, headers=auth(key))
+        assert response.status_code == 422, (body, response.get_json())
+        [error] = response.get_json()["errors"]
+        assert error["pointer"] == pointer and says in error["detail"], error
+    batch = {"emails": [email(), email(subject="{% if %}", variables={})]}
+    strict = client.post("/api/v1/emails/batch", json=batch, headers=auth(key))
+    assert strict.status_code == 422
+    assert [e["pointer"] for e in strict.get_json()["errors"]] == ["/emails/1/subject"]
+    assert sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"] == 0
+    plain = email(subject="{{ literally", html="<p>{% not a tag</p>")
+    fine = [
+        plain,
+        email(template="t", variables={"n": "Bo"}),
+        email(text="{{ unsubscribe_url }}", variables={}),
+    ]
+    for body in fine:
+        response = client.post("/api/v1/emails", json=body, headers=auth(key))
+        assert response.status_code == 202, (body, response.get_json())

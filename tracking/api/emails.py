@@ -45,7 +45,7 @@ def send_one() -> Response:
     if row is None:
         raise validation(errors)
     submissions = _submissions()
-    errors = submissions.resolve([row], [""])[0]
+    errors = submissions.resolve([row], [""])[0] or submissions.template_errors(row, "")
     if errors:
         raise validation(errors)
     return respond_in_transaction(lambda: (_ref(submissions.queue([row])[0]), 202))
@@ -63,9 +63,10 @@ def send_batch() -> Response:
         rows.append(row)
         errors.append(found)
     valid = [(i, r) for i, r in enumerate(rows) if r is not None]
-    resolved = _submissions().resolve([r for _, r in valid], [f"/emails/{i}" for i, _ in valid])
-    for (index, _), found in zip(valid, resolved, strict=True):
-        errors[index] = found
+    submissions = _submissions()
+    resolved = submissions.resolve([r for _, r in valid], [f"/emails/{i}" for i, _ in valid])
+    for (index, row), found in zip(valid, resolved, strict=True):
+        errors[index] = found or submissions.template_errors(row, f"/emails/{index}")
     refuse_if_strict(errors, mode, "emails", "none was queued")
     to_queue = [(i, r) for i, r in valid if not errors[i]]
 
@@ -73,7 +74,7 @@ def send_batch() -> Response:
         queued = dict(
             zip(
                 (i for i, _ in to_queue),
-                _submissions().queue([r for _, r in to_queue]),
+                submissions.queue([r for _, r in to_queue]),
                 strict=True,
             )
         )
