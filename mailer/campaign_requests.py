@@ -73,10 +73,12 @@ def check_campaign(
         return None, unresolved
     tracking = {flag: message.pop(flag, None) for flag in TRACKING}
     rows, item_errors = _recipient_rows(recipients, message, base, reject_special_use)
-    templated = [message | r for r in rows if r is not None and "variables" in r]
-    probe = templated[0] if templated else message
-    if broken := submissions.template_errors(probe, base, compile_only=True):
-        return None, broken  # shared content that cannot compile, whatever the variables
+    # Rows a CSV upload adds are always templates: without inline recipients, or when
+    # one is a template, the shared content must compile whatever the variables.
+    if not recipients or any(r is not None and "variables" in r for r in rows):
+        probe = message | {"variables": message.get("variables") or {}}
+        if broken := submissions.template_errors(probe, base, compile_only=True):
+            return None, broken
     for index, row in enumerate(rows):
         if row is not None and not item_errors[index]:
             where = f"{base}/recipients/{index}/variables"

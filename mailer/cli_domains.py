@@ -44,6 +44,18 @@ def _domain(text: str) -> str:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
 
 
+def _same_domain(written: str, domain: str) -> bool:
+    """Whether an account's domain, however written (an IDN in Unicode or punycode), is
+    ``domain`` (as :func:`_domain` gives it)."""
+    from mailer.addresses import validated_domain
+    from mailer.errors import InvalidMessageError
+
+    try:
+        return validated_domain(written) == domain
+    except InvalidMessageError:
+        return written.lower() == domain
+
+
 def _quoted(text: str) -> str:
     """A TXT value as DNS zone files write it: strings of at most 255 characters."""
     return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
@@ -103,7 +115,7 @@ def dns_check(ctx: Context, domain: str) -> None:
         raise click.ClickException(str(exc)) from None
 
     async def load(db: Any) -> tuple[list[Any], DkimKey | None]:
-        accounts = [a for a in await AccountManager(db).list() if a.domain.lower() == domain]
+        accounts = [a for a in await AccountManager(db).list() if _same_domain(a.domain, domain)]
         return accounts, await _store(ctx, db).for_domain(domain)
 
     accounts, key = ctx.run_db(load)

@@ -165,7 +165,8 @@ def split_nameserver(text: str) -> tuple[str, int]:
 
 
 def dns_lookup(nameserver: str = "", timeout: float | None = None) -> Lookup:
-    """A :data:`Lookup` over dnspython: the system's resolvers, or ``host[:port]``."""
+    """A :data:`Lookup` over dnspython: the system's resolvers, or ``nameserver`` (an IP
+    address with an optional port, see :func:`split_nameserver`)."""
     if nameserver:
         host, port = split_nameserver(nameserver)
         resolver = dns.resolver.Resolver(configure=False)

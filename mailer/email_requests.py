@@ -15,7 +15,7 @@ from typing import Any
 
 from mailer.addresses import validated_address
 from mailer.errors import InvalidMessageError
-from mailer.render import checked_header, clean_header
+from mailer.render import checked_header, clean_header, repeated_header
 
 #: Fields an email object may carry; anything else is an error (a typo must not be lost).
 FIELDS = frozenset(
@@ -219,6 +219,8 @@ def _headers(headers: object, row: dict[str, Any], errors: _Errors, base: str) -
             errors.add(f"{base}/headers/{_escape(name)}", str(exc))
         else:
             checked[key] = text
+    if repeated := repeated_header(checked):
+        errors.add(f"{base}/headers/{_escape(repeated[0])}", repeated[1])
     row["headers"] = checked
 
 

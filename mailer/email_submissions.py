@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import psycopg
@@ -25,12 +24,6 @@ from mailer.tracking_hooks import TEMPLATE_VARIABLES
 MAX_PAGE = 200
 #: A submission's field of each rendered part.
 _FIELDS = {"subject": "subject", "html_body": "html", "text_body": "text"}
-
-
-@cache
-def _trial_renderer() -> Renderer:
-    """Templates are tried as a worker renders them (:meth:`Renderer.template_errors`)."""
-    return Renderer(max_message_bytes=0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,9 @@ class EmailSubmissions:
         self.conn = conn
         self.key = key
         self._template_parts: dict[int, tuple[str, str | None, str | None]] = {}
+        # templates are tried as a worker renders them; its compiled templates are this
+        # submission's only (a process-wide cache would keep every body ever submitted)
+        self._renderer = Renderer(max_message_bytes=0)
 
     def resolve(self, rows: list[dict[str, Any]], bases: list[str]) -> list[list[FieldError]]:
         """Resolve template references and check pools and accounts against the key, in
@@ -112,7 +108,7 @@ class EmailSubmissions:
         stored = self._template_parts.get(row.get("template_id") or 0)
         parts = stored or (row.get("subject"), row.get("html_body"), row.get("text_body"))
         variables = None if compile_only else row.get("variables") or {}
-        problems = _trial_renderer().template_errors(parts, variables, TEMPLATE_VARIABLES)
+        problems = self._renderer.template_errors(parts, variables, TEMPLATE_VARIABLES)
         return [
             FieldError(f"{base}/{'variables' if stored else _FIELDS[part]}", detail)
             for part, detail in problems.items()

@@ -223,6 +223,8 @@ class Renderer:
                 problems[part] = f"template error in {part}: {exc}"
             except InvalidMessageError as exc:
                 problems[part] = str(exc)
+            except Exception as exc:  # 1/0, a bad %: what the worker fails such a row with
+                problems[part] = f"cannot render: {type(exc).__name__}: {exc}"
         return problems
 
     def _compile_uncached(self, env: SandboxedEnvironment, source: str) -> jinja2.Template:
@@ -255,15 +257,22 @@ def clean_header(value: str) -> str:
 
 
 def custom_headers(headers: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The row's extra headers, validated by :func:`checked_header`; InvalidMessageError
-    for a field named twice in different case (``Reply-To`` and ``reply-to``), which
-    would go out as two fields where RFC 5322 allows one."""
+    """The row's extra headers, validated by :func:`checked_header` and
+    :func:`repeated_header`."""
     checked = [checked_header(name, value) for name, value in (headers or {}).items()]
-    seen: dict[str, str] = {}
-    for name, _ in checked:
-        if (first := seen.setdefault(name.lower(), name)) != name:
-            raise InvalidMessageError(f"header {name!r} is given twice (also as {first!r})")
+    if problem := repeated_header(name for name, _ in checked):
+        raise InvalidMessageError(problem[1])
     return checked
+
+
+def repeated_header(names: Iterable[str]) -> tuple[str, str] | None:
+    """The first field named twice in different case (``Reply-To`` and ``reply-to``), which
+    would go out as two fields where RFC 5322 allows one, and the message saying so."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if (first := seen.setdefault(name.lower(), name)) != name:
+            return name, f"header {name!r} is given twice (also as {first!r})"
+    return None
 
 
 def checked_header(name: str, value: object) -> tuple[str, str]:

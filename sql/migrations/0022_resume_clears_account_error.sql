@@ -1,7 +1,7 @@
 -- An account made active again by any UPDATE (an admin's SQL, the console, `mailer
 -- accounts resume`) starts clean, as `mailer accounts resume` always did: its last_error
 -- (the pause or suspension reason, which `mailer status` shows as the account's note) and
--- any backoff are cleared, unless that same UPDATE sets them. Before, an admin's
+-- any backoff are cleared, unless that same UPDATE changes them. Before, an admin's
 -- `UPDATE sender_accounts SET status = 'active'` left "paused by operator" on an account
 -- that was sending again, and a suspended account's backoff still held it idle.
 CREATE OR REPLACE FUNCTION mailer_account_reactivated() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -338,3 +338,16 @@ def test_templates_that_would_fail_the_row_are_refused_at_the_door(client, sql, 
     for body in fine:
         response = client.post("/api/v1/emails", json=body, headers=auth(key))
         assert response.status_code == 202, (body, response.get_json())
+
+
+def test_a_template_that_raises_and_headers_named_twice_are_refused_not_500(client, sql, key):
+    for body, pointer, says in [
+        (email(subject="{{ 1/0 }}", variables={}), "/subject", "cannot render: ZeroDivisionError"),
+        (email(headers={"Reply-To": "a@x.org", "reply-to": "b@x.org"}), "/headers/reply-to",
+         "is given twice"),
+    ]:  # fmt: skip
+        response = client.post("/api/v1/emails", json=body, headers=auth(key))
+        assert response.status_code == 422, response.get_json()
+        [error] = response.get_json()["errors"]
+        assert error["pointer"] == pointer and says in error["detail"], error
+    assert sql.execute("SELECT count(*) AS n FROM email_queue").fetchone()["n"] == 0

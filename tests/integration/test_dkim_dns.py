@@ -157,3 +157,18 @@ def test_a_malformed_nameserver_setting_is_named(mailer, monkeypatch, nameserver
         "Error: MAILER_DNS_NAMESERVER must be an IP address with an optional :port "
         f"(127.0.0.1:5353, [::1]:53), not {nameserver!r}"
     )
+
+
+@pytest.mark.parametrize("asked", ["bücher.example", "xn--bcher-kva.example"])
+def test_dns_check_finds_the_accounts_of_an_idn_domain_written_either_way(
+    mailer, sql, monkeypatch, asked
+) -> None:
+    sql.execute(
+        "INSERT INTO sender_accounts (email, smtp_host) VALUES "
+        "('news@bücher.example', 'smtp.relay.example'), "
+        "('info@xn--bcher-kva.example', 'smtp.other.example')"
+    )
+    with TxtServer({}) as dns_server:
+        monkeypatch.setenv("MAILER_DNS_NAMESERVER", dns_server.nameserver)
+        out = mailer("dns-check", asked, code=1)
+    assert "needs: v=spf1 a:smtp.relay.example a:smtp.other.example ~all" in out

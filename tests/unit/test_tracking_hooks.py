@@ -13,7 +13,12 @@ from mailer.errors import InvalidMessageError
 from mailer.models import QueuedEmail
 from mailer.render import Renderer
 from mailer.tokens import TokenCodec
-from mailer.tracking_hooks import TrackingHooks, TrackingPolicy, tracking_policy
+from mailer.tracking_hooks import (
+    TEMPLATE_VARIABLES,
+    TrackingHooks,
+    TrackingPolicy,
+    tracking_policy,
+)
 from tests.support.rows import sample_account, sample_row
 
 BASE = "https://t.shop.example"
@@ -38,6 +43,14 @@ def render(settings=SETTINGS, **fields):
 
 def html_of(msg) -> str:
     return msg.get_body(("html",)).get_content()
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_template_variables_names_what_the_hook_gives(transactional):
+    """The API tries submissions' templates with these names as stand-ins."""
+    hooks = TrackingHooks(SETTINGS, CODEC)
+    given = hooks.variables(row(transactional=transactional), ACCOUNT)
+    assert tuple(given) == TEMPLATE_VARIABLES
 
 
 def test_policy_defaults_and_switches():
