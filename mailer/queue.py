@@ -148,12 +148,12 @@ class QueueManager:
 
     async def release(self, ids: list[int]) -> int:
         """Return leased rows that were never tried to the queue, untouched; idle workers
-        (of other accounts of the pool) are woken to take them."""
+        are woken to take those of the pool."""
         if not ids:
             return 0
-        released = await self.db.execute("release_rows", {"ids": ids, "worker_id": self.worker_id})
-        await self._wake_idle_workers(released)
-        return released
+        rows = await self.db.fetch_all("release_rows", {"ids": ids, "worker_id": self.worker_id})
+        await self._wake_idle_workers(rows)
+        return len(rows)
 
     async def release_held(self, row_id: int) -> int:
         """Give back a leased row whose campaign was paused (queued again: resuming the
@@ -173,15 +173,17 @@ class QueueManager:
 
     async def release_all(self, keep: list[int] | None = None) -> int:
         """Return every row this worker still leases, except the ids in ``keep``; idle
-        workers are woken to take them."""
+        workers are woken to take those of the pool."""
         rows = await self.db.fetch_all(
             "release_worker_rows_except", {"worker_id": self.worker_id, "keep": keep or []}
         )
-        await self._wake_idle_workers(len(rows))
+        await self._wake_idle_workers(rows)
         return len(rows)
 
-    async def _wake_idle_workers(self, released: int) -> None:
-        if released:
+    async def _wake_idle_workers(self, released: list[dict[str, Any]]) -> None:
+        """Rows of the pool given back: other accounts' idle workers may take them now
+        (rows pinned to this account wait for it)."""
+        if any(row["pooled"] for row in released):
             await self.db.execute("wake_idle_workers")
 
     async def next_due_at(self, account_id: int, pool: str) -> datetime | None:

@@ -253,11 +253,12 @@ SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM logged) 
 
 -- release_rows --
 -- Give leased rows that were never tried back untouched (a row marked in flight ahead of
--- its turn, never sent, gets its attempt back).
+-- its turn, never sent, gets its attempt back). pooled: another account may take it.
 UPDATE email_queue
 SET status = 'queued', attempts = attempts - (attempt_started_at IS NOT NULL)::int,
     attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE id = ANY(%(ids)s) AND locked_by = %(worker_id)s AND status = 'sending'
+RETURNING id, account_id IS NULL AS pooled
 
 -- release_worker_rows_except --
 -- A stopping worker gives back every row it leases but those in %(keep)s (a send cut off
@@ -266,7 +267,7 @@ UPDATE email_queue
 SET status = 'queued', attempts = attempts - (attempt_started_at IS NOT NULL)::int,
     attempt_started_at = NULL, locked_by = NULL, locked_account_id = NULL, locked_until = NULL
 WHERE locked_by = %(worker_id)s AND status = 'sending' AND NOT (id = ANY(%(keep)s))
-RETURNING id
+RETURNING id, account_id IS NULL AS pooled
 
 -- account_rows_leased_by_others --
 -- Whether rows of the account are still leased by another worker id once the account's
