@@ -342,8 +342,8 @@ def _gmail_credentials(fields: dict[str, Any], credentials_file: Any) -> str | N
     text = credentials_file.read()
     try:
         fields["gmail_project"] = GmailCredentials.parse(text).project
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--credentials-file") from None
+    except ValueError as exc:  # one line, exit 1, like every other account setting
+        raise click.ClickException(f"--credentials-file: {exc}") from None
     return text
 
 

@@ -90,6 +90,14 @@ class GmailCredentials:
         missing = [k for k in _REQUIRED[kind] if not info.get(k)]
         if missing:
             raise ValueError(f"the {kind} credentials file lacks {', '.join(missing)}")
+        if kind == "service_account":
+            try:  # the private key, read as the account's first token request would read it
+                service_account.Credentials.from_service_account_info(info)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    "the service_account credentials file's private_key is not a usable PEM "
+                    "private key (download the key file again)"
+                ) from None
         return cls(info, kind)
 
     @property

@@ -8,17 +8,28 @@ import io
 import json
 
 import psycopg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask.testing import FlaskClient
 
 from mailer.credentials import CredentialBox
 from tests.console.conftest import token
 
+PRIVATE_KEY = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    .decode()
+)
 SERVICE_ACCOUNT = json.dumps(
     {
         "type": "service_account",
         "project_id": "shop-mail-42",
         "client_email": "sender@shop-mail-42.iam.gserviceaccount.com",
-        "private_key": "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END",
+        "private_key": PRIVATE_KEY,
         "token_uri": "https://oauth2.googleapis.com/token",
     }
 )
@@ -30,7 +41,7 @@ AUTHORIZED_USER = json.dumps(
         "refresh_token": "refresh-token-value",
     }
 )
-SECRETS = ("secret-key-material", "client-secret-value", "refresh-token-value")
+SECRETS = (PRIVATE_KEY.splitlines()[1], "client-secret-value", "refresh-token-value")
 
 
 def upload(text: str | bytes, name: str = "key.json") -> tuple[io.BytesIO, str]:

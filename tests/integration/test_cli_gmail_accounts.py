@@ -52,8 +52,18 @@ def test_gmail_credentials_from_stdin_and_refusals(mailer, sql) -> None:
     base = ("accounts", "add", "--backend", "gmail", "--email", "s@example.com")
     with GmailStandIn() as standin:
         mailer(*base, "--credentials-file", "-", input=standin.credentials_json())
-    out = mailer(*base, "--credentials-file", "-", input='{"type": "x"}', code=2)
-    assert "service-account key or an authorized-user" in out
+    out = mailer(*base, "--credentials-file", "-", input='{"type": "x"}', code=1)
+    assert out.startswith("Error: --credentials-file: the credentials file must be a service")
+    assert len(out.splitlines()) == 1
+    broken_key = {
+        "type": "service_account",
+        "client_email": "sender@shop-mail-42.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    other = ("accounts", "add", "--backend", "gmail", "--email", "t@example.com")
+    out = mailer(*other, "--credentials-file", "-", input=json.dumps(broken_key), code=1)
+    assert "private_key is not a usable PEM private key" in out and "AAAA" not in out
     assert "needs --credentials-file" in mailer(*base, code=2)
     assert "--smtp-host is required" in mailer("accounts", "add", "--email", "a@b.example", code=2)
     assert sql.execute("SELECT count(*) AS n FROM sender_accounts").fetchone()["n"] == 1
