@@ -112,7 +112,10 @@ def validated_domain(domain: str, *, what: str = "domain") -> str:
     try:
         return parse_syntax(f"postmaster@{text}").ascii_domain.lower()
     except EmailNotValidError as exc:
-        raise InvalidMessageError(f"invalid {what} {domain!r}: {exc}") from None
+        reason = str(exc).replace("The part after the @-sign", "It")  # no @ was typed
+        if "@" in reason.replace("'@'", ""):
+            reason = "it is not a mail domain name."
+        raise InvalidMessageError(f"invalid {what} {domain!r}: {reason}") from None
 
 
 def is_special_use(ascii_domain: str) -> bool:

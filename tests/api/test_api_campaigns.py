@@ -102,6 +102,11 @@ def test_templates_that_would_fail_rows_are_refused_when_the_campaign_is_made(cl
     )
     assert permissive.status_code == 201 and permissive.get_json()["queued"] == 1
     assert [r["to_address"] for r in _rows(sql, "v")] == ["ann@example.org"]
+    # a recipient given as a bare address gets the template too, not its braces
+    bare = body | {"name": "w", "recipients": ["cy@example.org", body["recipients"][0]]}
+    refused = client.post("/api/v1/campaigns", json=bare, headers=auth(key))
+    assert refused.status_code == 422
+    assert [e["pointer"] for e in refused.get_json()["errors"]] == ["/recipients/0/variables"]
 
 
 def test_create_is_strict_by_default_and_the_name_is_unique(client, sql, key):
