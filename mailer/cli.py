@@ -231,7 +231,7 @@ def run(ctx: Context) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="MAILER_WEB_HOST")
-@click.option("--port", type=int, default=8025, envvar="MAILER_WEB_PORT")
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, envvar="MAILER_WEB_PORT")
 @click.option(
     "--routes",
     type=click.Choice(["tracking", "api", "admin", "all"]),
@@ -253,7 +253,7 @@ def web(ctx: Context, host: str, port: int, routes: str | None) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="MAILER_SINK_HOST")
-@click.option("--port", type=int, default=1025, envvar="MAILER_SINK_PORT")
+@click.option("--port", type=click.IntRange(0, 65535), default=1025, envvar="MAILER_SINK_PORT")
 @click.option(
     "--directory",
     type=click.Path(path_type=Path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,10 @@ def suppress() -> None:
 @click.option("--reason", type=click.Choice(REASONS), default="manual")
 @click.option("--source", default="cli", help="Where the suppression came from.")
 @click.option(
-    "--expires-in-hours", type=float, default=None, help="Lift it after this long (default: never)."
+    "--expires-in-hours",
+    type=click.FloatRange(0, 24 * 366 * 100, min_open=True),
+    default=None,
+    help="Lift it after this long (default: never).",
 )
 @pass_ctx
 def suppress_add(
@@ -40,6 +44,8 @@ def suppress_add(
         checked = [checked_email(e) for e in emails]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="EMAILS") from None
+    if expires_in_hours is not None and math.isnan(expires_in_hours):
+        raise click.BadParameter("must be a number of hours", param_hint="--expires-in-hours")
     expires = (
         datetime.now(UTC) + timedelta(hours=expires_in_hours)
         if expires_in_hours is not None
@@ -96,7 +102,11 @@ def suppress_list(ctx: Context, reason: str | None, include_expired: bool, as_js
 @pass_ctx
 def suppress_import(ctx: Context, file: click.utils.LazyFile, reason: str, source: str) -> None:
     """Suppress the addresses of a CSV FILE ('-' for stdin): email[,reason,source,expires_at]."""
-    entries, errors = parse_csv(file.read(), reason=reason, source=source)
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not UTF-8 text ({exc.reason})") from None
+    entries, errors = parse_csv(text, reason=reason, source=source)
     for error in errors:
         click.echo(f"skipped {error}", err=True)
     changed = ctx.run_db(lambda db: SuppressionManager(db).add(entries)) if entries else []

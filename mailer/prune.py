@@ -38,6 +38,8 @@ DROP_RETRY_SECONDS = 0.5
 
 #: Rows deleted per transaction.
 DEFAULT_BATCH_SIZE = 5000
+#: The longest retention: its cutoff must stay a date PostgreSQL and Python both hold.
+MAX_AGE = timedelta(days=100 * 366)
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -48,7 +50,12 @@ def parse_age(text: str) -> timedelta:
     match = _AGE.match(text.lower())
     if not match:
         raise ValueError(f"invalid age {text!r}: use a number and a unit, e.g. 90d, 36h, 2w")
-    age = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        age = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    except OverflowError:
+        raise ValueError(f"invalid age {text!r}: too long") from None
+    if age > MAX_AGE:
+        raise ValueError(f"invalid age {text!r}: at most {MAX_AGE.days} days")
     if age < MIN_RETENTION:
         raise ValueError(
             f"age {text!r} is under 24 hours: the daily limits count the last "

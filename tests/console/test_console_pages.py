@@ -263,6 +263,14 @@ def test_suppressions_add_remove_with_confirmation_import_export(
     assert "a@example.org,complaint" in export.get_data(as_text=True)
     actions = [e["action"] for e in audit_rows(sql)]
     assert actions == ["suppression.add", "suppression.remove", "suppressions.import"]
+    big = "".join(f"u{i}@example.org\n" for i in range(20_000)).encode()  # 369 KB
+    response = client.post(
+        "/admin/suppressions/import",
+        data={"file": (io.BytesIO(big), "big.csv"), "reason": "manual", "csrf_token": csrf},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code in (200, 302, 303), response.status_code
+    assert sql.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 20_002
 
 
 def test_overview_and_its_live_counters(client: FlaskClient, sql: psycopg.Connection):

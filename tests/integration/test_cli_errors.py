@@ -205,6 +205,13 @@ def test_every_command_on_an_unmigrated_database(run_cli, tmp_path, empty_db_url
             "--min-delay-ms must be 0 or more",
         ),
         (["worker", "--account-id", "99"], "no sender account with id 99"),
+        (["suppress", "add", "x@example.org", "--expires-in-hours", "-5"], "not in the range"),
+        (["suppress", "add", "x@example.org", "--expires-in-hours", "nan"], "number of hours"),
+        (["suppress", "add", "x@example.org", "--expires-in-hours", "1e30"], "not in the range"),
+        (["db", "prune", "--older-than", "99999999999999999999d"], "too long"),
+        (["db", "prune", "--older-than", "9999999w"], "at most 36600 days"),
+        (["sink", "--port", "70000"], "not in the range 0<=x<=65535"),
+        (["web", "--port", "-1"], "not in the range 0<=x<=65535"),
         (["accounts", "edit", "1"], "nothing to change"),
         (["accounts", "check"], "give the account"),
         (["db", "prune", "--older-than", "soon"], "--older-than"),
@@ -220,6 +227,14 @@ def test_every_command_on_an_unmigrated_database(run_cli, tmp_path, empty_db_url
 def test_invalid_values_are_one_line(run_cli, db_url, args, says):
     result = run_cli(db_url, args, lines=0)  # usage errors come with the usage line
     assert says in result.stderr
+    assert "unexpected error" not in result.stderr
+
+
+def test_a_suppression_file_that_is_not_utf8_is_named(run_cli, db_url, tmp_path):
+    binary = tmp_path / "list.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    result = run_cli(db_url, ["suppress", "import", str(binary)])
+    assert result.stderr.startswith(f"Error: {binary} is not UTF-8 text")
 
 
 @pytest.fixture

@@ -88,7 +88,8 @@ def login_csrf_token() -> str:
 @bp.before_request
 def _open() -> Response | None:
     if request.endpoint == "admin.import_suppressions":
-        request.max_content_length = MAX_IMPORT_BYTES
+        # the file part too: Werkzeug's multipart decoder holds its data to the form cap
+        request.max_content_length = request.max_form_memory_size = MAX_IMPORT_BYTES
     if request.endpoint == "admin.static":
         return None
     g.admin_conn_cm = services().store.connection()

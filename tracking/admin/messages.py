@@ -92,7 +92,8 @@ def message_action(queue_id: int, action: str) -> Response:
         )
         flash(f"Message {queue_id}: {action} done.")
     else:
-        flash(f"Message {queue_id} is {row['status']}: it cannot be {action}ed now.")
+        done = {"retry": "retried", "cancel": "cancelled"}.get(action, f"{action}ed")
+        flash(f"Message {queue_id} is {row['status']}: it cannot be {done} now.")
     return redirect(url_for("admin.message", queue_id=queue_id), 303)
 
 
