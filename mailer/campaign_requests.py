@@ -73,13 +73,14 @@ def check_campaign(
         return None, unresolved
     tracking = {flag: message.pop(flag, None) for flag in TRACKING}
     rows, item_errors = _recipient_rows(recipients, message, base, reject_special_use)
-    if any(r is not None and "variables" in r for r in rows):
+    templated = any(r is not None and "variables" in r for r in rows)
+    if templated:
         for row in rows:  # a template for one recipient is a template for all of them
             if row is not None:
                 row.setdefault("variables", {})
     # Rows a CSV upload adds are always templates: without inline recipients, or when
     # one is a template, the shared content must compile whatever the variables.
-    if not recipients or any(r is not None and "variables" in r for r in rows):
+    if not recipients or templated:
         probe = message | {"variables": message.get("variables") or {}}
         if broken := submissions.template_errors(probe, base, compile_only=True):
             return None, broken
