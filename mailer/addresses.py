@@ -118,6 +118,16 @@ def validated_domain(domain: str, *, what: str = "domain") -> str:
         raise InvalidMessageError(f"invalid {what} {domain!r}: {reason}") from None
 
 
+def comparable_domain(domain: str) -> str:
+    """``domain`` as :func:`validated_domain` gives it, so that two spellings of one name
+    (Unicode or punycode, any case, a final dot) compare equal; one that is not a mail
+    domain (written before domains were checked) lower-cased, without a final dot."""
+    try:
+        return validated_domain(domain)
+    except InvalidMessageError:
+        return domain.lower().rstrip(".")
+
+
 def is_special_use(ascii_domain: str) -> bool:
     """Whether ``ascii_domain`` is, or is under, an IANA special-use name."""
     domain = ascii_domain.lower().rstrip(".")

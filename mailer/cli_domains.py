@@ -44,18 +44,6 @@ def _domain(text: str) -> str:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
 
 
-def _same_domain(written: str, domain: str) -> bool:
-    """Whether an account's domain, however written (an IDN in Unicode or punycode), is
-    ``domain`` (as :func:`_domain` gives it)."""
-    from mailer.addresses import validated_domain
-    from mailer.errors import InvalidMessageError
-
-    try:
-        return validated_domain(written) == domain
-    except InvalidMessageError:
-        return written.lower() == domain
-
-
 def _quoted(text: str) -> str:
     """A TXT value as DNS zone files write it: strings of at most 255 characters."""
     return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
@@ -106,6 +94,7 @@ def dns_check(ctx: Context, domain: str) -> None:
     """Print the SPF, DKIM and DMARC records DOMAIN needs and whether DNS has them.
     Exit 1 when one is missing or wrong."""
     from mailer.accounts import AccountManager
+    from mailer.addresses import comparable_domain
     from mailer.dns_check import check_domain, dns_lookup
 
     domain = _domain(domain)
@@ -115,7 +104,9 @@ def dns_check(ctx: Context, domain: str) -> None:
         raise click.ClickException(str(exc)) from None
 
     async def load(db: Any) -> tuple[list[Any], DkimKey | None]:
-        accounts = [a for a in await AccountManager(db).list() if _same_domain(a.domain, domain)]
+        accounts = [
+            a for a in await AccountManager(db).list() if comparable_domain(a.domain) == domain
+        ]
         return accounts, await _store(ctx, db).for_domain(domain)
 
     accounts, key = ctx.run_db(load)

@@ -18,10 +18,10 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailer.addresses import validated_domain
+from mailer.addresses import comparable_domain
 from mailer.credentials import CredentialBox
 from mailer.db import Database
-from mailer.errors import InvalidMessageError, MailerError
+from mailer.errors import MailerError
 
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 SIGNED_HEADERS = (
@@ -169,12 +169,7 @@ class DkimKeyStore:
     async def for_domain(self, domain: str) -> DkimKey | None:
         """``domain``'s key: stored under its ASCII (punycode) name, as `mailer dkim` stores
         it, or as written (a key stored before names were made ASCII)."""
-        plain = domain.lower().rstrip(".")
-        try:
-            names = dict.fromkeys((validated_domain(domain), plain))
-        except InvalidMessageError:
-            names = {plain: None}
-        for name in names:
+        for name in dict.fromkeys((comparable_domain(domain), domain.lower().rstrip("."))):
             row = await self.db.fetch_one("get_dkim_key", {"domain": name})
             if row is not None:
                 break

@@ -23,12 +23,10 @@ class _MaxLengthStream(LimitedStream):
     def __init__(self, stream: IO[bytes], max_length: int) -> None:
         super().__init__(stream, max_length + 1, is_max=True)
         self._max_length = max_length
-        self._consumed = 0
 
     def readinto(self, b: bytearray) -> int:  # type: ignore[override]
         count = super().readinto(b) or 0
-        self._consumed += count
-        if self._consumed > self._max_length:
+        if self.tell() > self._max_length:  # the stream's own count of bytes read
             raise RequestEntityTooLarge()
         return count
 
